@@ -1,0 +1,71 @@
+"""notirouter: a self-hosted, plugin-based notification router for security alerts.
+
+This module is the public API for plugin authors: everything a source, enricher, sink or
+formatter plugin needs is importable from here, and nothing else is promised.
+"""
+
+from notirouter.enricher import Enricher, EnricherContext, EnricherOptions, EnrichmentError
+from notirouter.escape import (
+    TRUNCATION_MARKER,
+    escape_html,
+    escape_markdown,
+    escape_slack,
+    neutralise_mentions,
+    truncate,
+    truncate_utf8,
+)
+from notirouter.events import Event
+from notirouter.hookspecs import hookimpl
+from notirouter.http import (
+    HttpClient,
+    HttpRequest,
+    HttpResponse,
+    SecretUrl,
+    TransportError,
+    json_bytes,
+    parse_retry_after,
+)
+from notirouter.http_sink import HttpSink, classify_status
+from notirouter.message import Fact, Message, Severity
+from notirouter.sink import Outcome, SendResult, Sink, SinkContext, SinkOptions
+from notirouter.source import Source
+from notirouter.templating import TemplateText, make_environment
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "TRUNCATION_MARKER",
+    "Enricher",
+    "EnricherContext",
+    "EnricherOptions",
+    "EnrichmentError",
+    "Event",
+    "Fact",
+    "HttpClient",
+    "HttpRequest",
+    "HttpResponse",
+    "HttpSink",
+    "Message",
+    "Outcome",
+    "SecretUrl",
+    "SendResult",
+    "Severity",
+    "Sink",
+    "SinkContext",
+    "SinkOptions",
+    "Source",
+    "TemplateText",
+    "TransportError",
+    "__version__",
+    "classify_status",
+    "escape_html",
+    "escape_markdown",
+    "escape_slack",
+    "hookimpl",
+    "json_bytes",
+    "make_environment",
+    "neutralise_mentions",
+    "parse_retry_after",
+    "truncate",
+    "truncate_utf8",
+]

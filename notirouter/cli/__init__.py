@@ -1,0 +1,42 @@
+"""The ``notirouter`` command line (DESIGN.md §3.1).
+
+Exit codes: 0 success; 1 invalid config or failure to start; 2 usage error; 3 unreadable or
+invalid event file; 4 a sink did not accept a notification (``send``, ``test-sink``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from notirouter import __version__
+from notirouter.cli import dead, events, inspect, serving
+from notirouter.cli.common import EXIT_USAGE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="notirouter",
+        description="Route Sekoia.io security events to Teams, Slack, Mattermost, email and more.",
+    )
+    parser.add_argument("--version", action="version", version=f"notirouter {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serving.add_commands(commands)
+    events.add_commands(commands)
+    inspect.add_commands(commands)
+    dead.add_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    code: int = handler(args)
+    return code

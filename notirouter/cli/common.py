@@ -1,0 +1,91 @@
+"""Helpers shared by the command-line commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from notirouter.config.errors import ConfigError
+from notirouter.config.loader import LoadedConfig, default_config_path, load_config
+from notirouter.plugin_manager import PluginError
+
+EXIT_OK = 0
+EXIT_CONFIG = 1
+EXIT_USAGE = 2
+EXIT_INPUT = 3
+EXIT_UNDELIVERED = 4
+
+
+class CommandFailed(Exception):
+    """Stop a command with a message on stderr and an exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    """``-c/--config`` with the documented default."""
+    parser.add_argument(
+        "-c",
+        "--config",
+        default=None,
+        metavar="CONFIG",
+        help="config file (default: $NOTIROUTER_CONFIG, else ./notirouter.yaml)",
+    )
+
+
+def load(args: argparse.Namespace) -> LoadedConfig:
+    """Load the config named by ``args``; print every problem and fail with exit code 1."""
+    path = args.config or default_config_path()
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        count = len(exc.problems)
+        raise CommandFailed(
+            f"{count} problem{'s' if count != 1 else ''} in {path}", EXIT_CONFIG
+        ) from None
+    except PluginError as exc:
+        raise CommandFailed(f"plugin error: {exc}", EXIT_CONFIG) from None
+
+
+def read_event_file(path: str) -> dict[str, Any]:
+    """A JSON object from ``path`` (``-`` for stdin); fail with exit code 3 otherwise."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CommandFailed(f"{path}: cannot read: {exc.strerror}", EXIT_INPUT) from None
+    try:
+        payload = json.loads(text)
+    except ValueError as exc:
+        raise CommandFailed(f"{path}: malformed JSON: {exc}", EXIT_INPUT) from None
+    if not isinstance(payload, dict):
+        raise CommandFailed(f"{path}: the event must be a JSON object", EXIT_INPUT)
+    return payload
+
+
+def run_command(function: Any) -> Any:
+    """Decorator: turn :class:`CommandFailed` into a message and an exit code."""
+
+    def wrapper(args: argparse.Namespace) -> int:
+        try:
+            code: int = function(args)
+        except CommandFailed as exc:
+            print(f"notirouter: {exc}", file=sys.stderr)
+            return exc.code
+        except KeyboardInterrupt:
+            return 130
+        return code
+
+    wrapper.__doc__ = function.__doc__
+    return wrapper
+
+
+def print_json(value: Any) -> None:
+    """Pretty JSON on stdout."""
+    print(json.dumps(value, indent=2, ensure_ascii=False, default=str))

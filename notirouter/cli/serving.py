@@ -1,0 +1,105 @@
+"""``notirouter serve`` and ``notirouter check``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import socket
+from typing import Any
+
+import uvicorn
+
+from notirouter.cli.common import EXIT_CONFIG, EXIT_OK, add_config_option, load, run_command
+from notirouter.logs import configure_logging
+from notirouter.queue.writer import QueueUnavailable
+from notirouter.receiver import create_app
+from notirouter.runtime import Runtime
+
+log = logging.getLogger("notirouter")
+
+
+def add_commands(commands: Any) -> None:
+    """Register ``serve`` and ``check``."""
+    serve = commands.add_parser(
+        "serve",
+        help="run the receiver and the workers",
+        description="Run the receiver and workers.",
+    )
+    add_config_option(serve)
+    serve.add_argument("--host", help="listen address (default: server.host)")
+    serve.add_argument("--port", type=int, help="listen port (default: server.port; 0: any free)")
+    serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.set_defaults(handler=run_command(serve_command))
+
+    check = commands.add_parser(
+        "check",
+        help="validate the config",
+        description="Validate the config: exit 0 with a summary, or 1 with file:line:col errors.",
+    )
+    add_config_option(check)
+    check.set_defaults(handler=run_command(check_command))
+
+
+def check_command(args: argparse.Namespace) -> int:
+    """Validate and summarise the config."""
+    config = load(args)
+    app = config.app
+    print(
+        f"{config.path}: OK: {_count(len(app.hooks), 'hook')}, {_count(len(app.sinks), 'sink')}, "
+        f"{_count(len(app.enrichers), 'enricher')}, {_count(len(app.routes), 'route')}, "
+        f"queue {app.queue.backend} at {app.queue.path}"
+    )
+    return EXIT_OK
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' if n != 1 else ''}"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, announcing the real address once the socket is bound (port 0 included)."""
+
+    def __init__(self, config: uvicorn.Config, hooks: list[str]) -> None:
+        super().__init__(config)
+        self.hook_names = hooks
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        for server in self.servers:
+            for sock in server.sockets:
+                host, port = sock.getsockname()[:2]
+                shown = f"[{host}]" if ":" in host else host
+                log.info(
+                    "notirouter listening on http://%s:%d (hooks: %s; POST /hooks/<token>)",
+                    shown,
+                    port,
+                    ", ".join(self.hook_names) or "none",
+                )
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    """Run until SIGINT/SIGTERM."""
+    config = load(args)
+    configure_logging(args.log_level, config.secrets)
+    server_config = config.app.server
+    runtime = Runtime(config)
+    app = create_app(runtime, lifespan=runtime.lifespan)
+    uv_config = uvicorn.Config(
+        app,
+        host=args.host or server_config.host,
+        port=server_config.port if args.port is None else args.port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        lifespan="on",
+    )
+    server = _Server(uv_config, [hook.name for hook in config.app.hooks])
+    try:
+        asyncio.run(server.serve())
+    except QueueUnavailable as exc:
+        log.error("%s", exc)
+        return EXIT_CONFIG
+    if not server.started:
+        return EXIT_CONFIG
+    return EXIT_OK

@@ -1,0 +1,110 @@
+"""The configuration schema (DESIGN.md §3.3), validated by pydantic.
+
+Sink and enricher mappings are kept as raw dicts here: their shape belongs to the plugin type
+named by ``type``, and the loader validates them with that type's ``Options`` model.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> Any:
+    """Accept seconds as a number or a string like ``500ms``, ``30s``, ``10m``, ``24h``, ``7d``."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is None:
+            raise ValueError("expected a duration such as 30s, 10m, 24h or a number of seconds")
+        return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ServerConfig(_Strict):
+    """``server:`` where the receiver listens and what it accepts."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    access_log: bool = True
+
+
+class HookConfig(_Strict):
+    """One receiving endpoint, ``POST /hooks/<token>``."""
+
+    name: Name
+    token: SecretStr = Field(min_length=16, max_length=512)
+    source: str = "sekoia"
+
+
+class QueueConfig(_Strict):
+    """``queue:`` where accepted events and delivery jobs are stored."""
+
+    backend: Literal["sqlite"] = "sqlite"
+    path: str = "./var/notirouter.db"
+    dedupe_window: Duration = 86_400.0
+    synchronous: Literal["full", "normal"] = "full"
+
+
+class DeliveryConfig(_Strict):
+    """``delivery:`` retries, leases and worker counts."""
+
+    max_age: Duration = 86_400.0
+    backoff_initial: Duration = 1.0
+    backoff_max: Duration = 600.0
+    lease: Duration = Field(default=120.0, gt=0)
+    route_workers: int = Field(default=8, ge=1, le=256)
+
+
+class MatchConfig(_Strict):
+    """``match:`` of a route: event type and action, each a string, a list or ``"*"``."""
+
+    type: str | list[str] = "*"
+    action: str | list[str] = "*"
+
+
+class RouteConfig(_Strict):
+    """One route: which events, optional condition, which sinks, optional overrides."""
+
+    name: Name
+    match: MatchConfig = Field(default_factory=MatchConfig)
+    enrich: list[str] = Field(default_factory=list)
+    when: str | None = None
+    sinks: list[str] = Field(min_length=1)
+    continue_: bool = Field(default=False, alias="continue")
+    title: str | None = None
+    text: str | None = None
+    facts: dict[str, str] | None = None
+
+
+class PluginsConfig(_Strict):
+    """``plugins:`` switches for installed plugins."""
+
+    block: list[str] = Field(default_factory=list)
+
+
+class AppConfig(_Strict):
+    """The whole configuration file."""
+
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    hooks: list[HookConfig] = Field(default_factory=list)
+    queue: QueueConfig = Field(default_factory=QueueConfig)
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    enrichers: dict[Name, dict[str, Any]] = Field(default_factory=dict)
+    sinks: dict[Name, dict[str, Any]] = Field(default_factory=dict)
+    routes: list[RouteConfig] = Field(default_factory=list)
+    plugins: PluginsConfig = Field(default_factory=PluginsConfig)

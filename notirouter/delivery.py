@@ -1,0 +1,174 @@
+"""Delivery: one dispatcher per sink claims that sink's due jobs and attempts them.
+
+A dispatcher per sink keeps sinks independent: a sink that is slow, rate limited or failing
+only ever holds its own jobs. Each dispatcher owns the sink's rate limit, its concurrency, and
+a pause when the service says ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from notirouter.http import TransportError
+from notirouter.message import Message
+from notirouter.metrics import Metrics
+from notirouter.queue.records import StoredDelivery
+from notirouter.queue.sqlite import SqliteQueue, sink_wake
+from notirouter.ratelimit import TokenBucket
+from notirouter.retry import RetryPolicy
+from notirouter.sink import Outcome, SendResult, Sink
+
+log = logging.getLogger("notirouter.delivery")
+
+# Even with nothing due, look again now and then: another process (``notirouter dead replay``)
+# may have added work this one was not woken for.
+IDLE_RECHECK_SECONDS = 5.0
+
+
+async def attempt(sink: Sink[Any], message: Message) -> SendResult:
+    """One attempt, with every failure mode turned into a :class:`SendResult`."""
+    try:
+        # The sink's own timeout applies per request; this bound catches a sink that hangs.
+        return await asyncio.wait_for(sink.send(message), timeout=sink.options.timeout + 5)
+    except TransportError as exc:
+        return SendResult.retry(str(exc))
+    except TimeoutError:
+        return SendResult.retry(f"no result within {sink.options.timeout + 5:g}s")
+    except Exception as exc:
+        log.exception("sink %s raised while sending", sink.name)
+        return SendResult.retry(f"sink error: {type(exc).__name__}")
+
+
+class SinkDispatcher:
+    """Claims and attempts the deliveries of one sink until stopped."""
+
+    def __init__(
+        self,
+        sink: Sink[Any],
+        queue: SqliteQueue,
+        policy: RetryPolicy,
+        metrics: Metrics,
+        *,
+        lease: float,
+    ) -> None:
+        self.sink = sink
+        self.queue = queue
+        self.policy = policy
+        self.metrics = metrics
+        self.lease = lease
+        rate = sink.rate_limit
+        self.bucket = TokenBucket(rate, sink.options.burst) if rate else None
+        self.slots = asyncio.Semaphore(sink.options.concurrency)
+        self.paused_until = 0.0
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        """Claim due work whenever there is a free slot; sleep until woken or due."""
+        wakeup = self.queue.wakeup(sink_wake(self.sink.name))
+        concurrency = self.sink.options.concurrency
+        while True:
+            pause = self.paused_until - time.time()
+            if pause > 0:
+                await asyncio.sleep(pause)
+            await self.slots.acquire()
+            free = 1
+            while free < concurrency and not self.slots.locked():
+                await self.slots.acquire()
+                free += 1
+            wakeup.clear()
+            try:
+                batch = await self.queue.claim_deliveries(self.sink.name, free, self.lease)
+            except Exception:
+                for _ in range(free):
+                    self.slots.release()
+                raise
+            for _ in range(free - len(batch)):
+                self.slots.release()
+            for delivery in batch:
+                task = asyncio.create_task(self._attempt(delivery))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+            if not batch:
+                await self._sleep_until_due(wakeup)
+
+    async def _sleep_until_due(self, wakeup: asyncio.Event) -> None:
+        due = await self.queue.next_delivery_due(self.sink.name)
+        timeout = IDLE_RECHECK_SECONDS if due is None else due - time.time()
+        timeout = max(0.0, min(timeout, IDLE_RECHECK_SECONDS))
+        if timeout <= 0:
+            await asyncio.sleep(0.01)  # due now but claimed by nobody: lease race, look again
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wakeup.wait(), timeout)
+
+    async def _attempt(self, delivery: StoredDelivery) -> None:
+        try:
+            if self.bucket is not None:
+                await self.bucket.acquire()
+            message = Message.model_validate_json(delivery.message_json)
+            started = time.perf_counter()
+            result = await attempt(self.sink, message)
+            self.metrics.observe_attempt(
+                self.sink.name, result.outcome, time.perf_counter() - started
+            )
+            await self._record(delivery, result)
+        except asyncio.CancelledError:
+            raise  # the lease expires and another attempt follows: at-least-once
+        except Exception:
+            log.exception(
+                "delivery %s to sink %s could not be recorded", delivery.id, self.sink.name
+            )
+        finally:
+            self.slots.release()
+
+    async def _record(self, delivery: StoredDelivery, result: SendResult) -> None:
+        name = self.sink.name
+        if result.outcome is Outcome.DELIVERED:
+            await self.queue.finish_delivery(delivery, state="done", error=None)
+            log.info(
+                "delivered event %s to sink %s (route %s)", delivery.event_id, name, delivery.route
+            )
+            return
+        if result.outcome is Outcome.PERMANENT:
+            await self.queue.finish_delivery(delivery, state="dead", error=result.detail)
+            self.metrics.dead_letters.labels(sink=name).inc()
+            log.error(
+                "sink %s refused event %s for good: %s", name, delivery.event_id, result.detail
+            )
+            return
+        now = time.time()
+        if result.retry_after:
+            self.paused_until = max(self.paused_until, now + result.retry_after)
+        delay = self.policy.delay(delivery.attempts, result.retry_after)
+        if self.policy.gives_up(delivery.created_at, now, delay):
+            error = f"gave up after {delivery.attempts} attempts: {result.detail}"
+            await self.queue.finish_delivery(delivery, state="dead", error=error)
+            self.metrics.dead_letters.labels(sink=name).inc()
+            log.error("sink %s: event %s %s", name, delivery.event_id, error)
+            return
+        await self.queue.finish_delivery(
+            delivery, state="pending", error=result.detail, retry_in=delay
+        )
+        log.warning(
+            "sink %s: attempt %d for event %s failed (%s); retrying in %.1fs",
+            name,
+            delivery.attempts,
+            delivery.event_id,
+            result.detail,
+            delay,
+        )
+
+    async def drain(self, grace: float) -> None:
+        """Let attempts in flight finish for up to ``grace`` seconds, then cancel the rest.
+
+        A cancelled attempt is not lost: its lease expires and the job is attempted again.
+        """
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=grace)
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)

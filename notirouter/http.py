@@ -1,0 +1,173 @@
+"""Outbound HTTP: one shared aiohttp session per process, behind a small interface.
+
+Plugins never open their own clients. Measured on this machine, a shared aiohttp session posts
+about 11,500 requests/s to a loopback sink at 8 connections where httpx manages under 1,000,
+and the gap widens under concurrency, exactly when an alert storm hits (DESIGN.md §4).
+Error messages never include the URL: webhook URLs carry their secret in the path or query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from pydantic import AfterValidator, SecretStr
+
+MAX_RESPONSE_BYTES = 64 * 1024
+
+
+class TransportError(Exception):
+    """The request did not get an HTTP answer (connection failure, TLS error, timeout).
+
+    The message is safe to log: it names the host and port at most, never the path or query.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """An outbound request as a sink describes it; the core sends it.
+
+    Give ``json`` (serialised compactly as UTF-8) or raw ``data`` bytes, not both.
+    """
+
+    url: str
+    method: str = "POST"
+    json: Any = None
+    data: bytes | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def body_bytes(self) -> bytes:
+        """The exact bytes that go on the wire."""
+        if self.data is not None:
+            return self.data
+        if self.json is None:
+            return b""
+        return json_bytes(self.json)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    """The answer to an :class:`HttpRequest`: status, lower-cased headers, the first 64 KiB."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def text(self) -> str:
+        """The body decoded as UTF-8 (invalid bytes replaced)."""
+        return self.body.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        """The body parsed as JSON, or ``None`` if it is not JSON."""
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+    def retry_after(self) -> float | None:
+        """Seconds to wait from the ``Retry-After`` header (delta-seconds or HTTP date)."""
+        return parse_retry_after(self.headers.get("retry-after"))
+
+
+def json_bytes(payload: Any) -> bytes:
+    """Serialise ``payload`` the way every JSON sink sends it: compact UTF-8."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Parse a ``Retry-After`` value; ``None`` when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class HttpClient:
+    """The process-wide outbound HTTP client handed to plugins.
+
+    Redirects are not followed: a webhook endpoint that redirects is misconfigured, and
+    following it could forward the payload somewhere unexpected.
+    """
+
+    def __init__(self, *, max_connections: int = 256, user_agent: str = "notirouter") -> None:
+        self._max_connections = max_connections
+        self._user_agent = user_agent
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        """Open the shared session (inside the running event loop)."""
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                headers={"User-Agent": self._user_agent},
+                auto_decompress=True,
+            )
+
+    async def aclose(self) -> None:
+        """Close the session and its connections."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def send(self, request: HttpRequest, *, timeout: float) -> HttpResponse:
+        """Send ``request``; raise :class:`TransportError` when no HTTP answer arrives in time."""
+        if self._session is None:
+            await self.start()
+        assert self._session is not None
+        headers = dict(request.headers)
+        if request.json is not None and request.data is None:
+            headers.setdefault("Content-Type", "application/json; charset=utf-8")
+        try:
+            async with self._session.request(
+                request.method,
+                request.url,
+                data=request.body_bytes(),
+                headers=headers,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as response:
+                body = await response.content.read(MAX_RESPONSE_BYTES)
+                return HttpResponse(
+                    status=response.status,
+                    headers={k.lower(): v for k, v in response.headers.items()},
+                    body=body,
+                )
+        except TimeoutError:
+            raise TransportError(f"no answer within {timeout:g}s") from None
+        except aiohttp.ClientConnectorError as exc:
+            reason = exc.os_error.strerror or type(exc.os_error).__name__
+            raise TransportError(f"cannot connect to {exc.host}:{exc.port} ({reason})") from None
+        except aiohttp.ClientError as exc:
+            raise TransportError(f"HTTP transport error ({type(exc).__name__})") from None
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            raise TransportError(f"network error ({type(exc).__name__})") from None
+        except ValueError:
+            raise TransportError("invalid URL") from None
+
+
+def _check_http_url(value: SecretStr) -> SecretStr:
+    parsed = urlsplit(value.get_secret_value())
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        # The URL itself is a secret: say what is wrong without repeating it.
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return value
+
+
+SecretUrl = Annotated[SecretStr, AfterValidator(_check_http_url)]
+"""An http(s) URL option whose value is a secret (webhook URLs carry their token)."""

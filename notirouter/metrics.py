@@ -1,0 +1,64 @@
+"""Prometheus metrics, one registry per runtime. Labels are config names, never secrets."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from notirouter.sink import Outcome
+
+
+class Metrics:
+    """Counters for the receiver, routing and delivery, and queue depth gauges."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.events_received = Counter(
+            "notirouter_events_received_total",
+            "Webhook requests by hook name and result (accepted, duplicate, rejected status).",
+            ["hook", "result"],
+            registry=self.registry,
+        )
+        self.events_routed = Counter(
+            "notirouter_events_routed_total",
+            "Events routed into delivery jobs.",
+            registry=self.registry,
+        )
+        self.attempts = Counter(
+            "notirouter_delivery_attempts_total",
+            "Delivery attempts by sink and outcome (delivered, retry, permanent).",
+            ["sink", "outcome"],
+            registry=self.registry,
+        )
+        self.attempt_seconds = Histogram(
+            "notirouter_delivery_attempt_seconds",
+            "Duration of delivery attempts by sink.",
+            ["sink"],
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "notirouter_dead_letters_total",
+            "Deliveries that ended as dead letters, by sink.",
+            ["sink"],
+            registry=self.registry,
+        )
+        self.queue_jobs = Gauge(
+            "notirouter_queue_jobs",
+            "Events and deliveries in the queue by kind and state.",
+            ["kind", "state"],
+            registry=self.registry,
+        )
+
+    def observe_attempt(self, sink: str, outcome: Outcome, seconds: float) -> None:
+        """Count one delivery attempt and its duration."""
+        self.attempts.labels(sink=sink, outcome=outcome.value).inc()
+        self.attempt_seconds.labels(sink=sink).observe(seconds)
+
+    def set_queue_counts(self, counts: dict[str, int]) -> None:
+        """Update the queue gauges from :meth:`SqliteQueue.counts`."""
+        for key, value in counts.items():
+            kind, _, state = key.partition("_")
+            self.queue_jobs.labels(kind=kind, state=state).set(value)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)

@@ -1,0 +1,150 @@
+"""From an event to messages: match routes, enrich once, decide, format.
+
+This is the part shared by the serving workers, ``notirouter route`` (dry run) and
+``notirouter send``: all three see exactly the same decisions and messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from notirouter.enricher import Enricher, EnrichmentError
+from notirouter.events import Event
+from notirouter.formatting import generic_message
+from notirouter.message import Fact, Message
+from notirouter.routing import Route, RouteDecision, RouteTable, decide
+from notirouter.source import Source
+from notirouter.templating import TemplateRenderError
+
+log = logging.getLogger("notirouter.pipeline")
+
+
+class UnknownSourceError(Exception):
+    """An event was stored for a source that is no longer installed or configured."""
+
+
+@dataclass
+class Routed:
+    """The outcome of routing one event."""
+
+    event: Event
+    variables: dict[str, Any]
+    decisions: list[RouteDecision]
+    messages: list[tuple[Route, Message]] = field(default_factory=list)
+
+    @property
+    def enrichment_errors(self) -> dict[str, str]:
+        """Enricher name -> why it failed, for enrichers that failed."""
+        errors: dict[str, str] = self.variables["enrichment_errors"]
+        return errors
+
+
+class Pipeline:
+    """Routes, enriches and formats events; holds nothing per event between calls."""
+
+    def __init__(
+        self,
+        *,
+        manager: pluggy.PluginManager,
+        sources: Mapping[str, Source],
+        enrichers: Mapping[str, Enricher[Any]],
+        routes: RouteTable,
+    ) -> None:
+        self.manager = manager
+        self.sources = sources
+        self.enrichers = enrichers
+        self.routes = routes
+
+    def parse(self, source: str, payload: dict[str, Any]) -> Event:
+        """Validate a payload with the named source (raises pydantic's ValidationError)."""
+        parser = self.sources.get(source)
+        if parser is None:
+            raise UnknownSourceError(f"source {source!r} is not installed")
+        return parser.parse(payload)
+
+    async def route(self, event: Event, *, enrich: bool = True) -> Routed:
+        """Match, enrich (once, with the union of the candidates' enrichers), decide, format."""
+        candidates = self.routes.candidates(event.type, event.action)
+        variables = base_variables(event)
+        if candidates and enrich:
+            await self._enrich(
+                event, self.routes.enrichers_for(event.type, event.action), variables
+            )
+        routed = Routed(event, variables, decide(candidates, variables))
+        for decision in routed.decisions:
+            if decision.matched:
+                routed.messages.append(
+                    (decision.route, self.format(event, variables, decision.route))
+                )
+        return routed
+
+    async def _enrich(
+        self, event: Event, names: tuple[str, ...], variables: dict[str, Any]
+    ) -> None:
+        chosen = [(name, self.enrichers[name]) for name in names if name in self.enrichers]
+        results = await asyncio.gather(
+            *(enricher.enrich(event) for _, enricher in chosen), return_exceptions=True
+        )
+        for (name, _), result in zip(chosen, results, strict=True):
+            if isinstance(result, EnrichmentError):
+                variables["enrichment_errors"][name] = str(result)
+                variables["enrichment"].update(result.partial)
+                variables.update(result.partial)
+                log.warning("enricher %s failed for a %s event: %s", name, event.type, result)
+            elif isinstance(result, BaseException):
+                if isinstance(result, asyncio.CancelledError):
+                    raise result
+                reason = f"unexpected {type(result).__name__}"
+                variables["enrichment_errors"][name] = reason
+                log.error("enricher %s crashed", name, exc_info=result)
+            else:
+                variables["enrichment"].update(result)
+                variables.update(result)
+
+    def format(self, event: Event, variables: Mapping[str, Any], route: Route) -> Message:
+        """The formatter hook's message (or the generic one), with the route's overrides."""
+        message: Message | None = self.manager.hook.format_message(event=event, variables=variables)
+        if message is None:
+            message = generic_message(event, variables)
+        update: dict[str, Any] = {
+            "route": route.name,
+            "event": variables["event"],
+            "enrichment": variables["enrichment"],
+        }
+        if route.title or route.text or route.facts is not None:
+            context = {**variables, "message": message.summary()}
+            if route.title is not None:
+                update["title"] = _render(route, "title", route.title, context, message.title)
+            if route.text is not None:
+                update["text"] = _render(route, "text", route.text, context, message.text)
+            if route.facts is not None:
+                update["facts"] = tuple(
+                    Fact(name=name, value=_render(route, f"facts.{name}", render, context, ""))
+                    for name, render in route.facts
+                )
+        return message.model_copy(update=update)
+
+
+def base_variables(event: Event) -> dict[str, Any]:
+    """The template context before enrichment: the event's fields at top level and as ``event``."""
+    data = event.template_data()
+    return {**data, "event": data, "enrichment": {}, "enrichment_errors": {}}
+
+
+def _render(
+    route: Route, field_name: str, render: Any, context: Mapping[str, Any], fallback: str
+) -> str:
+    try:
+        rendered: str = render(context)
+    except TemplateRenderError as exc:
+        log.warning(
+            "route %s: %s template failed (%s); using the default", route.name, field_name, exc
+        )
+        return fallback
+    return rendered

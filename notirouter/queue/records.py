@@ -1,0 +1,65 @@
+"""What the queue stores: events as received, and one delivery job per (event, route, sink)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueResult:
+    """Answer to an enqueue: the event id, and whether the event had been seen already."""
+
+    id: str
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An accepted event, claimed by a routing worker under a lease."""
+
+    id: str
+    hook: str
+    source: str
+    body: bytes
+    received_at: float
+    attempts: int
+    lease: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    """A delivery job to create when an event has been routed and formatted."""
+
+    route: str
+    sink: str
+    message_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDelivery:
+    """A delivery job, claimed by its sink's dispatcher under a lease."""
+
+    id: int
+    event_id: str
+    route: str
+    sink: str
+    message_json: str
+    attempts: int
+    created_at: float
+    lease: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A delivery that will not be retried any more, with the reason."""
+
+    id: int
+    event_id: str
+    route: str
+    sink: str
+    attempts: int
+    created_at: float
+    finished_at: float
+    last_error: str
+    message_json: str
+    event_body: bytes | None

@@ -1,0 +1,160 @@
+"""Everything a running notirouter holds, built from a validated config.
+
+The same :class:`Runtime` serves ``serve`` (receiver and workers), ``route`` and ``send``
+(pipeline and sinks, no workers) and the ``dead`` commands (queue only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+
+from notirouter.config.loader import LoadedConfig
+from notirouter.delivery import SinkDispatcher
+from notirouter.enricher import Enricher, EnricherContext
+from notirouter.hooks import HookTable
+from notirouter.http import HttpClient
+from notirouter.metrics import Metrics
+from notirouter.pipeline import Pipeline
+from notirouter.queue.sqlite import SqliteQueue
+from notirouter.retry import RetryPolicy
+from notirouter.sink import Sink, SinkContext
+from notirouter.source import Source
+from notirouter.worker import EventRouter
+
+log = logging.getLogger("notirouter")
+PRUNE_INTERVAL_SECONDS = 3600.0
+SHUTDOWN_GRACE_SECONDS = 10.0
+
+
+class Runtime:
+    """Plugins instantiated from the config, the queue, and the workers once started."""
+
+    def __init__(self, config: LoadedConfig) -> None:
+        self.config = config
+        app = config.app
+        self.http = HttpClient()
+        self.metrics = Metrics()
+        self.hooks = HookTable(app.hooks)
+        self.sources: dict[str, Source] = {
+            name: cls() for name, cls in config.types.sources.items()
+        }
+        self.enrichers: dict[str, Enricher[Any]] = {
+            name: config.types.enrichers[options.type](
+                name, options, EnricherContext(name=name, http=self.http)
+            )
+            for name, options in config.enricher_options.items()
+        }
+        self.sinks: dict[str, Sink[Any]] = {
+            name: config.types.sinks[options.type](
+                name, options, SinkContext(name=name, http=self.http)
+            )
+            for name, options in config.sink_options.items()
+        }
+        self.pipeline = Pipeline(
+            manager=config.manager,
+            sources=self.sources,
+            enrichers=self.enrichers,
+            routes=config.routes,
+        )
+        self.queue = SqliteQueue(
+            app.queue.path,
+            synchronous=app.queue.synchronous,
+            dedupe_window=app.queue.dedupe_window,
+        )
+        self.policy = RetryPolicy(
+            initial=app.delivery.backoff_initial,
+            maximum=app.delivery.backoff_max,
+            max_age=app.delivery.max_age,
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self._router: EventRouter | None = None
+        self._dispatchers: list[SinkDispatcher] = []
+
+    async def open_plugins(self) -> None:
+        """Open the HTTP client and let sinks and enrichers prepare."""
+        await self.http.start()
+        for enricher in self.enrichers.values():
+            await enricher.start()
+        for sink in self.sinks.values():
+            await sink.start()
+
+    async def close_plugins(self) -> None:
+        """Let sinks and enrichers release resources, then close the HTTP client."""
+        closers = [(s.name, s.aclose) for s in self.sinks.values()]
+        closers += [(e.name, e.aclose) for e in self.enrichers.values()]
+        for name, aclose in closers:
+            try:
+                await aclose()
+            except Exception:
+                log.exception("error while closing %s", name)
+        await self.http.aclose()
+
+    async def start(self) -> None:
+        """Open everything and start the routing workers and one dispatcher per sink."""
+        await self.queue.open()
+        await self.open_plugins()
+        delivery = self.config.app.delivery
+        self._router = EventRouter(
+            self.pipeline,
+            self.queue,
+            self.policy,
+            self.metrics,
+            concurrency=delivery.route_workers,
+            lease=delivery.lease,
+        )
+        self._dispatchers = [
+            SinkDispatcher(sink, self.queue, self.policy, self.metrics, lease=delivery.lease)
+            for sink in self.sinks.values()
+        ]
+        self._spawn(self._router.run(), "router")
+        for dispatcher in self._dispatchers:
+            self._spawn(dispatcher.run(), f"sink {dispatcher.sink.name}")
+        self._spawn(self._prune_forever(), "pruner")
+
+    def _spawn(self, coroutine: Any, label: str) -> None:
+        task = asyncio.create_task(coroutine, name=f"notirouter {label}")
+        task.add_done_callback(self._crashed)
+        self._tasks.append(task)
+
+    def _crashed(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s stopped", task.get_name(), exc_info=task.exception())
+
+    async def _prune_forever(self) -> None:
+        window = max(self.config.app.queue.dedupe_window, self.config.app.delivery.max_age)
+        while True:
+            try:
+                pruned = await self.queue.prune(window)
+                if pruned:
+                    log.info("pruned %d finished events", pruned)
+            except Exception:
+                log.exception("pruning the queue failed")
+            await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
+
+    async def stop(self) -> None:
+        """Stop claiming, let work in flight finish briefly, close everything."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        drains = [d.drain(SHUTDOWN_GRACE_SECONDS) for d in self._dispatchers]
+        if self._router is not None:
+            drains.append(self._router.drain(SHUTDOWN_GRACE_SECONDS))
+        await asyncio.gather(*drains, return_exceptions=True)
+        await self.close_plugins()
+        await self.queue.close()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        """Starlette lifespan: start with the server, stop with it."""
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()

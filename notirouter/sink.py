@@ -1,0 +1,122 @@
+"""The sink plugin API: options, the send contract and its three outcomes.
+
+A sink turns a :class:`~notirouter.message.Message` into something a service accepts and says
+how the attempt went. The core owns everything around it: durable jobs, retries with backoff,
+``Retry-After``, rate limits, concurrency and dead letters.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from notirouter.http import HttpClient
+from notirouter.message import Message
+
+
+class Outcome(StrEnum):
+    """How one delivery attempt ended."""
+
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    PERMANENT = "permanent"
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """The outcome of one attempt, with a short human-readable detail (never a secret)."""
+
+    outcome: Outcome
+    detail: str = ""
+    retry_after: float | None = None
+
+    @classmethod
+    def delivered(cls, detail: str = "") -> SendResult:
+        """The service accepted the message."""
+        return cls(Outcome.DELIVERED, detail)
+
+    @classmethod
+    def retry(cls, detail: str, after: float | None = None) -> SendResult:
+        """A transient failure: try again, no sooner than ``after`` seconds if given."""
+        return cls(Outcome.RETRY, detail, after)
+
+    @classmethod
+    def permanent(cls, detail: str) -> SendResult:
+        """The service will never accept this message: dead-letter it now."""
+        return cls(Outcome.PERMANENT, detail)
+
+
+class SinkOptions(BaseModel):
+    """Options every sink accepts; a sink's own ``Options`` subclasses this.
+
+    Unknown keys are errors, reported with file, line and column.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str
+    rate_limit: float | None = Field(
+        default=None, gt=0, description="Messages per second; default: the sink type's own."
+    )
+    burst: int = Field(default=1, ge=1, le=1000, description="Messages allowed back to back.")
+    timeout: float = Field(default=10.0, gt=0, le=300, description="Seconds per attempt.")
+    concurrency: int = Field(default=4, ge=1, le=256, description="Attempts in flight at once.")
+
+
+@dataclass(frozen=True, slots=True)
+class SinkContext:
+    """What the core hands a sink: its configured name and the shared HTTP client."""
+
+    name: str
+    http: HttpClient
+
+
+OptionsT = TypeVar("OptionsT", bound=SinkOptions)
+
+
+class Sink(ABC, Generic[OptionsT]):
+    """Base class of every sink type.
+
+    Subclasses set ``type_name`` (the ``type:`` in the config), ``Options`` (their pydantic
+    options model) and optionally ``default_rate_limit`` (messages per second), then implement
+    :meth:`render` and :meth:`send`.
+    """
+
+    type_name: ClassVar[str]
+    Options: ClassVar[type[SinkOptions]] = SinkOptions
+    default_rate_limit: ClassVar[float | None] = None
+
+    def __init__(self, name: str, options: OptionsT, context: SinkContext) -> None:
+        self.name = name
+        self.options = options
+        self.context = context
+
+    @property
+    def rate_limit(self) -> float | None:
+        """Messages per second this sink may send: configured, else the type's default."""
+        return self.options.rate_limit or self.default_rate_limit
+
+    async def start(self) -> None:
+        """Prepare resources before the first send (optional)."""
+
+    async def aclose(self) -> None:
+        """Release resources at shutdown (optional)."""
+
+    @abstractmethod
+    def render(self, message: Message) -> Any:
+        """The payload this sink would send for ``message``, as JSON-able data.
+
+        Used by ``notirouter route`` to show what would be sent, and by :meth:`send`.
+        """
+
+    @abstractmethod
+    async def send(self, message: Message) -> SendResult:
+        """Make one delivery attempt and classify it.
+
+        Raise :class:`~notirouter.http.TransportError` (or return ``SendResult.retry``) for a
+        transient failure; the core schedules the retry.
+        """

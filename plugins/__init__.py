@@ -1,0 +1,15 @@
+"""notirouter's built-in plugins, installed as ``notirouter.plugins``.
+
+They use only the public ``notirouter`` API, exactly as a third-party plugin would.
+"""
+
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "notirouter.plugins.sekoia",
+    "notirouter.plugins.log",
+    "notirouter.plugins.webhook",
+)
+"""Modules registered by :func:`notirouter.plugin_manager.make_plugin_manager`, in order.
+
+Each is registered under its last name component (``sekoia``, ``log``, ``webhook``), the name
+``plugins: {block: [...]}`` refers to.
+"""
