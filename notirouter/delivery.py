@@ -18,6 +18,7 @@ from notirouter.message import Message
 from notirouter.metrics import Metrics
 from notirouter.queue.records import StoredDelivery
 from notirouter.queue.sqlite import SqliteQueue, sink_wake
+from notirouter.queue.writer import QueueUnavailable
 from notirouter.ratelimit import TokenBucket
 from notirouter.retry import RetryPolicy
 from notirouter.sink import Outcome, SendResult, Sink
@@ -27,6 +28,7 @@ log = logging.getLogger("notirouter.delivery")
 # Even with nothing due, look again now and then: another process (``notirouter dead replay``)
 # may have added work this one was not woken for.
 IDLE_RECHECK_SECONDS = 5.0
+QUEUE_ERROR_PAUSE = 1.0
 
 
 async def attempt(sink: Sink[Any], message: Message) -> SendResult:
@@ -82,10 +84,12 @@ class SinkDispatcher:
             wakeup.clear()
             try:
                 batch = await self.queue.claim_deliveries(self.sink.name, free, self.lease)
-            except Exception:
+            except QueueUnavailable as exc:
                 for _ in range(free):
                     self.slots.release()
-                raise
+                log.error("sink %s: cannot claim deliveries (%s)", self.sink.name, exc)
+                await asyncio.sleep(QUEUE_ERROR_PAUSE)
+                continue
             for _ in range(free - len(batch)):
                 self.slots.release()
             for delivery in batch:
@@ -96,7 +100,10 @@ class SinkDispatcher:
                 await self._sleep_until_due(wakeup)
 
     async def _sleep_until_due(self, wakeup: asyncio.Event) -> None:
-        due = await self.queue.next_delivery_due(self.sink.name)
+        try:
+            due = await self.queue.next_delivery_due(self.sink.name)
+        except QueueUnavailable:
+            due = None
         timeout = IDLE_RECHECK_SECONDS if due is None else due - time.time()
         timeout = max(0.0, min(timeout, IDLE_RECHECK_SECONDS))
         if timeout <= 0:

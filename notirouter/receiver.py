@@ -80,6 +80,9 @@ def create_app(
     lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]] | None = None,
 ) -> Starlette:
     """The Starlette application serving ``runtime``."""
+    # uvicorn's access log prints the request path, and the path holds the hook token: switch
+    # it off whoever configured logging, and log our own redacted line instead.
+    logging.getLogger("uvicorn.access").disabled = True
     max_body = runtime.config.app.server.max_body_bytes
     received = runtime.metrics.events_received
 

@@ -66,6 +66,7 @@ class Runtime:
             app.queue.path,
             synchronous=app.queue.synchronous,
             dedupe_window=app.queue.dedupe_window,
+            busy_timeout=app.queue.busy_timeout,
         )
         self.policy = RetryPolicy(
             initial=app.delivery.backoff_initial,

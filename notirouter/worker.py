@@ -20,10 +20,12 @@ from notirouter.metrics import Metrics
 from notirouter.pipeline import Pipeline, UnknownSourceError
 from notirouter.queue.records import NewDelivery, StoredEvent
 from notirouter.queue.sqlite import EVENTS_WAKE, SqliteQueue
+from notirouter.queue.writer import QueueUnavailable
 from notirouter.retry import RetryPolicy
 
 log = logging.getLogger("notirouter.worker")
 IDLE_RECHECK_SECONDS = 5.0
+QUEUE_ERROR_PAUSE = 1.0
 
 
 class EventRouter:
@@ -60,10 +62,12 @@ class EventRouter:
             wakeup.clear()
             try:
                 batch = await self.queue.claim_events(free, self.lease)
-            except Exception:
+            except QueueUnavailable as exc:
                 for _ in range(free):
                     self.slots.release()
-                raise
+                log.error("cannot claim events (%s); trying again in %gs", exc, QUEUE_ERROR_PAUSE)
+                await asyncio.sleep(QUEUE_ERROR_PAUSE)
+                continue
             for _ in range(free - len(batch)):
                 self.slots.release()
             for event in batch:
@@ -71,7 +75,10 @@ class EventRouter:
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
             if not batch:
-                due = await self.queue.next_event_due()
+                try:
+                    due = await self.queue.next_event_due()
+                except QueueUnavailable:
+                    due = None
                 timeout = IDLE_RECHECK_SECONDS if due is None else due - time.time()
                 timeout = max(0.0, min(timeout, IDLE_RECHECK_SECONDS))
                 if timeout <= 0:
@@ -87,7 +94,10 @@ class EventRouter:
             raise
         except Exception as exc:
             log.exception("event %s could not be routed", stored.id)
-            await self._retry(stored, f"routing error: {type(exc).__name__}")
+            try:
+                await self._retry(stored, f"routing error: {type(exc).__name__}")
+            except QueueUnavailable:
+                pass  # the lease expires and the event is routed again later
         finally:
             self.slots.release()
 

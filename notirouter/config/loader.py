@@ -11,10 +11,10 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pluggy
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 
 from notirouter.config.errors import ConfigError, ConfigProblem, Position
 from notirouter.config.located_yaml import LocatedDocument, load_located
@@ -26,7 +26,6 @@ from notirouter.sink import SinkOptions
 from notirouter.templating import TemplateCompileError, Templates
 
 DEFAULT_CONFIG_PATH = "notirouter.yaml"
-ModelT = TypeVar("ModelT", bound=BaseModel)
 ManagerFactory = Callable[[Iterable[str]], pluggy.PluginManager]
 
 
@@ -87,9 +86,7 @@ def load_config_text(
         raise ConfigError(checker.problems)
     if document.data is None:
         raise ConfigError(checker.problems)
-    app = checker.validate(AppConfig, document.data, ())
-    if app is None:
-        raise ConfigError(checker.problems)
+    app = checker.validate_sections(document.data)
     manager = manager_factory(app.plugins.block)
     types = collect_types(manager)
     sink_options = checker.plugin_options("sinks", app.sinks, types.sinks, SinkOptions)
@@ -116,16 +113,43 @@ class _Checker:
     def __init__(self, document: LocatedDocument) -> None:
         self.document = document
         self.problems: list[ConfigProblem] = []
+        self.failed_sections: set[str] = set()
+        self.route_positions: list[int] = []
         self.templates = Templates()
 
     def add(self, path: tuple[str | int, ...], message: str, *, key: bool = False) -> None:
         self.problems.append(ConfigProblem(self.document.position(path, key=key), message))
 
-    def validate(
-        self, model: type[ModelT], data: Any, base: tuple[str | int, ...]
-    ) -> ModelT | None:
+    def validate_sections(self, data: dict[str, Any]) -> AppConfig:
+        """Validate each section (and each route) on its own, so one mistake hides nothing.
+
+        Sections that fail keep their defaults, and cross-reference checks that depend on
+        them are skipped rather than reported as consequences of the first error.
+        """
+        sections: dict[str, Any] = {}
+        fields = {field.alias or name: name for name, field in AppConfig.model_fields.items()}
+        for key, raw in data.items():
+            name = fields.get(key)
+            if name is None:
+                self.add((key,), f"config: unknown key {key!r}", key=True)
+                continue
+            if name == "routes" and isinstance(raw, list):
+                routes = [self.validate(RouteConfig, item, ("routes", i)) for i, item in enumerate(raw)]
+                sections[name] = [route for route in routes if route is not None]
+                self.route_positions = [i for i, route in enumerate(routes) if route is not None]
+                continue
+            annotation = AppConfig.model_fields[name].annotation
+            value = self.validate(TypeAdapter(annotation), raw, (key,))
+            if value is not None:
+                sections[name] = value
+            else:
+                self.failed_sections.add(name)
+        return AppConfig.model_construct(**sections)
+
+    def validate(self, model: Any, data: Any, base: tuple[str | int, ...]) -> Any:
+        validate = model.validate_python if isinstance(model, TypeAdapter) else model.model_validate
         try:
-            return model.model_validate(data)
+            return validate(data)
         except ValidationError as exc:
             seen: set[tuple[str | int, ...]] = set()
             for error in exc.errors(include_input=False, include_url=False):
@@ -224,20 +248,20 @@ class _Checker:
     def compile_routes(self, app: AppConfig, types: PluginTypes) -> list[Route]:
         routes: list[Route] = []
         names: set[str] = set()
-        for i, config in enumerate(app.routes):
+        for i, config in zip(self.route_positions, app.routes, strict=True):
             path: tuple[str | int, ...] = ("routes", i)
             if config.name in names:
                 self.add((*path, "name"), f"routes: duplicate route name {config.name!r}")
             names.add(config.name)
             for j, sink in enumerate(config.sinks):
-                if sink not in app.sinks:
+                if sink not in app.sinks and "sinks" not in self.failed_sections:
                     self.add(
                         (*path, "sinks", j),
                         f"routes.{config.name}: unknown sink {sink!r} "
                         f"(defined: {', '.join(sorted(app.sinks)) or 'none'})",
                     )
             for j, enricher in enumerate(config.enrich):
-                if enricher not in app.enrichers:
+                if enricher not in app.enrichers and "enrichers" not in self.failed_sections:
                     self.add(
                         (*path, "enrich", j),
                         f"routes.{config.name}: unknown enricher {enricher!r} "
