@@ -223,7 +223,7 @@ class SqliteQueue:
                 ),
             )
 
-        await self._writer.submit(operation)
+        await self._writer.submit(operation, wakes=() if dead else (EVENTS_WAKE,))
 
     async def next_event_due(self) -> float | None:
         """When the earliest pending event becomes due (``None``: no pending event)."""
@@ -279,7 +279,9 @@ class SqliteQueue:
                 ).rowcount
             )
 
-        done: bool = await self._writer.submit(operation)
+        # A retry changes when this sink next has work: wake its dispatcher to re-plan its sleep.
+        wakes = (sink_wake(delivery.sink),) if state == "pending" else ()
+        done: bool = await self._writer.submit(operation, wakes=wakes)
         return done
 
     async def next_delivery_due(self, sink: str) -> float | None:

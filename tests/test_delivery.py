@@ -1,0 +1,139 @@
+"""Delivery through the real runtime: retries, Retry-After, dead letters, isolation, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from notirouter.cli import main
+from tests.conftest import TOKEN
+from tests.loopback import LoopbackServer, Reply
+from tests.serving import Served, serve
+
+
+def event(n: int, type_: str = "alert") -> dict[str, object]:
+    return {"type": type_, "action": "created", "attributes": {"uuid": f"u{n}"}, "metadata": {"uuid": f"m{n}"}}
+
+
+def config(db: Path, sinks: str, routes: str, delivery: str = "") -> str:
+    return f"""
+hooks:
+  - {{name: sekoia, token: {TOKEN}}}
+queue: {{path: "{db}"}}
+delivery: {{backoff_initial: 50ms, backoff_max: 200ms, lease: 5s {delivery}}}
+sinks:
+{sinks}
+routes:
+{routes}
+"""
+
+
+async def post_events(served: Served, events: list[dict[str, object]]) -> None:
+    async with aiohttp.ClientSession() as client:
+        for item in events:
+            async with client.post(f"{served.url}/hooks/{TOKEN}", json=item) as response:
+                assert response.status == 202
+
+
+@pytest.fixture
+async def second_loopback() -> AsyncIterator[LoopbackServer]:
+    server = LoopbackServer()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+async def test_transient_failures_are_retried_until_delivered_once(
+    tmp_path: Path, write_config: Callable[..., Path], loopback: LoopbackServer
+) -> None:
+    loopback.reply(Reply(500, "boom"), Reply(503), Reply(200, "ok"))
+    path = write_config(
+        config(tmp_path / "q.db", f'  a: {{type: webhook, url: "{loopback.url}"}}', "  - {name: r, sinks: [a]}")
+    )
+    async with serve(path) as served:
+        await post_events(served, [event(1)])
+        await loopback.wait_for(3)
+        await asyncio.sleep(0.3)
+    assert len(loopback.requests) == 3
+    assert len({r.body for r in loopback.requests}) == 1
+
+
+async def test_retry_after_is_honoured(
+    tmp_path: Path, write_config: Callable[..., Path], loopback: LoopbackServer
+) -> None:
+    loopback.reply(Reply(429, "slow down", {"Retry-After": "1"}), Reply(200, "ok"))
+    path = write_config(
+        config(tmp_path / "q.db", f'  a: {{type: webhook, url: "{loopback.url}"}}', "  - {name: r, sinks: [a]}")
+    )
+    async with serve(path) as served:
+        await post_events(served, [event(1)])
+        first, second = await loopback.wait_for(2)
+    assert second.at - first.at >= 0.95
+
+
+async def test_permanent_failure_becomes_a_dead_letter_and_replays(
+    tmp_path: Path, write_config: Callable[..., Path], loopback: LoopbackServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    loopback.reply(Reply(404, "no such hook"))
+    db = tmp_path / "q.db"
+    path = write_config(config(db, f'  a: {{type: webhook, url: "{loopback.url}"}}', "  - {name: r, sinks: [a]}"))
+    async with serve(path) as served:
+        await post_events(served, [event(1)])
+        await loopback.wait_for(1)
+        await asyncio.sleep(0.2)
+        assert await asyncio.to_thread(main, ["dead", "list", "-c", str(path), "--json"]) == 0
+        [dead] = json.loads(capsys.readouterr().out)
+        assert (dead["sink"], dead["route"], dead["attempts"]) == ("a", "r", 1)
+        assert dead["error"] == "HTTP 404: no such hook"
+        loopback.reply(Reply(200, "ok"))
+        assert await asyncio.to_thread(main, ["dead", "replay", "-c", str(path), str(dead["id"])]) == 0
+        await loopback.wait_for(2, timeout=10)
+    assert "1 dead letter queued again" in capsys.readouterr().out
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("SELECT state FROM deliveries").fetchall() == [("done",)]
+
+
+async def test_jobs_past_max_age_become_dead_letters(
+    tmp_path: Path, write_config: Callable[..., Path], loopback: LoopbackServer
+) -> None:
+    loopback.reply(Reply(500, "still broken"))
+    db = tmp_path / "q.db"
+    path = write_config(
+        config(db, f'  a: {{type: webhook, url: "{loopback.url}"}}', "  - {name: r, sinks: [a]}", ", max_age: 300ms")
+    )
+    async with serve(path) as served:
+        await post_events(served, [event(1)])
+        await asyncio.sleep(1.0)
+        letters = await served.runtime.queue.dead_letters()
+    assert len(letters) == 1
+    assert letters[0].last_error.startswith("gave up after")
+    assert letters[0].last_error.endswith("HTTP 500: still broken")
+
+
+async def test_a_failing_sink_does_not_delay_another(
+    tmp_path: Path, write_config: Callable[..., Path], loopback: LoopbackServer, second_loopback: LoopbackServer
+) -> None:
+    loopback.reply(Reply(500, "down", delay=0.5))  # slow and failing
+    sinks = f'  bad: {{type: webhook, url: "{loopback.url}", concurrency: 1}}\n  good: {{type: webhook, url: "{second_loopback.url}"}}'
+    path = write_config(config(tmp_path / "q.db", sinks, "  - {name: r, sinks: [bad, good]}"))
+    async with serve(path) as served:
+        await post_events(served, [event(n) for n in range(20)])
+        await second_loopback.wait_for(20, timeout=3)
+        assert len(loopback.requests) < 20  # the bad sink is still working through its retries
+
+
+async def test_rate_limit_spaces_deliveries(
+    tmp_path: Path, write_config: Callable[..., Path], loopback: LoopbackServer
+) -> None:
+    sinks = f'  a: {{type: webhook, url: "{loopback.url}", rate_limit: 10}}'
+    path = write_config(config(tmp_path / "q.db", sinks, "  - {name: r, sinks: [a]}"))
+    async with serve(path) as served:
+        await post_events(served, [event(n) for n in range(6)])
+        requests = await loopback.wait_for(6)
+    assert requests[-1].at - requests[0].at >= 0.45  # 6 messages at 10/s, burst 1

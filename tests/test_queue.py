@@ -1,0 +1,121 @@
+"""The SQLite queue: durability, leases, dedupe window, dead letters, group commit."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from notirouter.queue.records import NewDelivery
+from notirouter.queue.sqlite import SqliteQueue
+
+
+@pytest.fixture
+async def queue(tmp_path: Path) -> AsyncIterator[SqliteQueue]:
+    q = SqliteQueue(tmp_path / "q.db", dedupe_window=3600)
+    await q.open()
+    yield q
+    await q.close()
+
+
+async def enqueue(queue: SqliteQueue, key: str, body: bytes = b"{}") -> str:
+    result = await queue.enqueue(hook="h", source="sekoia", dedupe_key=key, body=body)
+    return result.id
+
+
+async def test_concurrent_enqueues_all_commit_and_survive_reopen(tmp_path: Path) -> None:
+    queue = SqliteQueue(tmp_path / "q.db")
+    await queue.open()
+    results = await asyncio.gather(*(queue.enqueue(hook="h", source="s", dedupe_key=f"k{i}", body=b"x") for i in range(300)))
+    await queue.close()
+    assert len({r.id for r in results}) == 300
+    assert not any(r.duplicate for r in results)
+    with sqlite3.connect(tmp_path / "q.db") as connection:
+        assert connection.execute("SELECT COUNT(*) FROM events").fetchone() == (300,)
+
+
+async def test_concurrent_duplicates_resolve_to_one_event(queue: SqliteQueue) -> None:
+    results = await asyncio.gather(*(queue.enqueue(hook="h", source="s", dedupe_key="same", body=b"x") for _ in range(20)))
+    assert len({r.id for r in results}) == 1
+    assert sum(not r.duplicate for r in results) == 1
+
+
+async def test_dedupe_window_expiry_makes_the_key_new_again(tmp_path: Path) -> None:
+    queue = SqliteQueue(tmp_path / "q.db", dedupe_window=0.2)
+    await queue.open()
+    first = await queue.enqueue(hook="h", source="s", dedupe_key="k", body=b"x")
+    assert (await queue.enqueue(hook="h", source="s", dedupe_key="k", body=b"x")).duplicate
+    await asyncio.sleep(0.3)
+    later = await queue.enqueue(hook="h", source="s", dedupe_key="k", body=b"x")
+    await queue.close()
+    assert not later.duplicate and later.id != first.id
+
+
+async def test_claimed_event_is_invisible_until_its_lease_expires(queue: SqliteQueue) -> None:
+    event_id = await enqueue(queue, "k")
+    [claimed] = await queue.claim_events(10, lease_seconds=0.3)
+    assert claimed.id == event_id and claimed.attempts == 1
+    assert await queue.claim_events(10, lease_seconds=0.3) == []
+    await asyncio.sleep(0.35)
+    [again] = await queue.claim_events(10, lease_seconds=30)
+    assert again.id == event_id and again.attempts == 2
+    # The first worker's lease is gone: it cannot complete the event any more.
+    assert not await queue.complete_event(claimed, [NewDelivery("r", "s", "{}")])
+    assert await queue.complete_event(again, [NewDelivery("r", "s", "{}")])
+
+
+async def test_completion_creates_deliveries_once(queue: SqliteQueue) -> None:
+    await enqueue(queue, "k")
+    [event] = await queue.claim_events(1, 30)
+    jobs = [NewDelivery("r1", "a", "{}"), NewDelivery("r1", "b", "{}"), NewDelivery("r1", "a", "{}")]
+    assert await queue.complete_event(event, jobs)
+    assert [d.sink for d in await queue.claim_deliveries("a", 10, 30)] == ["a"]
+    assert [d.sink for d in await queue.claim_deliveries("b", 10, 30)] == ["b"]
+    assert await queue.claim_events(1, 30) == []
+
+
+async def test_delivery_retry_dead_and_replay(queue: SqliteQueue) -> None:
+    await enqueue(queue, "k")
+    [event] = await queue.claim_events(1, 30)
+    await queue.complete_event(event, [NewDelivery("r", "s", '{"title": "t"}')])
+    [delivery] = await queue.claim_deliveries("s", 10, 30)
+    assert await queue.finish_delivery(delivery, state="pending", error="HTTP 500", retry_in=0.2)
+    assert await queue.claim_deliveries("s", 10, 30) == []
+    due = await queue.next_delivery_due("s")
+    assert due is not None and due > time.time()
+    await asyncio.sleep(0.25)
+    [retry] = await queue.claim_deliveries("s", 10, 30)
+    assert retry.attempts == 2
+    assert await queue.finish_delivery(retry, state="dead", error="HTTP 404: gone")
+    [dead] = await queue.dead_letters()
+    assert (dead.id, dead.sink, dead.attempts, dead.last_error) == (retry.id, "s", 2, "HTTP 404: gone")
+    assert dead.event_body == b"{}"
+    assert await queue.replay([dead.id, 999]) == [dead.id]
+    assert await queue.dead_letters() == []
+    [replayed] = await queue.claim_deliveries("s", 10, 30)
+    assert replayed.attempts == 1
+
+
+async def test_purge_and_prune(queue: SqliteQueue) -> None:
+    await enqueue(queue, "k")
+    [event] = await queue.claim_events(1, 30)
+    await queue.complete_event(event, [NewDelivery("r", "ok", "{}"), NewDelivery("r", "bad", "{}")])
+    [good] = await queue.claim_deliveries("ok", 1, 30)
+    [bad] = await queue.claim_deliveries("bad", 1, 30)
+    await queue.finish_delivery(good, state="done", error=None)
+    await queue.finish_delivery(bad, state="dead", error="refused")
+    assert await queue.prune(older_than=0) == 0  # a dead letter keeps its event
+    assert await queue.purge_dead() == 1
+    assert await queue.prune(older_than=0) == 1
+    assert await queue.counts() == {}
+
+
+async def test_wakeup_is_set_by_commits(queue: SqliteQueue) -> None:
+    wakeup = queue.wakeup("events")
+    wakeup.clear()
+    await enqueue(queue, "k")
+    assert wakeup.is_set()
