@@ -102,8 +102,9 @@ def _collect(
     types: PluginTypes,
 ) -> None:
     hook = getattr(manager.hook, hook_name)
-    # Registration order (built-ins first) so that an error names the later plugin.
-    for impl in reversed(hook.get_hookimpls()):
+    # get_hookimpls() is in registration order (built-ins first), so a duplicate is blamed
+    # on the plugin registered later.
+    for impl in hook.get_hookimpls():
         impl.function(register=_registrar(impl.plugin_name, kind, into, base, types))
 
 

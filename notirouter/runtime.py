@@ -7,12 +7,8 @@ The same :class:`Runtime` serves ``serve`` (receiver and workers), ``route`` and
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
-
-from starlette.applications import Starlette
 
 from notirouter.config.loader import LoadedConfig
 from notirouter.delivery import SinkDispatcher
@@ -150,12 +146,3 @@ class Runtime:
         await asyncio.gather(*drains, return_exceptions=True)
         await self.close_plugins()
         await self.queue.close()
-
-    @contextlib.asynccontextmanager
-    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        """Starlette lifespan: start with the server, stop with it."""
-        await self.start()
-        try:
-            yield
-        finally:
-            await self.stop()

@@ -94,10 +94,9 @@ class EventRouter:
             raise
         except Exception as exc:
             log.exception("event %s could not be routed", stored.id)
-            try:
+            # If even that fails, the lease expires and the event is routed again later.
+            with contextlib.suppress(QueueUnavailable):
                 await self._retry(stored, f"routing error: {type(exc).__name__}")
-            except QueueUnavailable:
-                pass  # the lease expires and the event is routed again later
         finally:
             self.slots.release()
 

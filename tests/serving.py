@@ -28,10 +28,17 @@ async def serve(config_path: Path, environ: dict[str, str] | None = None) -> Asy
     """Start ``notirouter serve`` in-process on 127.0.0.1 and a free port."""
     config = load_config(config_path, environ=environ)
     runtime = Runtime(config)
-    app = create_app(runtime, lifespan=runtime.lifespan)
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on")
+        uvicorn.Config(
+            create_app(runtime),
+            host="127.0.0.1",
+            port=0,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+        )
     )
+    await runtime.start()
     task = asyncio.create_task(server.serve())
     try:
         async with asyncio.timeout(10):
@@ -45,3 +52,4 @@ async def serve(config_path: Path, environ: dict[str, str] | None = None) -> Asy
     finally:
         server.should_exit = True
         await task
+        await runtime.stop()

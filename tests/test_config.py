@@ -40,7 +40,9 @@ def problems(path: Path, environ: dict[str, str] | None = None) -> list[str]:
     return [str(p) for p in caught.value.problems]
 
 
-def test_valid_config_loads_with_substitution_and_defaults(write_config: Callable[..., Path]) -> None:
+def test_valid_config_loads_with_substitution_and_defaults(
+    write_config: Callable[..., Path],
+) -> None:
     path = write_config(GOOD)
     config = load_config(path, environ=ENV)
     assert config.app.hooks[0].token.get_secret_value() == ENV["HOOK_TOKEN"]
@@ -62,7 +64,9 @@ def test_unknown_key_in_sink_options(write_config: Callable[..., Path]) -> None:
 
 
 def test_route_naming_unknown_sink_and_enricher(write_config: Callable[..., Path]) -> None:
-    text = GOOD.replace("sinks: [console, forward]", "sinks: [console, teams]\n    enrich: [sekoia]")
+    text = GOOD.replace(
+        "sinks: [console, forward]", "sinks: [console, teams]\n    enrich: [sekoia]"
+    )
     path = write_config(text)
     found = problems(path)
     assert f"{path}:14:22: routes.alerts: unknown sink 'teams' (defined: console, forward)" in found
@@ -78,13 +82,16 @@ def test_sink_of_unknown_type(write_config: Callable[..., Path]) -> None:
 
 
 def test_duplicate_sink_name(write_config: Callable[..., Path]) -> None:
-    path = write_config(GOOD.replace("  console: {type: log}\n", "  console: {type: log}\n  console: {type: log}\n"))
+    path = write_config(
+        GOOD.replace("  console: {type: log}\n", "  console: {type: log}\n  console: {type: log}\n")
+    )
     assert problems(path) == [f"{path}:9:3: duplicate key 'console' (first defined at line 8)"]
 
 
 def test_duplicate_route_and_hook_names(write_config: Callable[..., Path]) -> None:
     text = GOOD.replace("  - name: rest", "  - name: alerts").replace(
-        "    source: sekoia\n", "    source: sekoia\n  - name: sekoia\n    token: another-token-0123456789\n"
+        "    source: sekoia\n",
+        "    source: sekoia\n  - name: sekoia\n    token: another-token-0123456789\n",
     )
     path = write_config(text)
     found = problems(path)
@@ -95,18 +102,25 @@ def test_duplicate_route_and_hook_names(write_config: Callable[..., Path]) -> No
 def test_short_token_is_rejected_without_printing_it(write_config: Callable[..., Path]) -> None:
     path = write_config(GOOD)
     found = problems(path, {"HOOK_TOKEN": "short-secret"})
-    assert found == [f"{path}:3:12: hooks.0.token: Value error, a hook token needs at least 16 characters"]
+    assert found == [
+        f"{path}:3:12: hooks.0.token: Value error, a hook token needs at least 16 characters"
+    ]
     assert "short-secret" not in "\n".join(found)
 
 
 def test_when_that_does_not_compile(write_config: Callable[..., Path]) -> None:
-    path = write_config(GOOD.replace("when: \"attributes.short_id != 'skip'\"", 'when: "alert.urgency >= "'))
+    path = write_config(
+        GOOD.replace("when: \"attributes.short_id != 'skip'\"", 'when: "alert.urgency >= "')
+    )
     [problem] = problems(path)
     assert problem.startswith(f"{path}:13:11: routes.alerts.when: does not compile: ")
 
 
 def test_template_that_does_not_compile(write_config: Callable[..., Path]) -> None:
-    text = GOOD.replace("    continue: true\n", "    continue: true\n    title: '{{ alert.title '\n    facts: {Host: '{% if %}'}\n")
+    text = GOOD.replace(
+        "    continue: true\n",
+        "    continue: true\n    title: '{{ alert.title '\n    facts: {Host: '{% if %}'}\n",
+    )
     path = write_config(text)
     found = problems(path)
     assert any(p.startswith(f"{path}:16:12: routes.alerts.title: ") for p in found), found
@@ -114,10 +128,14 @@ def test_template_that_does_not_compile(write_config: Callable[..., Path]) -> No
 
 
 def test_webhook_payload_template_checked_at_load(write_config: Callable[..., Path]) -> None:
-    text = GOOD.replace('url: "http://127.0.0.1:9/x"}', "url: \"http://127.0.0.1:9/x\", payload: '{{ x '}")
+    text = GOOD.replace(
+        'url: "http://127.0.0.1:9/x"}', "url: \"http://127.0.0.1:9/x\", payload: '{{ x '}"
+    )
     path = write_config(text)
     [problem] = problems(path)
-    assert problem.startswith(f"{path}:9:66: sinks.forward.payload: Value error, template does not compile")
+    assert problem.startswith(
+        f"{path}:9:66: sinks.forward.payload: Value error, template does not compile"
+    )
 
 
 def test_unset_variable_names_the_variable_and_its_line(write_config: Callable[..., Path]) -> None:
@@ -161,8 +179,14 @@ def test_wrong_types_and_durations(write_config: Callable[..., Path]) -> None:
     text = GOOD + "server: {port: eighty}\ndelivery: {max_age: forever}\n"
     path = write_config(text)
     found = problems(path)
-    assert f"{path}:19:16: server.port: Input should be a valid integer, unable to parse string as an integer" in found
-    assert any(p.startswith(f"{path}:20:21: delivery.max_age: Value error, expected a duration") for p in found)
+    assert (
+        f"{path}:19:16: server.port: "
+        "Input should be a valid integer, unable to parse string as an integer" in found
+    )
+    assert any(
+        p.startswith(f"{path}:20:21: delivery.max_age: Value error, expected a duration")
+        for p in found
+    )
 
 
 def test_durations_accept_units(write_config: Callable[..., Path]) -> None:

@@ -51,7 +51,7 @@ async def test_events_accepted_before_kill_9_are_delivered_after_restart(
         f"""
         hooks:
           - {{name: sekoia, token: {TOKEN}}}
-        queue: {{path: "{tmp_path / 'q.db'}"}}
+        queue: {{path: "{tmp_path / "q.db"}"}}
         delivery: {{backoff_initial: 100ms, backoff_max: 300ms, lease: 1s}}
         sinks:
           forward: {{type: webhook, url: "http://127.0.0.1:{sink_port}/sink"}}
@@ -65,7 +65,12 @@ async def test_events_accepted_before_kill_9_are_delivered_after_restart(
     accepted = []
     async with aiohttp.ClientSession() as client:
         for n in range(30):
-            body = {"type": "alert", "action": "created", "attributes": {"n": n}, "metadata": {"uuid": f"e{n}"}}
+            body = {
+                "type": "alert",
+                "action": "created",
+                "attributes": {"n": n},
+                "metadata": {"uuid": f"e{n}"},
+            }
             async with client.post(f"http://127.0.0.1:{port}/hooks/{TOKEN}", json=body) as response:
                 assert response.status == 202
                 accepted.append((await response.json())["id"])

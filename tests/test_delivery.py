@@ -18,7 +18,12 @@ from tests.serving import Served, serve
 
 
 def event(n: int, type_: str = "alert") -> dict[str, object]:
-    return {"type": type_, "action": "created", "attributes": {"uuid": f"u{n}"}, "metadata": {"uuid": f"m{n}"}}
+    return {
+        "type": type_,
+        "action": "created",
+        "attributes": {"uuid": f"u{n}"},
+        "metadata": {"uuid": f"m{n}"},
+    }
 
 
 def config(db: Path, sinks: str, routes: str, delivery: str = "") -> str:
@@ -54,7 +59,11 @@ async def test_transient_failures_are_retried_until_delivered_once(
 ) -> None:
     loopback.reply(Reply(500, "boom"), Reply(503), Reply(200, "ok"))
     path = write_config(
-        config(tmp_path / "q.db", f'  a: {{type: webhook, url: "{loopback.url}"}}', "  - {name: r, sinks: [a]}")
+        config(
+            tmp_path / "q.db",
+            f'  a: {{type: webhook, url: "{loopback.url}"}}',
+            "  - {name: r, sinks: [a]}",
+        )
     )
     async with serve(path) as served:
         await post_events(served, [event(1)])
@@ -69,7 +78,11 @@ async def test_retry_after_is_honoured(
 ) -> None:
     loopback.reply(Reply(429, "slow down", {"Retry-After": "1"}), Reply(200, "ok"))
     path = write_config(
-        config(tmp_path / "q.db", f'  a: {{type: webhook, url: "{loopback.url}"}}', "  - {name: r, sinks: [a]}")
+        config(
+            tmp_path / "q.db",
+            f'  a: {{type: webhook, url: "{loopback.url}"}}',
+            "  - {name: r, sinks: [a]}",
+        )
     )
     async with serve(path) as served:
         await post_events(served, [event(1)])
@@ -78,11 +91,16 @@ async def test_retry_after_is_honoured(
 
 
 async def test_permanent_failure_becomes_a_dead_letter_and_replays(
-    tmp_path: Path, write_config: Callable[..., Path], loopback: LoopbackServer, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    write_config: Callable[..., Path],
+    loopback: LoopbackServer,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     loopback.reply(Reply(404, "no such hook"))
     db = tmp_path / "q.db"
-    path = write_config(config(db, f'  a: {{type: webhook, url: "{loopback.url}"}}', "  - {name: r, sinks: [a]}"))
+    path = write_config(
+        config(db, f'  a: {{type: webhook, url: "{loopback.url}"}}', "  - {name: r, sinks: [a]}")
+    )
     async with serve(path) as served:
         await post_events(served, [event(1)])
         await loopback.wait_for(1)
@@ -92,7 +110,9 @@ async def test_permanent_failure_becomes_a_dead_letter_and_replays(
         assert (dead["sink"], dead["route"], dead["attempts"]) == ("a", "r", 1)
         assert dead["error"] == "HTTP 404: no such hook"
         loopback.reply(Reply(200, "ok"))
-        assert await asyncio.to_thread(main, ["dead", "replay", "-c", str(path), str(dead["id"])]) == 0
+        assert (
+            await asyncio.to_thread(main, ["dead", "replay", "-c", str(path), str(dead["id"])]) == 0
+        )
         await loopback.wait_for(2, timeout=10)
     assert "1 dead letter queued again" in capsys.readouterr().out
     with sqlite3.connect(db) as connection:
@@ -105,7 +125,12 @@ async def test_jobs_past_max_age_become_dead_letters(
     loopback.reply(Reply(500, "still broken"))
     db = tmp_path / "q.db"
     path = write_config(
-        config(db, f'  a: {{type: webhook, url: "{loopback.url}"}}', "  - {name: r, sinks: [a]}", ", max_age: 300ms")
+        config(
+            db,
+            f'  a: {{type: webhook, url: "{loopback.url}"}}',
+            "  - {name: r, sinks: [a]}",
+            ", max_age: 300ms",
+        )
     )
     async with serve(path) as served:
         await post_events(served, [event(1)])
@@ -117,10 +142,16 @@ async def test_jobs_past_max_age_become_dead_letters(
 
 
 async def test_a_failing_sink_does_not_delay_another(
-    tmp_path: Path, write_config: Callable[..., Path], loopback: LoopbackServer, second_loopback: LoopbackServer
+    tmp_path: Path,
+    write_config: Callable[..., Path],
+    loopback: LoopbackServer,
+    second_loopback: LoopbackServer,
 ) -> None:
     loopback.reply(Reply(500, "down", delay=0.5))  # slow and failing
-    sinks = f'  bad: {{type: webhook, url: "{loopback.url}", concurrency: 1}}\n  good: {{type: webhook, url: "{second_loopback.url}"}}'
+    sinks = (
+        f'  bad: {{type: webhook, url: "{loopback.url}", concurrency: 1}}\n'
+        f'  good: {{type: webhook, url: "{second_loopback.url}"}}'
+    )
     path = write_config(config(tmp_path / "q.db", sinks, "  - {name: r, sinks: [bad, good]}"))
     async with serve(path) as served:
         await post_events(served, [event(n) for n in range(20)])

@@ -30,7 +30,9 @@ async def enqueue(queue: SqliteQueue, key: str, body: bytes = b"{}") -> str:
 async def test_concurrent_enqueues_all_commit_and_survive_reopen(tmp_path: Path) -> None:
     queue = SqliteQueue(tmp_path / "q.db")
     await queue.open()
-    results = await asyncio.gather(*(queue.enqueue(hook="h", source="s", dedupe_key=f"k{i}", body=b"x") for i in range(300)))
+    results = await asyncio.gather(
+        *(queue.enqueue(hook="h", source="s", dedupe_key=f"k{i}", body=b"x") for i in range(300))
+    )
     await queue.close()
     assert len({r.id for r in results}) == 300
     assert not any(r.duplicate for r in results)
@@ -39,7 +41,9 @@ async def test_concurrent_enqueues_all_commit_and_survive_reopen(tmp_path: Path)
 
 
 async def test_concurrent_duplicates_resolve_to_one_event(queue: SqliteQueue) -> None:
-    results = await asyncio.gather(*(queue.enqueue(hook="h", source="s", dedupe_key="same", body=b"x") for _ in range(20)))
+    results = await asyncio.gather(
+        *(queue.enqueue(hook="h", source="s", dedupe_key="same", body=b"x") for _ in range(20))
+    )
     assert len({r.id for r in results}) == 1
     assert sum(not r.duplicate for r in results) == 1
 
@@ -71,7 +75,11 @@ async def test_claimed_event_is_invisible_until_its_lease_expires(queue: SqliteQ
 async def test_completion_creates_deliveries_once(queue: SqliteQueue) -> None:
     await enqueue(queue, "k")
     [event] = await queue.claim_events(1, 30)
-    jobs = [NewDelivery("r1", "a", "{}"), NewDelivery("r1", "b", "{}"), NewDelivery("r1", "a", "{}")]
+    jobs = [
+        NewDelivery("r1", "a", "{}"),
+        NewDelivery("r1", "b", "{}"),
+        NewDelivery("r1", "a", "{}"),
+    ]
     assert await queue.complete_event(event, jobs)
     assert [d.sink for d in await queue.claim_deliveries("a", 10, 30)] == ["a"]
     assert [d.sink for d in await queue.claim_deliveries("b", 10, 30)] == ["b"]
@@ -92,7 +100,12 @@ async def test_delivery_retry_dead_and_replay(queue: SqliteQueue) -> None:
     assert retry.attempts == 2
     assert await queue.finish_delivery(retry, state="dead", error="HTTP 404: gone")
     [dead] = await queue.dead_letters()
-    assert (dead.id, dead.sink, dead.attempts, dead.last_error) == (retry.id, "s", 2, "HTTP 404: gone")
+    assert (dead.id, dead.sink, dead.attempts, dead.last_error) == (
+        retry.id,
+        "s",
+        2,
+        "HTTP 404: gone",
+    )
     assert dead.event_body == b"{}"
     assert await queue.replay([dead.id, 999]) == [dead.id]
     assert await queue.dead_letters() == []

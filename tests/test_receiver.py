@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
@@ -65,7 +66,9 @@ async def post(
 ) -> tuple[int, Any, aiohttp.ClientResponse]:
     data = body if isinstance(body, bytes | str) else json.dumps(body)
     headers = kwargs.pop("headers", {"Content-Type": "application/json"})
-    async with client.post(f"{served.url}/hooks/{token}", data=data, headers=headers, **kwargs) as r:
+    async with client.post(
+        f"{served.url}/hooks/{token}", data=data, headers=headers, **kwargs
+    ) as r:
         text = await r.text()
         return r.status, (json.loads(text) if text else None), r
 
@@ -76,7 +79,9 @@ def stored_events(served: Served) -> list[tuple[str, bytes]]:
         return [(r[0], bytes(r[1])) for r in connection.execute("SELECT id, body FROM events")]
 
 
-async def test_valid_event_is_committed_before_202(served: Served, client: aiohttp.ClientSession) -> None:
+async def test_valid_event_is_committed_before_202(
+    served: Served, client: aiohttp.ClientSession
+) -> None:
     status, body, _ = await post(client, served, ALERT)
     assert status == 202
     assert body["duplicate"] is False
@@ -114,7 +119,10 @@ async def test_unknown_token_is_indistinguishable_from_unknown_path(
     status, body, response = await post(client, served, ALERT, token="wrong-token-0123456789abc")
     async with client.post(f"{served.url}/no/such/path", data=b"{}") as other:
         other_body = await other.read()
-        assert (other.status, other.headers["Content-Type"]) == (404, response.headers["Content-Type"])
+        assert (other.status, other.headers["Content-Type"]) == (
+            404,
+            response.headers["Content-Type"],
+        )
     assert status == 404
     assert json.dumps(body, separators=(",", ":")).encode() == other_body
     assert stored_events(served) == []
@@ -141,7 +149,11 @@ async def test_json_with_charset_and_plus_json_are_accepted(
 
 @pytest.mark.parametrize(
     ("raw", "reason"),
-    [(b"{not json", "malformed JSON"), (b"[1, 2]", "the body must be a JSON object"), (b"", "malformed JSON")],
+    [
+        (b"{not json", "malformed JSON"),
+        (b"[1, 2]", "the body must be a JSON object"),
+        (b"", "malformed JSON"),
+    ],
 )
 async def test_malformed_or_non_object_json_is_400(
     served: Served, client: aiohttp.ClientSession, raw: bytes, reason: str
@@ -151,14 +163,18 @@ async def test_malformed_or_non_object_json_is_400(
     assert body["error"].startswith(reason)
 
 
-async def test_missing_fields_are_422_with_locations(served: Served, client: aiohttp.ClientSession) -> None:
+async def test_missing_fields_are_422_with_locations(
+    served: Served, client: aiohttp.ClientSession
+) -> None:
     status, body, _ = await post(client, served, {"attributes": {}})
     assert status == 422
     assert sorted(tuple(d["loc"]) for d in body["detail"]) == [("action",), ("type",)]
     assert all(d["type"] == "missing" for d in body["detail"])
 
 
-async def test_wrong_field_types_are_422_with_locations(served: Served, client: aiohttp.ClientSession) -> None:
+async def test_wrong_field_types_are_422_with_locations(
+    served: Served, client: aiohttp.ClientSession
+) -> None:
     event = {**ALERT, "type": 5, "attributes": "not an object"}
     status, body, _ = await post(client, served, event)
     assert status == 422
@@ -170,7 +186,7 @@ async def test_unknown_type_is_accepted_and_routed(
     served: Served, client: aiohttp.ClientSession, loopback: LoopbackServer
 ) -> None:
     event = {"type": "intake-silence", "action": "triggered", "attributes": {"intake": "fw"}}
-    status, body, _ = await post(client, served, event)
+    status, _body, _ = await post(client, served, event)
     assert status == 202
     [request] = await loopback.wait_for(1)
     delivered = request.json()
@@ -187,10 +203,8 @@ async def raw_request(served: Served, head: bytes, body_parts: list[bytes]) -> t
     sent = 0
     answer = b""
     for part in body_parts:
-        try:
+        with contextlib.suppress(TimeoutError):
             answer = await asyncio.wait_for(reader.read(4096), timeout=0.05)
-        except TimeoutError:
-            pass
         if answer:
             break
         writer.write(part)
@@ -224,11 +238,13 @@ async def test_streamed_oversized_body_is_413_without_reading_it_all(served: Ser
     assert stored_events(served) == []
 
 
-async def test_queue_that_cannot_commit_answers_503(served: Served, client: aiohttp.ClientSession) -> None:
+async def test_queue_that_cannot_commit_answers_503(
+    served: Served, client: aiohttp.ClientSession
+) -> None:
     blocker = sqlite3.connect(served.runtime.queue.path, isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")
     try:
-        status, body, response = await post(client, served, ALERT)
+        status, _body, response = await post(client, served, ALERT)
         assert status == 503
         assert response.headers["Retry-After"] == "5"
         async with client.get(f"{served.url}/readyz") as ready:
@@ -255,7 +271,10 @@ async def test_health_readiness_and_metrics(served: Served, client: aiohttp.Clie
 
 
 async def test_token_never_appears_in_logs(
-    served: Served, client: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture, loopback: LoopbackServer
+    served: Served,
+    client: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+    loopback: LoopbackServer,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     await post(client, served, ALERT)

@@ -84,22 +84,29 @@ def serve_command(args: argparse.Namespace) -> int:
     configure_logging(args.log_level, config.secrets)
     server_config = config.app.server
     runtime = Runtime(config)
-    app = create_app(runtime, lifespan=runtime.lifespan)
     uv_config = uvicorn.Config(
-        app,
+        create_app(runtime),
         host=args.host or server_config.host,
         port=server_config.port if args.port is None else args.port,
         log_config=None,
         access_log=False,
         server_header=False,
-        lifespan="on",
+        lifespan="off",  # the runtime starts before and stops after the server, below
     )
     server = _Server(uv_config, [hook.name for hook in config.app.hooks])
+    return asyncio.run(_serve(runtime, server))
+
+
+async def _serve(runtime: Runtime, server: uvicorn.Server) -> int:
     try:
-        asyncio.run(server.serve())
+        await runtime.start()
     except QueueUnavailable as exc:
         log.error("%s", exc)
         return EXIT_CONFIG
-    if not server.started:
+    try:
+        await server.serve()
+    except SystemExit:  # uvicorn exits this way when it cannot bind the address
         return EXIT_CONFIG
-    return EXIT_OK
+    finally:
+        await runtime.stop()
+    return EXIT_OK if server.started else EXIT_CONFIG

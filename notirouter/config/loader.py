@@ -134,11 +134,14 @@ class _Checker:
                 self.add((key,), f"config: unknown key {key!r}", key=True)
                 continue
             if name == "routes" and isinstance(raw, list):
-                routes = [self.validate(RouteConfig, item, ("routes", i)) for i, item in enumerate(raw)]
+                routes = [
+                    self.validate(RouteConfig, item, ("routes", i)) for i, item in enumerate(raw)
+                ]
                 sections[name] = [route for route in routes if route is not None]
                 self.route_positions = [i for i, route in enumerate(routes) if route is not None]
                 continue
             annotation = AppConfig.model_fields[name].annotation
+            assert annotation is not None
             value = self.validate(TypeAdapter(annotation), raw, (key,))
             if value is not None:
                 sections[name] = value
