@@ -8,27 +8,21 @@ a pause when the service says ``Retry-After``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
 
+from notirouter.claiming import ClaimLoop
 from notirouter.http import TransportError
 from notirouter.message import Message
 from notirouter.metrics import Metrics
 from notirouter.queue.records import StoredDelivery
 from notirouter.queue.sqlite import SqliteQueue, sink_wake
-from notirouter.queue.writer import QueueUnavailable
 from notirouter.ratelimit import TokenBucket
 from notirouter.retry import RetryPolicy
 from notirouter.sink import Outcome, SendResult, Sink
 
 log = logging.getLogger("notirouter.delivery")
-
-# Even with nothing due, look again now and then: another process (``notirouter dead replay``)
-# may have added work this one was not woken for.
-IDLE_RECHECK_SECONDS = 5.0
-QUEUE_ERROR_PAUSE = 1.0
 
 
 async def attempt(sink: Sink[Any], message: Message) -> SendResult:
@@ -45,7 +39,7 @@ async def attempt(sink: Sink[Any], message: Message) -> SendResult:
         return SendResult.retry(f"sink error: {type(exc).__name__}")
 
 
-class SinkDispatcher:
+class SinkDispatcher(ClaimLoop[StoredDelivery]):
     """Claims and attempts the deliveries of one sink until stopped."""
 
     def __init__(
@@ -57,6 +51,8 @@ class SinkDispatcher:
         *,
         lease: float,
     ) -> None:
+        super().__init__(queue.wakeup(sink_wake(sink.name)), sink.options.concurrency)
+        self.label = f"sink {sink.name}"
         self.sink = sink
         self.queue = queue
         self.policy = policy
@@ -64,55 +60,24 @@ class SinkDispatcher:
         self.lease = lease
         rate = sink.rate_limit
         self.bucket = TokenBucket(rate, sink.options.burst) if rate else None
-        self.slots = asyncio.Semaphore(sink.options.concurrency)
         self.paused_until = 0.0
-        self.tasks: set[asyncio.Task[None]] = set()
 
-    async def run(self) -> None:
-        """Claim due work whenever there is a free slot; sleep until woken or due."""
-        wakeup = self.queue.wakeup(sink_wake(self.sink.name))
-        concurrency = self.sink.options.concurrency
-        while True:
-            pause = self.paused_until - time.time()
-            if pause > 0:
-                await asyncio.sleep(pause)
-            await self.slots.acquire()
-            free = 1
-            while free < concurrency and not self.slots.locked():
-                await self.slots.acquire()
-                free += 1
-            wakeup.clear()
-            try:
-                batch = await self.queue.claim_deliveries(self.sink.name, free, self.lease)
-            except QueueUnavailable as exc:
-                for _ in range(free):
-                    self.slots.release()
-                log.error("sink %s: cannot claim deliveries (%s)", self.sink.name, exc)
-                await asyncio.sleep(QUEUE_ERROR_PAUSE)
-                continue
-            for _ in range(free - len(batch)):
-                self.slots.release()
-            for delivery in batch:
-                task = asyncio.create_task(self._attempt(delivery))
-                self.tasks.add(task)
-                task.add_done_callback(self.tasks.discard)
-            if not batch:
-                await self._sleep_until_due(wakeup)
+    async def claim(self, limit: int) -> list[StoredDelivery]:
+        """This sink's due deliveries."""
+        return await self.queue.claim_deliveries(self.sink.name, limit, self.lease)
 
-    async def _sleep_until_due(self, wakeup: asyncio.Event) -> None:
-        try:
-            due = await self.queue.next_delivery_due(self.sink.name)
-        except QueueUnavailable:
-            due = None
-        timeout = IDLE_RECHECK_SECONDS if due is None else due - time.time()
-        timeout = max(0.0, min(timeout, IDLE_RECHECK_SECONDS))
-        if timeout <= 0:
-            await asyncio.sleep(0.01)  # due now but claimed by nobody: lease race, look again
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wakeup.wait(), timeout)
+    async def next_due(self) -> float | None:
+        """When this sink's next delivery falls due."""
+        return await self.queue.next_delivery_due(self.sink.name)
 
-    async def _attempt(self, delivery: StoredDelivery) -> None:
+    async def before_claim(self) -> None:
+        """Honour a ``Retry-After`` pause for the whole sink."""
+        pause = self.paused_until - time.time()
+        if pause > 0:
+            await asyncio.sleep(pause)
+
+    async def handle(self, delivery: StoredDelivery) -> None:
+        """Wait for the rate limit, attempt, record the outcome."""
         try:
             if self.bucket is not None:
                 await self.bucket.acquire()
@@ -168,14 +133,3 @@ class SinkDispatcher:
             result.detail,
             delay,
         )
-
-    async def drain(self, grace: float) -> None:
-        """Let attempts in flight finish for up to ``grace`` seconds, then cancel the rest.
-
-        A cancelled attempt is not lost: its lease expires and the job is attempted again.
-        """
-        if self.tasks:
-            await asyncio.wait(list(self.tasks), timeout=grace)
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)

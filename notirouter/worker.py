@@ -16,6 +16,7 @@ import time
 
 from pydantic import ValidationError
 
+from notirouter.claiming import ClaimLoop
 from notirouter.metrics import Metrics
 from notirouter.pipeline import Pipeline, UnknownSourceError
 from notirouter.queue.records import NewDelivery, StoredEvent
@@ -24,12 +25,12 @@ from notirouter.queue.writer import QueueUnavailable
 from notirouter.retry import RetryPolicy
 
 log = logging.getLogger("notirouter.worker")
-IDLE_RECHECK_SECONDS = 5.0
-QUEUE_ERROR_PAUSE = 1.0
 
 
-class EventRouter:
+class EventRouter(ClaimLoop[StoredEvent]):
     """Runs up to ``concurrency`` events through the pipeline at once."""
+
+    label = "router"
 
     def __init__(
         self,
@@ -41,53 +42,23 @@ class EventRouter:
         concurrency: int,
         lease: float,
     ) -> None:
+        super().__init__(queue.wakeup(EVENTS_WAKE), concurrency)
         self.pipeline = pipeline
         self.queue = queue
         self.policy = policy
         self.metrics = metrics
-        self.concurrency = concurrency
         self.lease = lease
-        self.slots = asyncio.Semaphore(concurrency)
-        self.tasks: set[asyncio.Task[None]] = set()
 
-    async def run(self) -> None:
-        """Claim events whenever a slot is free; sleep until a commit wakes us or work is due."""
-        wakeup = self.queue.wakeup(EVENTS_WAKE)
-        while True:
-            await self.slots.acquire()
-            free = 1
-            while free < self.concurrency and not self.slots.locked():
-                await self.slots.acquire()
-                free += 1
-            wakeup.clear()
-            try:
-                batch = await self.queue.claim_events(free, self.lease)
-            except QueueUnavailable as exc:
-                for _ in range(free):
-                    self.slots.release()
-                log.error("cannot claim events (%s); trying again in %gs", exc, QUEUE_ERROR_PAUSE)
-                await asyncio.sleep(QUEUE_ERROR_PAUSE)
-                continue
-            for _ in range(free - len(batch)):
-                self.slots.release()
-            for event in batch:
-                task = asyncio.create_task(self._process(event))
-                self.tasks.add(task)
-                task.add_done_callback(self.tasks.discard)
-            if not batch:
-                try:
-                    due = await self.queue.next_event_due()
-                except QueueUnavailable:
-                    due = None
-                timeout = IDLE_RECHECK_SECONDS if due is None else due - time.time()
-                timeout = max(0.0, min(timeout, IDLE_RECHECK_SECONDS))
-                if timeout <= 0:
-                    await asyncio.sleep(0.01)
-                    continue
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wakeup.wait(), timeout)
+    async def claim(self, limit: int) -> list[StoredEvent]:
+        """Due events."""
+        return await self.queue.claim_events(limit, self.lease)
 
-    async def _process(self, stored: StoredEvent) -> None:
+    async def next_due(self) -> float | None:
+        """When the next pending event falls due."""
+        return await self.queue.next_event_due()
+
+    async def handle(self, stored: StoredEvent) -> None:
+        """Route one event; on an unexpected error, schedule it again."""
         try:
             await self._route(stored)
         except asyncio.CancelledError:
@@ -97,8 +68,6 @@ class EventRouter:
             # If even that fails, the lease expires and the event is routed again later.
             with contextlib.suppress(QueueUnavailable):
                 await self._retry(stored, f"routing error: {type(exc).__name__}")
-        finally:
-            self.slots.release()
 
     async def _route(self, stored: StoredEvent) -> None:
         try:
@@ -132,11 +101,3 @@ class EventRouter:
         delay = self.policy.delay(stored.attempts)
         dead = self.policy.gives_up(stored.received_at, now, delay)
         await self.queue.retry_event(stored, delay, error, dead=dead)
-
-    async def drain(self, grace: float) -> None:
-        """Let events in progress finish for up to ``grace`` seconds, then cancel the rest."""
-        if self.tasks:
-            await asyncio.wait(list(self.tasks), timeout=grace)
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)

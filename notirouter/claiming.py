@@ -1,0 +1,108 @@
+"""The claim loop shared by routing workers and sink dispatchers.
+
+Whenever slots are free, claim that many due items under a lease and handle each in its own
+task; with nothing due, sleep until a commit wakes us or the next item falls due. Idle workers
+cost nothing, and new work is picked up at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from abc import ABC, abstractmethod
+from typing import Generic, TypeVar
+
+from notirouter.queue.writer import QueueUnavailable
+
+log = logging.getLogger("notirouter.claiming")
+
+# Even with nothing due, look again now and then: another process (``notirouter dead replay``)
+# may have added work this one was not woken for.
+IDLE_RECHECK_SECONDS = 5.0
+QUEUE_ERROR_PAUSE = 1.0
+
+ItemT = TypeVar("ItemT")
+
+
+class ClaimLoop(ABC, Generic[ItemT]):
+    """Claims up to ``concurrency`` items at a time and handles them concurrently."""
+
+    label: str = "worker"
+
+    def __init__(self, wakeup: asyncio.Event, concurrency: int) -> None:
+        self.wakeup = wakeup
+        self.concurrency = concurrency
+        self.slots = asyncio.Semaphore(concurrency)
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    @abstractmethod
+    async def claim(self, limit: int) -> list[ItemT]:
+        """Claim up to ``limit`` due items under a lease."""
+
+    @abstractmethod
+    async def next_due(self) -> float | None:
+        """When the next item falls due (``None``: nothing pending)."""
+
+    @abstractmethod
+    async def handle(self, item: ItemT) -> None:
+        """Process one claimed item (exceptions are the subclass's to handle)."""
+
+    async def before_claim(self) -> None:
+        """Wait here before claiming (a sink paused by ``Retry-After`` does)."""
+
+    async def run(self) -> None:
+        """Claim and handle until cancelled."""
+        while True:
+            await self.before_claim()
+            await self.slots.acquire()
+            free = 1
+            while free < self.concurrency and not self.slots.locked():
+                await self.slots.acquire()
+                free += 1
+            self.wakeup.clear()
+            try:
+                batch = await self.claim(free)
+            except QueueUnavailable as exc:
+                batch = []
+                log.error("%s: cannot claim work (%s)", self.label, exc)
+                await asyncio.sleep(QUEUE_ERROR_PAUSE)
+            for _ in range(free - len(batch)):
+                self.slots.release()
+            for item in batch:
+                task = asyncio.create_task(self._handle(item))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+            if not batch:
+                await self._sleep_until_due()
+
+    async def _handle(self, item: ItemT) -> None:
+        try:
+            await self.handle(item)
+        finally:
+            self.slots.release()
+
+    async def _sleep_until_due(self) -> None:
+        try:
+            due = await self.next_due()
+        except QueueUnavailable:
+            due = None
+        timeout = IDLE_RECHECK_SECONDS if due is None else due - time.time()
+        timeout = max(0.0, min(timeout, IDLE_RECHECK_SECONDS))
+        if timeout <= 0:
+            await asyncio.sleep(0.01)  # due now but claimed by nobody: a lease race, look again
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wakeup.wait(), timeout)
+
+    async def drain(self, grace: float) -> None:
+        """Let items in progress finish for up to ``grace`` seconds, then cancel the rest.
+
+        A cancelled item is not lost: its lease expires and it is claimed again.
+        """
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=grace)
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
