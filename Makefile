@@ -4,6 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
+LINTED = notirouter plugins tests $(wildcard bench)
 
 .PHONY: run test lint bench clean
 
@@ -22,8 +23,8 @@ run: $(BIN)/notirouter
 	$(BIN)/notirouter serve -c config.example.yaml
 
 lint: $(VENV)/.test-deps
-	$(BIN)/ruff check notirouter plugins tests bench
-	$(BIN)/ruff format --check notirouter plugins tests bench
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy notirouter plugins
 
 test: lint

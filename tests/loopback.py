@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,7 @@ class Recorded:
     query: str
     headers: dict[str, str]
     body: bytes
+    at: float = field(default_factory=time.monotonic)
 
     def json(self) -> Any:
         """The body parsed as JSON."""
@@ -63,13 +65,13 @@ class LoopbackServer:
         """Answer the next requests with ``replies`` in order; the last one repeats."""
         self.replies = list(replies)
 
-    async def start(self) -> None:
-        """Listen on a free port."""
+    async def start(self, port: int = 0) -> None:
+        """Listen on ``port`` (default: a free one)."""
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         server = site._server
         assert server is not None
@@ -83,7 +85,9 @@ class LoopbackServer:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         self.requests.append(
-            Recorded(request.method, request.path, request.query_string, dict(request.headers), body)
+            Recorded(
+                request.method, request.path, request.query_string, dict(request.headers), body
+            )
         )
         self.arrived.set()
         if self.handler is not None:
