@@ -7,9 +7,10 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "notirouter.plugins.sekoia",
     "notirouter.plugins.log",
     "notirouter.plugins.webhook",
+    "notirouter.plugins.email",
 )
 """Modules registered by :func:`notirouter.plugin_manager.make_plugin_manager`, in order.
 
-Each is registered under its last name component (``sekoia``, ``log``, ``webhook``), the name
-``plugins: {block: [...]}`` refers to.
+Each is registered under its last name component (``sekoia``, ``log``, ``webhook``,
+``email``), the name ``plugins: {block: [...]}`` refers to.
 """
