@@ -278,10 +278,11 @@ class MailComposer:
             "short_id": short_id(message),
             "text": text,
             "text_lines": text.splitlines() if text else [],
+            # One line per fact, so a value with line breaks cannot forge further fact rows.
             "facts": [
                 {
-                    "name": defuse_links(fact.name),
-                    "value": defuse_links(truncate(fact.value, MAX_FACT_CHARS)),
+                    "name": defuse_links(clean_header_text(fact.name)),
+                    "value": defuse_links(clean_header_text(fact.value, MAX_FACT_CHARS)),
                 }
                 for fact in message.facts
             ],

@@ -102,7 +102,9 @@ class SmtpServer:
                     mail_from=envelope.mail_from or "",
                     rcpt_tos=list(envelope.rcpt_tos),
                     content=content,
-                    tls=session.ssl is not None,
+                    # session.ssl is only set by STARTTLS; implicit TLS shows on the transport.
+                    tls=server.transport is not None
+                    and server.transport.get_extra_info("sslcontext") is not None,
                     authenticated=bool(session.authenticated),
                 )
             )
@@ -116,7 +118,8 @@ class SmtpServer:
             return AuthResult(success=False, handled=False)
         user, password = data.login.decode(), data.password.decode()
         self.logins.append(user)
-        return AuthResult(success=self.credentials.get(user) == password)
+        # handled=False: aiosmtpd then answers 535 itself.
+        return AuthResult(success=self.credentials.get(user) == password, handled=False)
 
 
 def server_context(cert: Any) -> ssl.SSLContext:
