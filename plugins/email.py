@@ -136,6 +136,13 @@ class EmailSink(Sink[EmailOptions]):
         )
         self._tls_context: ssl.SSLContext | None = None
         self._progress: OrderedDict[str, _Progress] = OrderedDict()
+        if (options.tls or options.starttls) and not options.verify_certificate:
+            log.warning(
+                "sink %s: TLS certificate verification is off; anyone on the path to %s "
+                "can read the mail and the SMTP password",
+                name,
+                self.server,
+            )
 
     @property
     def server(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator, Callable
 from email.message import EmailMessage
@@ -368,6 +369,25 @@ async def test_connection_refused_is_retried(make_sink: Callable[..., Sink[Any]]
     result = await sink.send(alert_message())
     assert result.outcome is Outcome.RETRY
     assert f"127.0.0.1:{port}" in result.detail
+
+
+async def test_silent_server_is_a_timeout_retry(make_sink: Callable[..., Sink[Any]]) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # never greets; waits until the client hangs up
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        sink = make_sink(
+            "email", host="127.0.0.1", port=port, starttls=False, timeout=0.3, **RECIPIENTS
+        )
+        result = await sink.send(alert_message())
+        assert result.outcome is Outcome.RETRY
+        assert "no answer within 0.3s" in result.detail
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 async def test_render_shows_envelope_headers_and_both_parts(plain_sink: Sink[Any]) -> None:
