@@ -99,11 +99,11 @@ class EmailOptions(SinkOptions):
 
     @model_validator(mode="after")
     def _transport_is_consistent(self) -> Self:
-        if self.tls is None and self.starttls is None:
-            # Secure unless told otherwise: 465 speaks TLS at once, anything else STARTTLS.
-            self.tls = self.port == IMPLICIT_TLS_PORT
+        # Secure unless told otherwise: 465 speaks TLS at once, anything else STARTTLS.
+        if self.tls is None:
+            self.tls = self.port == IMPLICIT_TLS_PORT and not self.starttls
+        if self.starttls is None:
             self.starttls = not self.tls
-        self.tls, self.starttls = bool(self.tls), bool(self.starttls)
         if self.port is None:
             self.port = (
                 IMPLICIT_TLS_PORT if self.tls else SUBMISSION_PORT if self.starttls else SMTP_PORT

@@ -81,6 +81,8 @@ def test_port_465_means_implicit_tls() -> None:
 def test_clear_text_must_be_asked_for() -> None:
     opts = options(starttls=False, port=25)
     assert (opts.tls, opts.starttls, opts.port) == (False, False, 25)
+    assert options(tls=False).starttls  # no implicit TLS still means STARTTLS
+    assert options(starttls=False).port == 25
 
 
 @pytest.mark.parametrize(
