@@ -11,6 +11,6 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
 )
 """Modules registered by :func:`notirouter.plugin_manager.make_plugin_manager`, in order.
 
-Each is registered under its last name component (``sekoia``, ``log``, ``webhook``,
-``email``), the name ``plugins: {block: [...]}`` refers to.
+Each is registered under its last name component (``sekoia``, ``log``, ``webhook``), the name
+``plugins: {block: [...]}`` refers to.
 """

@@ -120,14 +120,18 @@ def root_message_id(thread_key: str, domain: str) -> str:
 def is_thread_root(message: Message) -> bool:
     """Whether ``message`` opens its thread: the ``created`` event of the thread's own object.
 
-    An alert's creation has ``attributes.uuid`` equal to the thread key; a comment created on
-    that alert has its own uuid (the thread key is the alert's), so it answers the thread.
+    An alert's creation has ``attributes.uuid`` (or ``short_id``) equal to the thread key; a
+    comment created on that alert has its own uuid (the thread key is the alert's), so it
+    answers the thread.
     """
     if not message.thread_key or message.event.get("action") != "created":
         return False
     attributes = message.event.get("attributes")
-    uuid = attributes.get("uuid") if isinstance(attributes, dict) else None
-    return isinstance(uuid, str) and uuid.lower() == message.thread_key.lower()
+    if not isinstance(attributes, dict):
+        return False
+    own_ids = (attributes.get("uuid"), attributes.get("short_id"))
+    key = message.thread_key.lower()
+    return any(isinstance(own, str) and own.lower() == key for own in own_ids)
 
 
 @dataclass(frozen=True, slots=True)

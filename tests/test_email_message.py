@@ -185,6 +185,7 @@ def test_the_created_alert_is_the_thread_root() -> None:
     assert is_thread_root(alert("created"))
     assert not is_thread_root(alert("updated"))
     assert not is_thread_root(comment())  # created, but a comment on the alert
+    assert is_thread_root(alert("created", thread_key="ALEY4fqz8moo"))  # keyed by short id
     ids = thread_ids(alert("created"), "example.com", "mail")
     assert (
         ids.message_id
