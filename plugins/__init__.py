@@ -7,6 +7,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "notirouter.plugins.sekoia",
     "notirouter.plugins.log",
     "notirouter.plugins.webhook",
+    "notirouter.plugins.email",
 )
 """Modules registered by :func:`notirouter.plugin_manager.make_plugin_manager`, in order.
 
