@@ -22,8 +22,8 @@ run: $(BIN)/notirouter
 	$(BIN)/notirouter serve -c config.example.yaml
 
 lint: $(VENV)/.test-deps
-	$(BIN)/ruff check notirouter plugins tests bench
-	$(BIN)/ruff format --check notirouter plugins tests bench
+	$(BIN)/ruff check notirouter plugins tests $(wildcard bench)
+	$(BIN)/ruff format --check notirouter plugins tests $(wildcard bench)
 	$(BIN)/mypy notirouter plugins
 
 test: lint
