@@ -21,7 +21,22 @@ _ANGLE_MENTION = re.compile(r"<(?=[!@#])")
 
 # CommonMark treats a backslash before any ASCII punctuation as a literal character.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~^=:\"'$&%])")
-_MARKDOWN_LINK_SCHEME = re.compile(r"(?i)\b(https?|ftp|mailto|file|javascript|data):")
+# What autolinking renderers (Slack, Teams, Mattermost, Discord) turn into a live link on their
+# own: a URL scheme, or a bare "www." host.
+_URL_SCHEME = re.compile(r"(?i)\b(https?|ftp|mailto|file|javascript|data|vbscript):")
+_WWW_HOST = re.compile(r"(?i)\b(www)\.")
+
+# Teams renders a small Markdown subset (bold, italic, lists, links) in TextBlock and FactSet,
+# and its clients have handled backslash escapes inconsistently: escape only what can form
+# markup there, so that a Windows path keeps its backslashes on every client.
+_TEAMS_INLINE = re.compile(r"\\(?=[!-/:-@\[-`{-~]|$)|[*_~`\[\]]", re.MULTILINE)
+# Block markers only count at the start of a line: a list item ("- ", "+ ", "1. "), a heading
+# ("# "), a quote (">"), or a setext underline / thematic break ("===", "---").
+_TEAMS_LINE_START = re.compile(
+    r"^([ \t]{0,3})"
+    r"([+-](?=[ \t]|$)|#{1,6}(?=[ \t]|$)|>|\d{1,9}(?=[.)](?:[ \t]|$))|[=-](?=[=-]*[ \t]*$))",
+    re.MULTILINE,
+)
 
 TRUNCATION_MARKER = "… [truncated]"
 
@@ -39,9 +54,47 @@ def escape_markdown(text: str) -> str:
     neutralised, and URL schemes are broken with a zero-width space so that autolinking
     renderers do not turn an attacker's URL into a live link.
     """
-    text = neutralise_mentions(text)
-    text = _MARKDOWN_SPECIAL.sub(r"\\\1", text)
-    return _MARKDOWN_LINK_SCHEME.sub(lambda m: m.group(1) + ZERO_WIDTH_SPACE + ":", text)
+    # URLs are defused before the colon gets its backslash, or the scheme would not match.
+    text = defuse_urls(neutralise_mentions(text))
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
+def defuse_urls(text: str) -> str:
+    """Break URL schemes and ``www.`` hosts with a zero-width space so nothing autolinks them.
+
+    The text reads the same; only a link the sink builds itself (a button, a title link) is
+    clickable.
+    """
+    text = _URL_SCHEME.sub(lambda m: m.group(1) + ZERO_WIDTH_SPACE + ":", text)
+    return _WWW_HOST.sub(lambda m: m.group(1) + ZERO_WIDTH_SPACE + ".", text)
+
+
+def escape_plain(text: str) -> str:
+    """Prepare text for a field shown without markup (Slack ``plain_text``, a Teams TextRun).
+
+    Nothing needs escaping there, but mentions are still neutralised and URLs defused, since
+    some clients autolink or resolve them in plain text too.
+    """
+    return defuse_urls(neutralise_mentions(text))
+
+
+def escape_teams(text: str) -> str:
+    """Escape text for the Markdown subset of Microsoft Teams (TextBlock, Fact, MessageCard).
+
+    Only the characters that can start markup in Teams are backslash-escaped (emphasis, code,
+    link brackets, and block markers at the start of a line); a backslash is doubled only where
+    it would otherwise escape the next character. Mentions are neutralised and URLs defused.
+    """
+    text = escape_plain(text)
+    text = _TEAMS_INLINE.sub(lambda m: "\\" + m.group(0), text)
+    return _TEAMS_LINE_START.sub(_escape_line_start, text)
+
+
+def _escape_line_start(match: re.Match[str]) -> str:
+    indent, marker = match.group(1), match.group(2)
+    if marker.isdigit():  # "1." or "1)" starts an ordered list: escape the punctuation
+        return indent + marker + "\\"
+    return indent + "\\" + marker
 
 
 def escape_slack(text: str) -> str:
@@ -55,7 +108,8 @@ def escape_slack(text: str) -> str:
     # Formatting characters would toggle bold/italic/strike/code around attacker text.
     for char in "*_~`":
         text = text.replace(char, char + ZERO_WIDTH_SPACE)
-    return text
+    # Slack autolinks bare URLs in mrkdwn: an attacker's URL must not become clickable.
+    return defuse_urls(text)
 
 
 def escape_html(text: str) -> str:

@@ -7,6 +7,10 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "notirouter.plugins.sekoia",
     "notirouter.plugins.log",
     "notirouter.plugins.webhook",
+    "notirouter.plugins.teams",
+    "notirouter.plugins.mattermost",
+    "notirouter.plugins.slack",
+    "notirouter.plugins.discord",
 )
 """Modules registered by :func:`notirouter.plugin_manager.make_plugin_manager`, in order.
 
