@@ -126,8 +126,9 @@ class TeamsSink(HttpSink[TeamsOptions]):
         def with_text(text: str) -> dict[str, Any]:
             return build(message, text, rows)
 
-        # The text takes whatever room the rest of the card leaves.
-        room = PAYLOAD_BUDGET - len(json_bytes(with_text("")))
+        # The text takes whatever room the rest of the card leaves (measured with a one-byte
+        # text, since an empty one leaves its whole TextBlock out).
+        room = PAYLOAD_BUDGET - len(json_bytes(with_text("x"))) + 1
         return with_text(fit(message.text.strip(), room, _text_markdown, json_len))
 
     def _adaptive(self, message: Message, text: str, rows: list[tuple[str, str]]) -> dict[str, Any]:
