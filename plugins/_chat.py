@@ -123,7 +123,8 @@ def fit_facts(
             break
         name = fit(one_line(fact.name) or EMPTY_VALUE, name_limit, escape, measure)
         room = min(value_limit, budget - used - measure(name) - row_cost)
-        if room < 2 * len(TRUNCATION_MARKER):
+        # Not worth a row if little more than the truncation marker would fit.
+        if room < min(value_limit, 2 * len(TRUNCATION_MARKER)):
             break
         value = fit(fact.value.strip() or EMPTY_VALUE, room, escape, measure)
         rows.append((name, value))
