@@ -82,14 +82,15 @@ def fit(
     The cut is made in the plain text, before escaping, so that no escape sequence is split;
     a cut text ends with the (escaped) visible ``marker``.
     """
-    escaped = escape(text)
-    if measure(escaped) <= limit:
-        return escaped
+    # Escaping never shrinks text and every measure counts at least one per character: a
+    # text longer than ``limit`` cannot fit, and only its first ``limit`` characters matter.
+    if len(text) <= limit:
+        escaped = escape(text)
+        if measure(escaped) <= limit:
+            return escaped
     tail = escape(marker)
     if measure(tail) > limit:
         tail = ""
-    # Escaping never shrinks text and every measure counts at least one per character, so
-    # the kept prefix is at most ``limit`` characters long: search below that.
     low, high = 0, min(len(text), limit)
     while low < high:
         middle = (low + high + 1) // 2
