@@ -48,7 +48,7 @@ def neutralise_mentions(text: str) -> str:
 
 
 def escape_markdown(text: str) -> str:
-    """Escape text for Markdown (CommonMark as Mattermost, Discord and Teams read it).
+    """Escape text for Markdown as Mattermost and Discord read it (Teams: :func:`escape_teams`).
 
     Every punctuation character that could start markup is backslash-escaped, mentions are
     neutralised, and URL schemes are broken with a zero-width space so that autolinking
