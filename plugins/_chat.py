@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Sequence
 from urllib.parse import quote, urlsplit
 
-from notirouter import TRUNCATION_MARKER, Fact, HttpResponse, SendResult, Severity
+from notirouter import TRUNCATION_MARKER, Fact, HttpResponse, Message, SendResult, Severity
 
 Escape = Callable[[str], str]
 Measure = Callable[[str], int]
@@ -47,6 +47,11 @@ def severity_badge(severity: Severity) -> str:
 def one_line(text: str) -> str:
     """Collapse newlines and runs of whitespace: titles and names are one line everywhere."""
     return _WHITESPACE.sub(" ", text).strip()
+
+
+def link_label(message: Message) -> str:
+    """The link's label on one line; never empty, or the link would have nothing to click."""
+    return one_line(message.link_label) or "Open"
 
 
 def safe_link(url: str | None) -> str | None:

@@ -39,6 +39,7 @@ from ._chat import (
     excerpt,
     fit,
     fit_facts,
+    link_label,
     omitted_note,
     one_line,
     safe_link,
@@ -110,7 +111,7 @@ class DiscordSink(HttpSink[DiscordOptions]):
         link_line = ""
         if link:
             embed["url"] = link
-            label = fit(one_line(message.link_label), LABEL_MAX, escape_markdown, utf16_len)
+            label = fit(link_label(message), LABEL_MAX, escape_markdown, utf16_len)
             link_line = f"[{label}]({link})"
         fields = self._fields(message)
         if fields:

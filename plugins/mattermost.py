@@ -42,6 +42,7 @@ from ._chat import (
     expect_body,
     fit,
     fit_facts,
+    link_label,
     omitted_note,
     one_line,
     safe_link,
@@ -114,7 +115,7 @@ class MattermostSink(HttpSink[MattermostOptions]):
         }
         link = safe_link(message.link)
         if link:
-            label = fit(one_line(message.link_label), LABEL_MAX, escape_markdown)
+            label = fit(link_label(message), LABEL_MAX, escape_markdown)
             attachment["title_link"] = link
             attachment["text"] = f"[{label}]({link})"
         fields = self._fields(message)

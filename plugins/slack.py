@@ -36,6 +36,7 @@ from ._chat import (
     expect_body,
     fit,
     fit_facts,
+    link_label,
     omitted_note,
     one_line,
     safe_link,
@@ -93,7 +94,7 @@ class SlackSink(HttpSink[SlackOptions]):
         blocks.extend(self._fact_blocks(message))
         link = safe_link(message.link)
         if link and len(link) <= BUTTON_URL_MAX:
-            label = fit(one_line(message.link_label), BUTTON_TEXT_MAX, escape_plain)
+            label = fit(link_label(message), BUTTON_TEXT_MAX, escape_plain)
             button = {"type": "button", "text": {"type": "plain_text", "text": label}, "url": link}
             blocks.append({"type": "actions", "elements": [button]})
         fallback = fit(f"{emoji} {word}: {title}", FALLBACK_TEXT_MAX, escape_slack)

@@ -40,6 +40,7 @@ from ._chat import (
     fit,
     fit_facts,
     json_len,
+    link_label,
     omitted_note,
     one_line,
     safe_link,
@@ -171,7 +172,7 @@ class TeamsSink(HttpSink[TeamsOptions]):
         }
         link = safe_link(message.link)
         if link:
-            label = fit(one_line(message.link_label), LABEL_BYTES, escape_plain, json_len)
+            label = fit(link_label(message), LABEL_BYTES, escape_plain, json_len)
             card["actions"] = [{"type": "Action.OpenUrl", "title": label, "url": link}]
         if self.options.full_width:
             card["msteams"] = {"width": "Full"}
@@ -198,7 +199,7 @@ class TeamsSink(HttpSink[TeamsOptions]):
         }
         link = safe_link(message.link)
         if link:
-            label = fit(one_line(message.link_label), LABEL_BYTES, escape_plain, json_len)
+            label = fit(link_label(message), LABEL_BYTES, escape_plain, json_len)
             target = {"os": "default", "uri": link}
             card["potentialAction"] = [{"@type": "OpenUri", "name": label, "targets": [target]}]
         return card

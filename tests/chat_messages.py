@@ -49,6 +49,9 @@ HOSTILE = Message(
     ),
 )
 
+# The same with a valid link: the attacker's link label must show as text on the button.
+HOSTILE_LINKED = HOSTILE.model_copy(update={"link": SEKOIA_LINK})
+
 _CHUNK = 'naïve "quoted" \\ back\\slash \t tab \x01 ctrl 💥 emoji ☃ snow <b> & Ω\n'
 HUGE = Message(
     title="Huge " + "🚨 título muy largo " * 400,
@@ -88,6 +91,7 @@ ONE_PER_SEVERITY = tuple(
 ALL = {
     "alert": ALERT,
     "hostile": HOSTILE,
+    "hostile-linked": HOSTILE_LINKED,
     "huge": HUGE,
     "dense": DENSE,
     "empty": EMPTY,

@@ -27,7 +27,7 @@ from notirouter.escape import (
 from notirouter.http import url_secrets
 from notirouter.message import Fact
 from tests.chat_helpers import CHAT_SINKS, build_sink, walk_strings
-from tests.chat_messages import ALL, HOSTILE
+from tests.chat_messages import ALL, HOSTILE, HOSTILE_LINKED
 
 HOSTILE_SNIPPETS = [
     "[login](https://evil.example/a)",
@@ -151,6 +151,25 @@ def test_hostile_message_yields_no_link_anywhere(sink_type: str) -> None:
         if is_markdown(sink_type, path):
             found = {t.type for t in tokens(md, text)}
             assert not found & {"link_open", "image"}, (path, found)
+
+
+@pytest.mark.parametrize("sink_type", CHAT_SINKS)
+def test_hostile_link_label_stays_text(sink_type: str) -> None:
+    rendered = build_sink(sink_type).render(HOSTILE_LINKED)
+    urls = [text for path, text in walk_strings(rendered) if URL_FIELDS.search(path)]
+    assert urls
+    assert set(urls) == {HOSTILE_LINKED.link}
+    for path, text in walk_strings(rendered):
+        if not URL_FIELDS.search(path) and not path.endswith(("$schema", "@context")):
+            assert not re.search(r"(?i)https?:(?!//app\.sekoia\.io/)", text), (path, text)
+
+
+@pytest.mark.parametrize("sink_type", CHAT_SINKS)
+def test_empty_link_label_still_gives_something_to_click(sink_type: str) -> None:
+    message = ALL["alert"].model_copy(update={"link_label": "  "})
+    rendered = str(build_sink(sink_type).render(message))
+    assert "Open" in rendered
+    assert "[](" not in rendered
 
 
 def test_safe_link() -> None:
