@@ -96,10 +96,24 @@ def fit(
     tail = escape(marker)
     if measure(tail) > limit:
         tail = ""
+
+    def fits(length: int) -> bool:
+        return measure(escape(text[:length].rstrip()) + tail) <= limit
+
     low, high = 0, min(len(text), limit)
+    # Escaping a long text is the cost: start from the average expansion of the whole
+    # candidate and narrow the search to a few percent around it (each bound is checked).
+    expanded = measure(escape(text[:high]))
+    if expanded:
+        guess = high * (limit - measure(tail)) // expanded
+        near_low, near_high = guess * 97 // 100, min(high, guess * 103 // 100 + 1)
+        if low < near_low and fits(near_low):
+            low = near_low
+        if near_high < high and not fits(near_high):
+            high = near_high - 1
     while low < high:
         middle = (low + high + 1) // 2
-        if measure(escape(text[:middle].rstrip()) + tail) <= limit:
+        if fits(middle):
             low = middle
         else:
             high = middle - 1
