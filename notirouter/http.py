@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import aiohttp
 from pydantic import AfterValidator, SecretStr
@@ -159,6 +159,34 @@ class HttpClient:
             raise TransportError(f"network error ({type(exc).__name__})") from None
         except ValueError:
             raise TransportError("invalid URL") from None
+
+
+# Path segments and query values this long may be credentials (a Mattermost hook id, a Slack or
+# Discord token, a Workflows ``sig``); shorter ones ("hooks", "api-version") are not.
+_SECRET_PART_MIN = 16
+
+
+def url_secrets(url: str) -> list[str]:
+    """The parts of a webhook ``url`` that may be a credential, longest first.
+
+    The URL itself, and each long path segment and query value (raw and decoded), so that a
+    service echoing just its hook id in an error body cannot leak it into a failure detail.
+    """
+    parts = urlsplit(url)
+    found = {url}
+    if parts.password:
+        found.add(parts.password)
+    for segment in parts.path.split("/"):
+        if len(segment) >= _SECRET_PART_MIN:
+            found.update({segment, unquote(segment)})
+    for _, value in parse_qsl(parts.query):
+        if len(value) >= _SECRET_PART_MIN:
+            found.add(value)
+    for raw in parts.query.split("&"):
+        value = raw.partition("=")[2]
+        if len(value) >= _SECRET_PART_MIN:
+            found.add(value)
+    return sorted(found, key=len, reverse=True)
 
 
 def _check_http_url(value: SecretStr) -> SecretStr:

@@ -8,6 +8,10 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "notirouter.plugins.log",
     "notirouter.plugins.webhook",
     "notirouter.plugins.email",
+    "notirouter.plugins.teams",
+    "notirouter.plugins.mattermost",
+    "notirouter.plugins.slack",
+    "notirouter.plugins.discord",
 )
 """Modules registered by :func:`notirouter.plugin_manager.make_plugin_manager`, in order.
 

@@ -1,0 +1,221 @@
+"""Escaping for chat markups, judged by a real Markdown parser, and the chat helpers.
+
+markdown-it (the parser behind the Adaptive Cards JavaScript renderer) with linkify, tables and
+strikethrough on is stricter than any of the chat services: if it finds no link, image,
+emphasis or block markup in an escaped value, the services do not either.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+from notirouter.plugins._chat import fit, fit_facts, json_len, safe_link, utf16_len
+
+from notirouter.escape import (
+    ZERO_WIDTH_SPACE,
+    defuse_urls,
+    escape_markdown,
+    escape_plain,
+    escape_slack,
+    escape_teams,
+)
+from notirouter.http import url_secrets
+from notirouter.message import Fact
+from tests.chat_helpers import CHAT_SINKS, build_sink, walk_strings
+from tests.chat_messages import ALL, HOSTILE, HOSTILE_LINKED
+
+HOSTILE_SNIPPETS = [
+    "[login](https://evil.example/a)",
+    "![pixel](https://evil.example/p.png)",
+    "<https://evil.example>",
+    "https://evil.example/path and www.evil.example",
+    "**bold** __bold__ *it* _it_ ~~strike~~ `code`",
+    "# heading\n## heading",
+    "> quote\n- item\n+ item\n* item\n1. item\n2) item",
+    "title\n===\nsub\n---",
+    "| a | b |\n|---|---|\n| 1 | 2 |",
+    "[ref]: https://evil.example\n[ref]",
+    "\\[already\\] \\*escaped\\* \\\\",
+    "<b>html</b> <img src=x onerror=alert(1)>",
+    "a *b [c](https://e.example) d* e",
+]
+# Token types a value may produce: a plain paragraph of text, with line breaks.
+PLAIN_TOKENS = {"paragraph_open", "paragraph_close", "inline", "text", "softbreak", "hardbreak"}
+
+
+def parser(markup: str = "markdown") -> MarkdownIt:
+    """A parser at least as eager as the services that read ``markup``.
+
+    Teams documents a subset without HTML or tables; Mattermost and Discord get everything.
+    """
+    if markup == "teams":
+        md = MarkdownIt("commonmark", {"linkify": True, "html": False})
+        md.enable(["linkify", "strikethrough"])
+    else:
+        md = MarkdownIt("commonmark", {"linkify": True}).enable(
+            ["linkify", "strikethrough", "table"]
+        )
+    # Bare domains ("evil.example") are left alone on purpose: defusing them would break
+    # copying a hostname out of an alert. Scheme URLs and "www." hosts must not link.
+    md.linkify.set({"fuzzy_link": False})
+    return md
+
+
+def tokens(md: MarkdownIt, text: str) -> Iterator[Token]:
+    for token in md.parse(text):
+        yield token
+        yield from token.children or ()
+
+
+ESCAPES = {"markdown": escape_markdown, "teams": escape_teams}
+
+
+@pytest.mark.parametrize("markup", sorted(ESCAPES))
+@pytest.mark.parametrize("snippet", HOSTILE_SNIPPETS)
+def test_escaped_text_is_plain_markdown(markup: str, snippet: str) -> None:
+    md, escape = parser(markup), ESCAPES[markup]
+    found = {token.type for token in tokens(md, escape(snippet))}
+    assert found <= PLAIN_TOKENS, found
+
+
+@pytest.mark.parametrize("snippet", HOSTILE_SNIPPETS)
+def test_escaped_text_reads_the_same(snippet: str) -> None:
+    # What the reader sees is the original text, zero-width spaces aside.
+    for markup, escape in ESCAPES.items():
+        md = parser(markup)
+        rendered = " ".join(
+            t.content for t in tokens(md, escape(snippet)) if t.type in ("text", "html_inline")
+        ).replace(ZERO_WIDTH_SPACE, "")
+        assert rendered.split() == snippet.split(), markup
+
+
+def test_teams_escaping_keeps_windows_paths_and_ordinary_punctuation() -> None:
+    assert escape_teams("C:\\Windows\\System32\\cmd.exe") == "C:\\Windows\\System32\\cmd.exe"
+    assert escape_teams("srv-01.corp.local (10.0.0.1)") == "srv-01.corp.local (10.0.0.1)"
+    assert escape_teams("a\\*b") == "a\\\\\\*b"
+    assert escape_teams("snake_case") == "snake\\_case"
+
+
+@pytest.mark.parametrize(
+    "escape", [escape_markdown, escape_teams, escape_slack, escape_plain, defuse_urls]
+)
+def test_urls_never_autolink(escape: Callable[[str], str]) -> None:
+    text = escape("go to https://evil.example or www.evil.example or JavaScript:alert(1)")
+    assert not re.search(r"(?i)(https|javascript)\\?:", text)
+    assert not re.search(r"(?i)www\\?\.", text)
+
+
+@pytest.mark.parametrize("escape", [escape_markdown, escape_teams, escape_slack, escape_plain])
+def test_mentions_are_neutralised(escape: Callable[[str], str]) -> None:
+    text = escape("@channel @here @all @everyone <!channel> <!here> <!everyone> <@U024BE7LH>")
+    assert not re.search(r"@(channel|here|all|everyone)|<[!@]", text)
+
+
+# What a chat client would read as a mention, in any of the four services.
+LIVE_MENTION = re.compile(r"@(channel|here|all|everyone)\b|<[!@#]")
+
+
+@pytest.mark.parametrize("sink_type", CHAT_SINKS)
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_no_sink_renders_a_live_mention(sink_type: str, name: str) -> None:
+    for path, text in walk_strings(build_sink(sink_type).render(ALL[name])):
+        assert not LIVE_MENTION.search(text), (path, text)
+
+
+# Fields that hold a URL the sink chose (message.link, validated) rather than text.
+URL_FIELDS = re.compile(r"(^|\.)(url|uri|title_link)$")
+
+
+def is_markdown(sink_type: str, path: str) -> bool:
+    """Whether the service renders this field as Markdown (the others are plain text)."""
+    if sink_type == "teams":  # TextRuns, fallbackText and action titles are plain
+        return "inlines" not in path and "fallbackText" not in path and "actions" not in path
+    if sink_type == "mattermost":
+        return not path.endswith("fallback")
+    return sink_type == "discord"  # Slack mrkdwn has no [label](url) syntax
+
+
+@pytest.mark.parametrize("sink_type", CHAT_SINKS)
+def test_hostile_message_yields_no_link_anywhere(sink_type: str) -> None:
+    md = parser("teams" if sink_type == "teams" else "markdown")
+    for path, text in walk_strings(build_sink(sink_type).render(HOSTILE)):
+        assert not URL_FIELDS.search(path), path  # javascript: is never a link
+        if path.endswith(("$schema", "@context")):
+            continue  # the card's own schema identifiers
+        assert not re.search(r"(?i)(https?|javascript):", text.replace("\\", "")), (path, text)
+        if is_markdown(sink_type, path):
+            found = {t.type for t in tokens(md, text)}
+            assert not found & {"link_open", "image"}, (path, found)
+
+
+@pytest.mark.parametrize("sink_type", CHAT_SINKS)
+def test_hostile_link_label_stays_text(sink_type: str) -> None:
+    rendered = build_sink(sink_type).render(HOSTILE_LINKED)
+    urls = [text for path, text in walk_strings(rendered) if URL_FIELDS.search(path)]
+    assert urls
+    assert set(urls) == {HOSTILE_LINKED.link}
+    for path, text in walk_strings(rendered):
+        if not URL_FIELDS.search(path) and not path.endswith(("$schema", "@context")):
+            assert not re.search(r"(?i)https?:(?!//app\.sekoia\.io/)", text), (path, text)
+
+
+@pytest.mark.parametrize("sink_type", CHAT_SINKS)
+def test_empty_link_label_still_gives_something_to_click(sink_type: str) -> None:
+    message = ALL["alert"].model_copy(update={"link_label": "  "})
+    rendered = str(build_sink(sink_type).render(message))
+    assert "Open" in rendered
+    assert "[](" not in rendered
+
+
+def test_safe_link() -> None:
+    assert safe_link("https://app.sekoia.io/operations/alerts/AL1") == (
+        "https://app.sekoia.io/operations/alerts/AL1"
+    )
+    assert safe_link("http://x.example/a?b=1#c") == "http://x.example/a?b=1#c"
+    assert safe_link("https://x.example/a)b>c|d e") is None  # whitespace: refused
+    assert safe_link("https://x.example/a)b>c|d") == "https://x.example/a%29b%3Ec%7Cd"
+    for bad in (None, "", "javascript:alert(1)", "data:text/html,x", "ftp://x", "//x.example"):
+        assert safe_link(bad) is None
+
+
+@pytest.mark.parametrize("measure", [len, json_len, utf16_len])
+@pytest.mark.parametrize("escape", [escape_markdown, escape_teams, escape_slack])
+def test_fit_respects_the_limit_after_escaping(
+    escape: Callable[[str], str], measure: Callable[[str], int]
+) -> None:
+    text = '*_[]\\"🔥 @here https://x.example\n' * 500
+    for limit in (0, 5, 20, 100, 1_000, 5_000):
+        cut = fit(text, limit, escape, measure)
+        assert measure(cut) <= limit
+        if limit >= 100:
+            assert cut.endswith(escape("… [truncated]"))
+    assert fit("short", 100, escape, measure) == escape("short")
+
+
+def test_fit_facts_keeps_order_and_counts_the_rest() -> None:
+    facts = [Fact(name=f"n{i}", value="v" * 100) for i in range(10)]
+    rows, omitted = fit_facts(
+        facts, escape=escape_plain, name_limit=10, value_limit=50, budget=200, max_rows=8
+    )
+    assert [name for name, _ in rows] == ["n0", "n1", "n2", "n3"]
+    assert all(len(value) <= 50 for _, value in rows)
+    assert omitted == 6
+    rows, _ = fit_facts(
+        [Fact(name="", value="  ")], escape=escape_plain, name_limit=9, value_limit=9, budget=99,
+        max_rows=9,
+    )  # fmt: skip
+    assert rows == [("—", "—")]
+
+
+def test_url_secrets_cover_path_tokens_and_query_values() -> None:
+    url = "https://h.example/webhooks/123456789012345678/AbCdEfGhIjKlMnOpQrSt?sig=ZyXwVuTsRqPoNmLk1&x=1"
+    found: Any = url_secrets(url)
+    assert found[0] == url
+    for part in ("123456789012345678", "AbCdEfGhIjKlMnOpQrSt", "ZyXwVuTsRqPoNmLk1"):
+        assert part in found
+    assert "webhooks" not in found

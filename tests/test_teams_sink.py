@@ -1,0 +1,238 @@
+"""The teams sink: every card valid against the Adaptive Card 1.5 schema, sizes, answers."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from jsonschema.exceptions import best_match
+
+from notirouter.http import json_bytes
+from notirouter.message import Message
+from notirouter.sink import Outcome
+from tests.chat_helpers import SECRET, build_sink, walk_strings
+from tests.chat_messages import ALERT, ALL, HOSTILE, HUGE
+from tests.loopback import LoopbackServer, Reply
+
+# The official Adaptive Cards 1.5 schema, copied byte for byte (see conformance/README.md), so
+# the test needs nothing outside the checkout.
+SCHEMA_PATH = Path(__file__).resolve().parent / "conformance" / "adaptive-card-1.5.schema.json"
+BUDGET = 27_000
+VERSIONS = ("1.2", "1.3", "1.4", "1.5")
+
+
+@pytest.fixture(scope="module")
+def validator() -> jsonschema.Draft6Validator:
+    assert SCHEMA_PATH.is_file(), f"the Adaptive Card schema is missing: {SCHEMA_PATH}"
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    jsonschema.Draft6Validator.check_schema(schema)
+    return jsonschema.Draft6Validator(schema)
+
+
+def card_of(payload: dict[str, Any]) -> dict[str, Any]:
+    """The one Adaptive Card of a Workflows payload, after checking the envelope."""
+    assert payload["type"] == "message"
+    assert len(payload["attachments"]) == 1
+    attachment = payload["attachments"][0]
+    assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
+    assert attachment["contentUrl"] is None
+    card: dict[str, Any] = attachment["content"]
+    return card
+
+
+def assert_valid(validator: jsonschema.Draft6Validator, card: dict[str, Any]) -> None:
+    # The schema is strict and does not know Teams' own "msteams" extension.
+    bare = copy.deepcopy(card)
+    bare.pop("msteams", None)
+    error = best_match(validator.iter_errors(bare))
+    assert error is None, f"{error.message} at {list(error.absolute_path)}"
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_every_card_is_a_valid_adaptive_card_within_budget(
+    validator: jsonschema.Draft6Validator, name: str, version: str
+) -> None:
+    sink = build_sink("teams", card_version=version)
+    request = sink.build_request(ALL[name])
+    card = card_of(request.json)
+    assert_valid(validator, card)
+    assert card["version"] == version  # the schema only says "a string"
+    assert card["type"] == "AdaptiveCard"
+    assert len(request.body_bytes()) <= BUDGET
+    kinds = {v for p, v in walk_strings(card) if p.endswith("type")}
+    assert not kinds & {"Action.Submit", "Action.Execute"}
+
+
+def test_default_card_version_is_1_4_and_full_width() -> None:
+    card = card_of(build_sink("teams").render(ALERT))
+    assert card["version"] == "1.4"
+    assert card["msteams"] == {"width": "Full"}
+    assert "msteams" not in card_of(build_sink("teams", full_width=False).render(ALERT))
+
+
+def test_unsupported_card_version_is_a_config_error() -> None:
+    with pytest.raises(ValueError, match="card_version"):
+        build_sink("teams", card_version="1.6")
+
+
+def test_card_reads_severity_title_text_facts_and_link() -> None:
+    card = card_of(build_sink("teams").render(ALERT))
+    header, text, facts = card["body"]
+    assert header["style"] == "attention"
+    assert header["items"][0]["text"] == "🔴 CRITICAL"
+    assert header["items"][1]["inlines"][0]["text"] == ALERT.title
+    assert text["type"] == "TextBlock"
+    assert "downloaded a script" in text["text"]
+    assert text["text"].count("\n\n") == 1  # one line break, as Markdown needs it
+    assert facts["facts"][0] == {"title": "Urgency", "value": "82 (Major)"}
+    assert len(facts["facts"]) == len(ALERT.facts)
+    assert card["actions"] == [
+        {"type": "Action.OpenUrl", "title": "Open in Sekoia.io", "url": ALERT.link}
+    ]
+
+
+def test_huge_message_is_cut_with_visible_markers() -> None:
+    for fmt in ("workflows", "messagecard"):
+        request = build_sink("teams", format=fmt).build_request(HUGE)
+        assert len(request.body_bytes()) <= BUDGET
+        text = json.dumps(request.json, ensure_ascii=False)
+        assert "truncated" in text
+        assert "more facts not shown" in text
+
+
+def test_hostile_text_is_inert() -> None:
+    card = card_of(build_sink("teams").render(HOSTILE))
+    assert "actions" not in card  # a javascript: link never becomes a button
+    title = card["body"][0]["items"][1]["inlines"][0]["text"]
+    assert "@channel" not in title
+    assert "https://evil" not in title
+    text = card["body"][1]["text"]
+    assert "\\[login\\]" in text  # the brackets of a Markdown link are escaped
+    assert "C:\\Windows\\System32" in text  # Windows paths keep single backslashes
+
+
+def test_messagecard_shape() -> None:
+    card = build_sink("teams", format="messagecard").render(ALERT)
+    assert card["@type"] == "MessageCard"
+    assert card["@context"] == "http://schema.org/extensions"
+    assert card["summary"] == ALERT.title
+    assert card["themeColor"] == "D0021B"
+    assert card["title"] == "🔴 " + ALERT.title
+    section = card["sections"][0]
+    assert section["activityTitle"] == "🔴 CRITICAL"
+    assert section["facts"][0] == {"name": "Urgency", "value": "82 (Major)"}
+    assert card["potentialAction"] == [
+        {
+            "@type": "OpenUri",
+            "name": "Open in Sekoia.io",
+            "targets": [{"os": "default", "uri": ALERT.link}],
+        }
+    ]
+
+
+def test_teams_rate_limit_defaults_to_4_per_second() -> None:
+    assert build_sink("teams").rate_limit == 4.0
+    assert build_sink("teams", rate_limit=1.5).rate_limit == 1.5
+
+
+async def send(make_sink: Any, loopback: LoopbackServer, reply: Reply, **options: Any) -> Any:
+    loopback.reply(reply)
+    sink = make_sink("teams", url=f"{loopback.url}/workflows/{SECRET}/run?sig={SECRET}", **options)
+    return await sink.send(ALERT)
+
+
+async def test_workflows_request_on_the_wire(loopback: LoopbackServer, make_sink: Any) -> None:
+    result = await send(make_sink, loopback, Reply(202, ""))
+    assert result.outcome is Outcome.DELIVERED
+    request = loopback.requests[0]
+    assert request.method == "POST"
+    assert request.path == f"/workflows/{SECRET}/run"
+    assert request.headers["Content-Type"].startswith("application/json")
+    assert card_of(request.json())["type"] == "AdaptiveCard"
+
+
+# Power Automate answers 202 and an empty body; errors are JSON {"error": {"code", "message"}}.
+WORKFLOW_ERROR = '{"error":{"code":"%s","message":"%s"}}'
+
+
+@pytest.mark.parametrize(
+    ("reply", "outcome"),
+    [
+        (Reply(202, ""), Outcome.DELIVERED),
+        (Reply(200, ""), Outcome.DELIVERED),
+        (Reply(400, WORKFLOW_ERROR % ("TriggerInputSchemaMismatch", "bad")), Outcome.PERMANENT),
+        (Reply(401, WORKFLOW_ERROR % ("DirectApiAuthorizationRequired", "no")), Outcome.PERMANENT),
+        (Reply(404, WORKFLOW_ERROR % ("WorkflowNotFound", "gone")), Outcome.PERMANENT),
+        (Reply(413, ""), Outcome.PERMANENT),
+        (Reply(429, WORKFLOW_ERROR % ("WorkflowRequestsThrottled", "slow")), Outcome.RETRY),
+        (Reply(500, ""), Outcome.RETRY),
+        (Reply(502, "Bad Gateway"), Outcome.RETRY),
+    ],
+)
+async def test_workflows_answers(
+    loopback: LoopbackServer, make_sink: Any, reply: Reply, outcome: Outcome
+) -> None:
+    assert (await send(make_sink, loopback, reply)).outcome is outcome
+
+
+async def test_workflows_throttle_honours_retry_after(
+    loopback: LoopbackServer, make_sink: Any
+) -> None:
+    result = await send(make_sink, loopback, Reply(429, "", {"Retry-After": "12"}))
+    assert result.outcome is Outcome.RETRY
+    assert result.retry_after == 12.0
+
+
+CONNECTOR_FAILURE = (
+    "Webhook message delivery failed with error: Microsoft Teams endpoint returned HTTP error "
+    "{code} with ContextId tcid=0,server=msgapi-production-weu-azsc2-4-170,cv=Uz7Fsq1kWEGr.0.."
+)
+
+
+@pytest.mark.parametrize(
+    ("reply", "outcome"),
+    [
+        (Reply(200, "1"), Outcome.DELIVERED),
+        (Reply(200, CONNECTOR_FAILURE.format(code=429)), Outcome.RETRY),
+        (Reply(200, CONNECTOR_FAILURE.format(code=413)), Outcome.PERMANENT),
+        (Reply(200, CONNECTOR_FAILURE.format(code=500)), Outcome.RETRY),
+        (Reply(200, CONNECTOR_FAILURE.format(code=400)), Outcome.PERMANENT),
+        (Reply(200, ""), Outcome.RETRY),
+        (Reply(400, "Summary or Text is required."), Outcome.PERMANENT),
+        (Reply(404, ""), Outcome.PERMANENT),
+        (Reply(413, ""), Outcome.PERMANENT),
+        (Reply(429, "", {"Retry-After": "3"}), Outcome.RETRY),
+    ],
+)
+async def test_connector_answers(
+    loopback: LoopbackServer, make_sink: Any, reply: Reply, outcome: Outcome
+) -> None:
+    result = await send(make_sink, loopback, reply, format="messagecard")
+    assert result.outcome is outcome
+    if reply.status == 200 and reply.body != "1":
+        assert "connector says" in result.detail
+
+
+async def test_connector_body_is_a_message_card(loopback: LoopbackServer, make_sink: Any) -> None:
+    result = await send(make_sink, loopback, Reply(200, "1"), format="messagecard")
+    assert result.outcome is Outcome.DELIVERED
+    assert loopback.requests[0].json()["@type"] == "MessageCard"
+
+
+async def test_secret_never_in_failure_detail(loopback: LoopbackServer, make_sink: Any) -> None:
+    echo = f"Invalid request to /workflows/{SECRET}/run?sig={SECRET}"
+    result = await send(make_sink, loopback, Reply(400, echo))
+    assert result.outcome is Outcome.PERMANENT
+    assert SECRET not in result.detail
+    assert "Invalid request" in result.detail
+
+
+def test_render_is_what_is_sent() -> None:
+    sink = build_sink("teams")
+    message: Message = ALERT
+    assert json_bytes(sink.render(message)) == sink.build_request(message).body_bytes()
