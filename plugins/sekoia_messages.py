@@ -22,6 +22,7 @@ from .sekoia_views import (
     as_mapping,
     dig,
     short,
+    titled,
     unavailable_line,
 )
 from .sekoia_views import thread_key as pick_thread_key
@@ -78,7 +79,7 @@ def alert_message(action: str, attributes: dict[str, Any], variables: Mapping[st
     facts = alert_facts(view)
     if action == "created":
         return Message(
-            title=f"New alert: {view.name}",
+            title=titled("New alert", view.name),
             text=_lines(_summary(view), view.details, missing),
             facts=tuple(facts),
             **common,
@@ -93,7 +94,7 @@ def alert_message(action: str, attributes: dict[str, Any], variables: Mapping[st
         )
         changed = "; ".join(changes) or "not specified by Sekoia.io"
         return Message(
-            title=f"Alert updated: {view.name}",
+            title=titled("Alert updated", view.name),
             text=_lines(f"Changed: {changed}.", _summary(view), missing),
             facts=(Fact(name="Changed", value=changed), *facts),
             **common,
@@ -101,13 +102,13 @@ def alert_message(action: str, attributes: dict[str, Any], variables: Mapping[st
     if action == "deleted":
         common.update(severity=Severity.INFO, link=None)
         return Message(
-            title=f"Alert deleted: {view.name}",
+            title=titled("Alert deleted", view.name),
             text="The alert was deleted in Sekoia.io.",
             facts=tuple(f for f in facts if f.name == "Alert"),
             **common,
         )
     return Message(
-        title=f"Alert {short(action, 60)}: {view.name}",
+        title=titled(f"Alert {short(action, 60)}", view.name),
         text=_lines(_summary(view), missing),
         facts=tuple(facts),
         **common,
@@ -131,7 +132,7 @@ def comment_message(
     facts = [("Author", author), ("Alert", view.short_id), ("Urgency", view.urgency_text)]
     facts.append(("Status", view.status))
     return Message(
-        title=f"{verb} on alert: {view.name}",
+        title=titled(f"{verb} on alert", view.name),
         text=_lines(content, unavailable_line(variables, "alert")),
         severity=Severity.INFO,
         link=dig(variables, "sekoia", "alert_url"),

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from .sekoia_places import valid_short_id, valid_uuid
+
 MAX_VALUE_CHARS = 300
 URGENCY_KEYS = ("dynamic_urgency_value", "urgency_current_value", "urgency_value", "urgency")
 
@@ -122,8 +124,8 @@ class AlertView:
 
     @property
     def name(self) -> str:
-        """The alert's title, else its short id, else ``alert``."""
-        return self.title or self.short_id or "alert"
+        """The alert's title, else its short id, else ``""``."""
+        return self.title or self.short_id
 
 
 def alert_view(alert: Mapping[str, Any] | None, attributes: Mapping[str, Any]) -> AlertView:
@@ -141,8 +143,9 @@ def alert_view(alert: Mapping[str, Any] | None, attributes: Mapping[str, Any]) -
         urgency = urgency_number(hook.get("urgency_current_value"))
     similar = pick(api.get("similar"), "similar")
     return AlertView(
-        uuid=short(pick(api.get("uuid"), "uuid")),
-        short_id=short(pick(api.get("short_id"), "short_id")),
+        # Ids from the webhook are shown only when well formed (they are attacker-controlled).
+        uuid=short(api.get("uuid") or valid_uuid(hook.get("uuid"))),
+        short_id=short(api.get("short_id") or valid_short_id(hook.get("short_id"))),
         title=short(pick(api.get("title"), "title")),
         urgency=urgency,
         urgency_label=short(dig(api, "urgency", "display")),
@@ -158,6 +161,11 @@ def alert_view(alert: Mapping[str, Any] | None, attributes: Mapping[str, Any]) -
         occurrences=number(similar) if similar is not None else "",
         details=short(api.get("details"), 1000),
     )
+
+
+def titled(prefix: str, name: str) -> str:
+    """``prefix: name``, or just ``prefix`` when the name is unknown."""
+    return f"{prefix}: {name}" if name else prefix
 
 
 def _arrow(label: str, old: Any, new: Any) -> str:
