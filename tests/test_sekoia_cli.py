@@ -72,7 +72,7 @@ def _restore_logging() -> Iterator[None]:
 def run(
     tmp_path: Path, sekoia: FakeSekoia, loopback: LoopbackServer, isolated_env: Any
 ) -> Callable[..., Any]:
-    """Run ``notirouter <command> -c CONFIG EVENT.json [args]`` in a thread; return the exit code."""
+    """Run ``notirouter <command> -c CONFIG EVENT.json [args]`` in a thread; return its code."""
     config = tmp_path / "notirouter.yaml"
     config.write_text(
         CONFIG.format(queue=tmp_path / "q.db", key=API_KEY, api=sekoia.url, target=loopback.url),
@@ -121,7 +121,8 @@ async def test_send_delivers_the_enriched_message(
     assert "forward (route alerts): delivered" in capsys.readouterr().out
     body = loopback.requests[0].json()
     assert body["title"] == "New alert: Suspicious PowerShell download"
-    assert "Pending" in body["text"] and "Major" in body["text"]
+    assert "Pending" in body["text"]
+    assert "Major" in body["text"]
     assert {"name": "Status", "value": "Pending"} in body["facts"]
     assert {"name": "Urgency", "value": "60 (Major)"} in body["facts"]
     assert body["severity"] == "high"

@@ -1,4 +1,4 @@
-"""``enrichers.<name>`` of type ``sekoia``: regions and addresses are checked when the config loads."""
+"""Options of the ``sekoia`` enricher: regions and addresses are checked when the config loads."""
 
 from __future__ import annotations
 

@@ -6,9 +6,6 @@ import textwrap
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
-
-from notirouter.config.loader import load_config_text
 from notirouter.plugins.sekoia import (
     AlertCommentEvent,
     AlertEvent,
@@ -17,6 +14,9 @@ from notirouter.plugins.sekoia import (
     SekoiaEvent,
     SekoiaSource,
 )
+from pydantic import ValidationError
+
+from notirouter.config.loader import load_config_text
 from notirouter.runtime import Runtime
 from tests.sekoia_fixtures import ALERT_UUID, alert_event, case_event, comment_event
 
