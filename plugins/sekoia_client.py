@@ -172,7 +172,7 @@ class SekoiaApi:
             await asyncio.sleep(wait)
         attempts = self.retry.attempts
         raise SekoiaApiError(
-            f"Sekoia.io API unavailable ({reason}, {attempts} attempt{'s' * (attempts > 1)})",
+            f"Sekoia.io API unavailable after {attempts} attempt{'s' * (attempts > 1)}: {reason}",
             status=status,
         )
 

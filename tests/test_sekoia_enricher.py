@@ -190,7 +190,7 @@ async def test_outage_fails_after_bounded_attempts_with_the_link_as_partial(
     build: Callable[..., Enricher[Any]], sekoia: FakeSekoia
 ) -> None:
     sekoia.fail(Failure(500))
-    with pytest.raises(EnrichmentError, match=r"unavailable \(HTTP 500, 3 attempts\)") as caught:
+    with pytest.raises(EnrichmentError, match=r"unavailable after 3 attempts: HTTP 500") as caught:
         await build(attempts=3).enrich(parse(alert_event()))
     assert len(sekoia.paths) == 3
     assert caught.value.partial["sekoia"]["alert_url"] == ALERT_URL

@@ -92,11 +92,11 @@ def test_degraded_alert_keeps_the_link_and_says_details_are_unavailable() -> Non
     message = format_message(
         rich,
         {"sekoia": LINKS},
-        {"sekoia": "Sekoia.io API unavailable (HTTP 500, 4 attempts)"},
+        {"sekoia": "Sekoia.io API unavailable after 4 attempts: HTTP 500"},
     )
     assert message.title == f"New alert: {ALERT_SHORT_ID}"
     assert message.link == LINKS["alert_url"]
-    assert "Details unavailable: Sekoia.io API unavailable (HTTP 500, 4 attempts)" in message.text
+    assert "Details unavailable: Sekoia.io API unavailable after 4 attempts: HTTP 500" in message.text
     assert message.severity is Severity.CRITICAL
     assert facts(message)["Status"] == "Ongoing"
     assert facts(message)["Rule"] == "Mimikatz"
