@@ -141,13 +141,16 @@ async def test_api_outage_still_delivers_a_degraded_message(
     assert await run("send", alert_event(status_name="Ongoing", urgency_current_value=80)) == 0
     output = capsys.readouterr()
     assert (
-        "enrichment: sekoia failed: Sekoia.io API unavailable after 3 attempts: HTTP 500" in output.out
+        "enrichment: sekoia failed: Sekoia.io API unavailable after 3 attempts: HTTP 500"
+        in output.out
     )
     assert "forward (route alerts): delivered" in output.out
     assert len(sekoia.paths) == 3  # bounded retries, then the message goes out anyway
     body = loopback.requests[0].json()
     assert body["link"] == ALERT_URL
-    assert "Details unavailable: Sekoia.io API unavailable after 3 attempts: HTTP 500" in body["text"]
+    assert (
+        "Details unavailable: Sekoia.io API unavailable after 3 attempts: HTTP 500" in body["text"]
+    )
     assert body["severity"] == "critical"  # from the urgency the webhook carried
     assert {"name": "Status", "value": "Ongoing"} in body["facts"]
     assert API_KEY not in output.out + output.err

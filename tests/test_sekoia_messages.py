@@ -96,7 +96,9 @@ def test_degraded_alert_keeps_the_link_and_says_details_are_unavailable() -> Non
     )
     assert message.title == f"New alert: {ALERT_SHORT_ID}"
     assert message.link == LINKS["alert_url"]
-    assert "Details unavailable: Sekoia.io API unavailable after 4 attempts: HTTP 500" in message.text
+    assert (
+        "Details unavailable: Sekoia.io API unavailable after 4 attempts: HTTP 500" in message.text
+    )
     assert message.severity is Severity.CRITICAL
     assert facts(message)["Status"] == "Ongoing"
     assert facts(message)["Rule"] == "Mimikatz"
