@@ -147,7 +147,7 @@ class SekoiaEnricher(Enricher[SekoiaOptions]):
                 not_before=not_before,
             )
         except SekoiaApiError as exc:
-            raise EnrichmentError(str(exc), partial={"sekoia": links}) from None
+            raise _failed(exc, links) from None
 
     def _alert_variables(self, fetched: Fetched, links: dict[str, str]) -> dict[str, Any]:
         alert_url = self.links.alert(fetched.value.get("short_id"))
@@ -172,7 +172,7 @@ class SekoiaEnricher(Enricher[SekoiaOptions]):
                 ("case", uuid), lambda: self.api.get_object(path, {}, "case"), not_before=not_before
             )
         except SekoiaApiError as exc:
-            raise EnrichmentError(str(exc), partial={"sekoia": links}) from None
+            raise _failed(exc, links) from None
         case_url = self.links.case(fetched.value.get("short_id"), uuid)
         variables: dict[str, Any] = {"case": fetched.value, "sekoia": links}
         if case_url:
@@ -190,6 +190,11 @@ class SekoiaEnricher(Enricher[SekoiaOptions]):
 
     def _links(self, **links: str | None) -> dict[str, str]:
         return {"app_url": self.links.app_url, **{k: v for k, v in links.items() if v}}
+
+
+def _failed(error: SekoiaApiError, links: dict[str, str]) -> EnrichmentError:
+    # A refused key is already logged once per period by the client: not again per event.
+    return EnrichmentError(str(error), partial={"sekoia": links}, reported=error.auth)
 
 
 @hookimpl

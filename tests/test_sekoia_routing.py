@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -83,3 +84,34 @@ async def test_urgency_above_70_without_a_previous_copy_matches(
     app, sekoia = runtime
     sekoia.alerts[ALERT_UUID]["urgency"] = {"current_value": 75, "display": "Urgent"}
     assert await route(app, update(75, "2024-01-01T00:00:00Z")) == ["urgency-crossed-70"]
+
+
+async def test_a_refused_key_is_one_log_line_not_one_per_event(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = LoopbackServer()
+    await server.start()
+    sekoia = FakeSekoia(server)
+    text = (
+        textwrap.dedent(CONFIG)
+        .replace("QUEUE", str(tmp_path / "q.db"))
+        .replace("KEY", "revoked-key-0123456789")
+        .replace("region: fra1}", "region: fra1, auth_pause: 0}")
+        .replace("API", sekoia.url)
+    )
+    runtime = Runtime(load_config_text(text, "test.yaml"))
+    await runtime.open_plugins()
+    try:
+        for n in range(20):
+            routed = await runtime.pipeline.route(
+                runtime.pipeline.parse("sekoia", update(80 + n % 10, "2024-01-01T00:00:00Z"))
+            )
+            assert routed.enrichment_errors == {"sekoia": "Sekoia.io API key rejected (HTTP 401)"}
+    finally:
+        await runtime.close_plugins()
+        await server.stop()
+    assert len(sekoia.paths) == 20
+    loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(loud) == 1
+    assert "rejected the API key (HTTP 401: missing, expired or invalid)" in loud[0]
+    assert "revoked-key-0123456789" not in caplog.text
