@@ -44,13 +44,14 @@ class SekoiaApiError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class RetrySettings:
-    """How hard to try: attempts, per-attempt timeout, backoff and the longest wait allowed."""
+    """How hard to try: attempts, per-attempt timeout, backoff, longest wait, overall bound."""
 
     attempts: int = 4
     timeout: float = 10.0
     backoff_initial: float = 0.5
     backoff_max: float = 10.0
     max_wait: float = 30.0
+    deadline: float = 60.0
 
     def backoff(self, attempt: int) -> float:
         """Delay before retry number ``attempt`` (1-based): exponential, with jitter."""
@@ -140,13 +141,17 @@ class SekoiaApi:
                 "Accept": "application/json",
             },
         )
-        reason = ""
-        status: int | None = None
-        for attempt in range(1, self.retry.attempts + 1):
+        # The whole fetch is bounded by ``deadline``, so that it ends well within the routing
+        # worker's lease, whatever the per-attempt timeout, backoff and Retry-After say.
+        deadline = time.monotonic() + self.retry.deadline
+        reason, status, made = "", None, 0
+        while True:
+            made += 1
             retry_after: float | None = None
+            timeout = max(0.001, min(self.retry.timeout, deadline - time.monotonic()))
             try:
                 self.calls += 1
-                response = await self.http.send(request, timeout=self.retry.timeout)
+                response = await self.http.send(request, timeout=timeout)
             except TransportError as exc:
                 status, reason = None, str(exc)
             else:
@@ -159,20 +164,21 @@ class SekoiaApi:
                     raise SekoiaApiError(_final_reason(response, what), status=status)
                 reason = f"HTTP {status}"
                 retry_after = response.retry_after()
-            if attempt == self.retry.attempts:
+            if made >= self.retry.attempts:
                 break
-            wait = retry_after if retry_after is not None else self.retry.backoff(attempt)
+            wait = retry_after if retry_after is not None else self.retry.backoff(made)
             if wait > self.retry.max_wait:
                 raise SekoiaApiError(
                     f"Sekoia.io API busy ({reason}, asked to wait {wait:g}s; "
                     f"more than retry_wait_max {self.retry.max_wait:g}s)",
                     status=status,
                 )
-            log.debug("%s fetch failed (%s); retry %d in %.3gs", what, reason, attempt, wait)
+            if time.monotonic() + wait >= deadline:
+                break
+            log.debug("%s fetch failed (%s); retry %d in %.3gs", what, reason, made, wait)
             await asyncio.sleep(wait)
-        attempts = self.retry.attempts
         raise SekoiaApiError(
-            f"Sekoia.io API unavailable after {attempts} attempt{'s' * (attempts > 1)}: {reason}",
+            f"Sekoia.io API unavailable after {made} attempt{'s' * (made > 1)}: {reason}",
             status=status,
         )
 

@@ -61,6 +61,7 @@ class SekoiaEnricher(Enricher[SekoiaOptions]):
                 backoff_initial=options.backoff_initial,
                 backoff_max=options.backoff_max,
                 max_wait=options.retry_wait_max,
+                deadline=options.deadline,
             ),
             auth_report=AuthReport(name, options.auth_log_interval),
             auth_pause=options.auth_pause,

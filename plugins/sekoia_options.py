@@ -54,6 +54,7 @@ class SekoiaOptions(EnricherOptions):
     backoff_initial: Seconds = Field(default=0.5, ge=0, le=60)
     backoff_max: Seconds = Field(default=10.0, ge=0, le=600)
     retry_wait_max: Seconds = Field(default=30.0, ge=0, le=600)
+    deadline: Seconds = Field(default=60.0, gt=0, le=600)
     cache_ttl: Seconds = Field(default=60.0, ge=0, le=86_400)
     cache_size: int = Field(default=1000, ge=1, le=100_000)
     auth_log_interval: Seconds = Field(default=300.0, ge=0)
@@ -62,6 +63,15 @@ class SekoiaOptions(EnricherOptions):
 
     _api_base: str = PrivateAttr(default="")
     _app_url: str = PrivateAttr(default="")
+
+    @field_validator("api_key")
+    @classmethod
+    def _check_api_key(cls, value: SecretStr) -> SecretStr:
+        key = value.get_secret_value().strip()
+        # It goes into an HTTP header: say so at load rather than fail on every request.
+        if not key or not all("!" <= c <= "~" for c in key):
+            raise ValueError("api_key must be printable ASCII without spaces")
+        return SecretStr(key)
 
     @field_validator("base_url")
     @classmethod

@@ -61,9 +61,11 @@ def build(http_client: HttpClient, sekoia: FakeSekoia) -> Callable[..., Enricher
     return make
 
 
+SOURCE = collect_types(make_plugin_manager()).sources["sekoia"]()
+
+
 def parse(payload: dict[str, Any]) -> Event:
-    source = collect_types(make_plugin_manager()).sources["sekoia"]()
-    return source.parse(payload)
+    return SOURCE.parse(payload)
 
 
 async def test_fetches_the_alert_with_bearer_key_and_light_flags(
@@ -199,7 +201,7 @@ async def test_outage_fails_after_bounded_attempts_with_the_link_as_partial(
 async def test_slow_answers_time_out_and_are_retried(
     build: Callable[..., Enricher[Any]], sekoia: FakeSekoia
 ) -> None:
-    sekoia.fail(Failure(200, delay=1.0))
+    sekoia.fail(Failure(200, delay=0.4))
     with pytest.raises(EnrichmentError, match=r"no answer within 0\.1s"):
         await build(timeout=0.1, attempts=2).enrich(parse(alert_event()))
     assert len(sekoia.paths) == 2
@@ -316,3 +318,12 @@ async def test_links_follow_the_region(http_client: HttpClient) -> None:
     assert variables["sekoia"]["alert_url"] == (
         f"https://app.fra2.sekoia.io/operations/alerts/{ALERT_SHORT_ID}"
     )
+
+
+async def test_deadline_bounds_the_whole_fetch(
+    build: Callable[..., Enricher[Any]], sekoia: FakeSekoia
+) -> None:
+    sekoia.fail(Failure(200, delay=0.4))
+    with pytest.raises(EnrichmentError, match=r"unavailable after [12] attempts?: no answer"):
+        await build(timeout=0.2, attempts=10, deadline=0.3).enrich(parse(alert_event()))
+    assert 1 <= len(sekoia.paths) <= 2  # not 10: the deadline ended the retries

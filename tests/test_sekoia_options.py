@@ -109,3 +109,27 @@ def test_durations_and_the_key_is_a_secret() -> None:
     assert options.cache_ttl == 120
     assert "sk-live-abcdefghijklmnop" in loaded.secrets  # redacted from every log line
     assert "sk-live" not in repr(options)
+
+
+def test_an_api_key_unfit_for_a_header_is_refused_without_being_shown() -> None:
+    text = (
+        textwrap.dedent(TEMPLATE)
+        .replace("OPTIONS", "")
+        .replace("sk-live-abcdefghijklmnop", "'sk-live-abcdefghijklmnop with-space'")
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config_text(text, "notirouter.yaml")
+    problems = "\n".join(str(p) for p in caught.value.problems)
+    assert "notirouter.yaml:6:" in problems
+    assert "api_key must be printable ASCII without spaces" in problems
+    assert "with-space" not in problems
+
+
+def test_the_api_key_is_trimmed() -> None:
+    text = (
+        textwrap.dedent(TEMPLATE)
+        .replace("OPTIONS", "")
+        .replace("sk-live-abcdefghijklmnop", "' sk-live-abcdefghijklmnop '")
+    )
+    options: Any = load_config_text(text, "notirouter.yaml").enricher_options["sekoia"]
+    assert options.api_key.get_secret_value() == "sk-live-abcdefghijklmnop"
