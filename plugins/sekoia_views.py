@@ -110,7 +110,6 @@ class AlertView:
     target: str
     first_seen: str
     last_seen: str
-    created: str
     occurrences: str
     details: str
 
@@ -157,7 +156,6 @@ def alert_view(alert: Mapping[str, Any] | None, attributes: Mapping[str, Any]) -
         target=short(api.get("target")),
         first_seen=iso_time(pick(api.get("first_seen_at"), "first_seen_at")),
         last_seen=iso_time(pick(api.get("last_seen_at"), "last_seen_at")),
-        created=iso_time(pick(api.get("created_at"), "created_at")),
         occurrences=number(similar) if similar is not None else "",
         details=short(api.get("details"), 1000),
     )
