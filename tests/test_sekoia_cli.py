@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -70,9 +71,12 @@ def _restore_logging() -> Iterator[None]:
 
 @pytest.fixture
 def run(
-    tmp_path: Path, sekoia: FakeSekoia, loopback: LoopbackServer, isolated_env: Any
+    tmp_path: Path, sekoia: FakeSekoia, loopback: LoopbackServer, monkeypatch: pytest.MonkeyPatch
 ) -> Callable[..., Any]:
     """Run ``notirouter <command> -c CONFIG EVENT.json [args]`` in a thread; return its code."""
+    for key in list(os.environ):
+        if key.startswith("NOTIROUTER_"):
+            monkeypatch.delenv(key)  # nothing from the developer's shell leaks in
     config = tmp_path / "notirouter.yaml"
     config.write_text(
         CONFIG.format(queue=tmp_path / "q.db", key=API_KEY, api=sekoia.url, target=loopback.url),
