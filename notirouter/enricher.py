@@ -23,11 +23,16 @@ class EnrichmentError(Exception):
 
     ``partial`` holds variables the enricher could still provide (e.g. a link built from the
     ids the event carried), merged into the context so the degraded message stays useful.
+    ``reported`` says the enricher already logged this kind of failure its own way (e.g. a
+    refused API key, once per period): the core then logs it per event at debug level only.
     """
 
-    def __init__(self, message: str, *, partial: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, message: str, *, partial: Mapping[str, Any] | None = None, reported: bool = False
+    ) -> None:
         super().__init__(message)
         self.partial: Mapping[str, Any] = partial or {}
+        self.reported = reported
 
 
 class EnricherOptions(BaseModel):

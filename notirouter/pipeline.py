@@ -96,7 +96,8 @@ class Pipeline:
                 variables["enrichment_errors"][name] = str(result)
                 variables["enrichment"].update(result.partial)
                 variables.update(result.partial)
-                log.warning("enricher %s failed for a %s event: %s", name, event.type, result)
+                level = logging.DEBUG if result.reported else logging.WARNING
+                log.log(level, "enricher %s failed for a %s event: %s", name, event.type, result)
             elif isinstance(result, BaseException):
                 if isinstance(result, asyncio.CancelledError):
                     raise result

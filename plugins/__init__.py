@@ -5,6 +5,8 @@ They use only the public ``notirouter`` API, exactly as a third-party plugin wou
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "notirouter.plugins.sekoia",
+    "notirouter.plugins.sekoia_enricher",
+    "notirouter.plugins.sekoia_messages",
     "notirouter.plugins.log",
     "notirouter.plugins.webhook",
     "notirouter.plugins.email",

@@ -1,18 +1,24 @@
 """The ``sekoia`` source: Sekoia.io webhook notifications (version 2 events).
 
-The body is ``{"type", "action", "attributes", "metadata"}``. Parsing is lenient where Sekoia.io
-may evolve (extra keys kept, any type and action accepted) and strict where we rely on a shape.
+The body is ``{"type", "action", "attributes", "metadata"}``. Known (type, action) pairs get a
+typed model (alert, alert-comment, case, content-proposal); anything else, or a known pair whose
+attributes do not fit the typed model, becomes a generic :class:`SekoiaEvent`. A Sekoia.io event
+is never rejected over the shape of its ``attributes``: Sekoia.io says more types will come, and
+an alert refused with a 422 would be lost.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from notirouter import Event, Source, hookimpl
+
+log = logging.getLogger("notirouter.plugins.sekoia")
 
 
 class SekoiaMetadata(BaseModel):
@@ -35,11 +41,169 @@ class SekoiaMetadata(BaseModel):
     permissions: list[Any] | None = None
 
 
-class SekoiaEvent(Event):
-    """A Sekoia.io webhook event of any type."""
+class SekoiaEventBase(Event):
+    """What every Sekoia.io event has: ``metadata``, and ``attributes`` defined by subclasses.
+
+    Template data holds only the keys the sender actually sent (no ``null`` for absent optional
+    fields), so a forwarded event looks like the one received.
+    """
+
+    metadata: SekoiaMetadata = Field(default_factory=SekoiaMetadata)
+
+    def attribute_data(self) -> dict[str, Any]:
+        """``attributes`` as plain JSON data, whatever the model."""
+        attributes = getattr(self, "attributes", None)
+        if isinstance(attributes, BaseModel):
+            return attributes.model_dump(mode="json", exclude_unset=True)
+        return dict(attributes) if isinstance(attributes, dict) else {}
+
+    def template_data(self) -> dict[str, Any]:
+        """The event as sent, as JSON data."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+class SekoiaEvent(SekoiaEventBase):
+    """A Sekoia.io event of a type or action without a typed model: attributes as a dict."""
 
     attributes: dict[str, Any] = Field(default_factory=dict)
-    metadata: SekoiaMetadata = Field(default_factory=SekoiaMetadata)
+
+
+class _Attributes(BaseModel):
+    """Attributes are lenient: every field optional, unknown keys kept."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class AlertAttributes(_Attributes):
+    """``attributes`` of ``alert`` events.
+
+    The webhook documents only ``uuid`` and ``short_id``; Sekoia.io's LiveAPI events of the same
+    format also carry a summary (``status_name``, ``urgency_current_value``, ``rule_name``...),
+    used when the Alert API cannot be reached. ``updated`` (``alert``/``updated`` only) holds
+    the changed fields, e.g. ``{"status": "<uuid>", "status_name": "Acknowledged"}``.
+    """
+
+    uuid: str | None = None
+    short_id: str | None = None
+    updated: dict[str, Any] | None = None
+    title: str | None = None
+    status_name: str | None = None
+    status_uuid: str | None = None
+    urgency_current_value: float | None = None
+    rule_name: str | None = None
+    rule_uuid: str | None = None
+    entity_name: str | None = None
+    entity_uuid: str | None = None
+    alert_type_category: str | None = None
+    alert_type_value: str | None = None
+    similar: int | None = None
+    created_at: int | float | str | None = None
+    first_seen_at: int | float | str | None = None
+    last_seen_at: int | float | str | None = None
+
+
+class AlertCommentAttributes(_Attributes):
+    """``attributes`` of ``alert-comment`` events: the comment and the alert it belongs to."""
+
+    uuid: str | None = None
+    alert_uuid: str | None = None
+    alert_short_id: str | None = None
+    content: str | None = None
+    created_by: str | None = None
+    created_by_type: str | None = None
+
+
+class CaseAttributes(_Attributes):
+    """``attributes`` of ``case`` events; ``updated`` lists what changed.
+
+    For ``alerts-updated``, ``updated`` holds ``added_alerts_uuid`` and ``deleted_alerts_uuid``.
+    Case timestamps are ISO strings (sometimes without a timezone: read as UTC).
+    """
+
+    uuid: str | None = None
+    short_id: str | None = None
+    title: str | None = None
+    priority: str | None = None
+    manual: bool | None = None
+    created_at: str | None = None
+    custom_priority_uuid: str | None = None
+    updated: dict[str, Any] | None = None
+
+
+class ContentProposalAttributes(_Attributes):
+    """``attributes`` of ``content-proposal`` (report) events: undocumented, kept as sent."""
+
+    uuid: str | None = None
+
+
+class _WithUpdates(SekoiaEventBase):
+    """Events whose ``attributes.updated`` is also exposed as a top-level ``updated``."""
+
+    def template_data(self) -> dict[str, Any]:
+        """The event as sent, plus ``updated`` (``{}`` when nothing is listed)."""
+        data = super().template_data()
+        attributes = data.get("attributes")
+        updated = attributes.get("updated") if isinstance(attributes, dict) else None
+        data["updated"] = updated if isinstance(updated, dict) else {}
+        return data
+
+
+class AlertEvent(_WithUpdates):
+    """``alert`` created, updated or deleted."""
+
+    type: Literal["alert"]
+    action: Literal["created", "updated", "deleted"]
+    attributes: AlertAttributes = Field(default_factory=AlertAttributes)
+
+
+class AlertCommentEvent(SekoiaEventBase):
+    """``alert-comment`` created (a comment was added to an alert)."""
+
+    type: Literal["alert-comment"]
+    action: Literal["created"]
+    attributes: AlertCommentAttributes = Field(default_factory=AlertCommentAttributes)
+
+
+class CaseEvent(_WithUpdates):
+    """``case`` created, updated, or alerts-updated (alerts added to or removed from it)."""
+
+    type: Literal["case"]
+    action: Literal["created", "updated", "alerts-updated"]
+    attributes: CaseAttributes = Field(default_factory=CaseAttributes)
+
+
+class ContentProposalEvent(SekoiaEventBase):
+    """``content-proposal``: a report is available (any action; the action is undocumented)."""
+
+    type: Literal["content-proposal"]
+    attributes: ContentProposalAttributes = Field(default_factory=ContentProposalAttributes)
+
+
+TYPED_EVENTS: dict[str, tuple[type[SekoiaEventBase], frozenset[str] | None]] = {
+    "alert": (AlertEvent, frozenset({"created", "updated", "deleted"})),
+    "alert-comment": (AlertCommentEvent, frozenset({"created"})),
+    "case": (CaseEvent, frozenset({"created", "updated", "alerts-updated"})),
+    "content-proposal": (ContentProposalEvent, None),
+}
+"""Event type -> (model, the actions it covers; ``None`` for any)."""
+
+
+def parse_event(payload: dict[str, Any]) -> SekoiaEventBase:
+    """The typed event for ``payload``, else a generic :class:`SekoiaEvent`.
+
+    Raises pydantic's ``ValidationError`` only when the envelope itself is invalid (no
+    ``type``/``action``, wrong metadata types), never over the shape of ``attributes``.
+    """
+    generic = SekoiaEvent.model_validate(payload)
+    typed = TYPED_EVENTS.get(generic.type)
+    if typed is None or (typed[1] is not None and generic.action not in typed[1]):
+        return generic
+    try:
+        return typed[0].model_validate(payload)
+    except ValidationError as exc:
+        fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors()[:5])
+        log.info("%s/%s event kept as generic: unexpected %s", generic.type, generic.action, fields)
+        return generic
 
 
 class SekoiaSource(Source):
@@ -48,12 +212,12 @@ class SekoiaSource(Source):
     type_name = "sekoia"
 
     def parse(self, payload: dict[str, Any]) -> Event:
-        """Validate the body as a :class:`SekoiaEvent`."""
-        return SekoiaEvent.model_validate(payload)
+        """Validate the body as a typed Sekoia.io event (see :func:`parse_event`)."""
+        return parse_event(payload)
 
     def dedupe_key(self, event: Event, body: bytes) -> str:
         """``metadata.uuid`` (a per-event id) when present, else a digest of the body."""
-        if isinstance(event, SekoiaEvent) and event.metadata.uuid:
+        if isinstance(event, SekoiaEventBase) and event.metadata.uuid:
             return "sekoia:" + event.metadata.uuid
         return super().dedupe_key(event, body)
 

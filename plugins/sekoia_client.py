@@ -1,0 +1,216 @@
+"""Reading the Sekoia.io REST API: bounded retries, and clear reports of a refused key.
+
+Sekoia.io documents 401 (key missing, expired or invalid), 403 (key lacks the permission) and
+429 (rate limit; wait before retrying). 429, 408, 5xx, timeouts and connection errors are
+retried with exponential backoff and jitter, honouring ``Retry-After``; other answers are final.
+A refused key is logged once per period, not once per event (an alert storm with an expired key
+would otherwise bury every other log line), and calls pause for a while after one.
+
+The API key only ever goes into the ``Authorization`` header: never into a log line, an error
+or a URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from pydantic import SecretStr
+
+from notirouter import HttpClient, HttpRequest, HttpResponse, TransportError
+
+log = logging.getLogger("notirouter.plugins.sekoia")
+RETRIED_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+MAX_DETAIL_CHARS = 200
+
+
+class SekoiaApiError(Exception):
+    """A request failed for good; the message is safe to show and log.
+
+    ``status`` is the last HTTP status (``None`` when no answer came); ``auth`` is true for a
+    refused key (401/403).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, auth: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.auth = auth
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySettings:
+    """How hard to try: attempts, per-attempt timeout, backoff, longest wait, overall bound."""
+
+    attempts: int = 4
+    timeout: float = 10.0
+    backoff_initial: float = 0.5
+    backoff_max: float = 10.0
+    max_wait: float = 30.0
+    deadline: float = 60.0
+
+    def backoff(self, attempt: int) -> float:
+        """Delay before retry number ``attempt`` (1-based): exponential, with jitter."""
+        ceiling = min(self.backoff_max, self.backoff_initial * 2.0 ** (attempt - 1))
+        return ceiling * random.uniform(0.5, 1.0)
+
+
+class AuthReport:
+    """Logs a refused key once per ``interval`` seconds, with how many failures it summarises."""
+
+    def __init__(self, enricher: str, interval: float) -> None:
+        self.enricher = enricher
+        self.interval = interval
+        self._last: float | None = None
+        self._suppressed = 0
+
+    def refused(self, status: int, what: str) -> None:
+        """Record a 401/403; log it unless one was logged less than ``interval`` ago."""
+        now = time.monotonic()
+        if self._last is not None and now - self._last < self.interval:
+            self._suppressed += 1
+            return
+        more = f" ({self._suppressed} more since the last report)" if self._suppressed else ""
+        self._last, self._suppressed = now, 0
+        if status == 401:
+            reason = "rejected the API key (HTTP 401: missing, expired or invalid)"
+            fix = "set a valid key in api_key"
+        else:
+            reason = f"refused to let the API key read {what} (HTTP 403: permission missing)"
+            fix = (
+                "give the key permission to read cases"
+                if what == "cases"
+                else "give the key the SIC_READ_ALERT permission"
+            )
+        log.error(
+            "enricher %s: Sekoia.io %s; notifications go out without details; %s%s. "
+            "Next report in %gs at the earliest.",
+            self.enricher,
+            reason,
+            fix,
+            more,
+            self.interval,
+        )
+
+
+class SekoiaApi:
+    """GET JSON objects from one Sekoia.io API base URL with one API key."""
+
+    def __init__(
+        self,
+        http: HttpClient,
+        *,
+        base: str,
+        api_key: SecretStr,
+        retry: RetrySettings,
+        auth_report: AuthReport,
+        auth_pause: float,
+    ) -> None:
+        self.http = http
+        self.base = base
+        self._api_key = api_key
+        self.retry = retry
+        self.auth_report = auth_report
+        self.auth_pause = auth_pause
+        self._refused: tuple[float, SekoiaApiError] | None = None
+        self.calls = 0  # requests sent, for tests and debugging
+
+    async def get_object(
+        self, path: str, params: Mapping[str, str], what: str
+    ) -> dict[str, object]:
+        """GET ``base + path`` and return its JSON object; raise :class:`SekoiaApiError`.
+
+        ``path`` must already be built from validated ids; ``what`` names the object in
+        messages ("alert", "case", "comment").
+        """
+        if self._refused is not None:
+            until, error = self._refused
+            if time.monotonic() < until:
+                raise SekoiaApiError(str(error), status=error.status, auth=True)
+            self._refused = None
+        url = self.base + path + ("?" + urlencode(params) if params else "")
+        request = HttpRequest(
+            url=url,
+            method="GET",
+            headers={
+                "Authorization": "Bearer " + self._api_key.get_secret_value(),
+                "Accept": "application/json",
+            },
+        )
+        # The whole fetch is bounded by ``deadline``, so that it ends well within the routing
+        # worker's lease, whatever the per-attempt timeout, backoff and Retry-After say.
+        deadline = time.monotonic() + self.retry.deadline
+        reason, status, made = "", None, 0
+        while True:
+            made += 1
+            retry_after: float | None = None
+            timeout = max(0.001, min(self.retry.timeout, deadline - time.monotonic()))
+            try:
+                self.calls += 1
+                response = await self.http.send(request, timeout=timeout)
+            except TransportError as exc:
+                status, reason = None, str(exc)
+            else:
+                status = response.status
+                if 200 <= status < 300:
+                    return _json_object(response, what)
+                if status in (401, 403):
+                    raise self._auth_failure(status, what)
+                if status not in RETRIED_STATUSES:
+                    raise SekoiaApiError(_final_reason(response, what), status=status)
+                reason = f"HTTP {status}"
+                retry_after = response.retry_after()
+            if made >= self.retry.attempts:
+                break
+            wait = retry_after if retry_after is not None else self.retry.backoff(made)
+            if wait > self.retry.max_wait:
+                raise SekoiaApiError(
+                    f"Sekoia.io API busy ({reason}, asked to wait {wait:g}s; "
+                    f"more than retry_wait_max {self.retry.max_wait:g}s)",
+                    status=status,
+                )
+            if time.monotonic() + wait >= deadline:
+                break
+            log.debug("%s fetch failed (%s); retry %d in %.3gs", what, reason, made, wait)
+            await asyncio.sleep(wait)
+        raise SekoiaApiError(
+            f"Sekoia.io API unavailable after {made} attempt{'s' * (made > 1)}: {reason}",
+            status=status,
+        )
+
+    def _auth_failure(self, status: int, what: str) -> SekoiaApiError:
+        self.auth_report.refused(status, what + "s")
+        if status == 401:
+            error = SekoiaApiError("Sekoia.io API key rejected (HTTP 401)", status=401, auth=True)
+        else:
+            error = SekoiaApiError(
+                f"Sekoia.io API key may not read {what}s (HTTP 403)", status=403, auth=True
+            )
+        if self.auth_pause > 0:
+            self._refused = (time.monotonic() + self.auth_pause, error)
+        return error
+
+
+def _json_object(response: HttpResponse, what: str) -> dict[str, object]:
+    value = response.json()
+    if not isinstance(value, dict):
+        raise SekoiaApiError(
+            f"Sekoia.io API answered the {what} request with something other than a JSON object",
+            status=response.status,
+        )
+    return value
+
+
+def _final_reason(response: HttpResponse, what: str) -> str:
+    if response.status == 404:
+        return f"{what} not found in Sekoia.io (HTTP 404)"
+    if 300 <= response.status < 400:
+        return f"Sekoia.io API redirected (HTTP {response.status}); check base_url"
+    body = response.json()
+    detail = body.get("message") if isinstance(body, dict) else None
+    text = f": {' '.join(str(detail).split())[:MAX_DETAIL_CHARS]}" if detail else ""
+    return f"Sekoia.io API refused the {what} request (HTTP {response.status}){text}"

@@ -1,0 +1,235 @@
+"""A loopback HTTP server playing the Sekoia.io API, and event and object samples.
+
+The JSON shapes are those of ``shared/reference/sekoia.md``: the compact alert of §2.4(a), the
+case of §4.1, and the v2 webhook events of §1. The server answers
+``GET /v1/sic/alerts/{id}``, ``GET /v1/sic/alerts/{id}/comments/{id}`` and
+``GET /v1/sic/cases/{id}`` from its objects, checks the bearer key, and can be told to fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from tests.loopback import LoopbackServer
+
+API_KEY = "sk-test-0123456789abcdef-SECRET"
+ALERT_UUID = "adc66869-25e6-4d7f-987b-5e1bcdf8f256"
+ALERT_SHORT_ID = "rANd0MiD"
+CASE_UUID = "f014aac5-2d38-49f6-a47f-ff602c734d51"
+COMMENT_UUID = "5869b4d8-e3bb-4465-baad-95daf28267c7"
+COMMUNITY = "c766cfab-a604-41c5-b95b-c7cc467f7fc4"
+
+ALERT: dict[str, Any] = {
+    "uuid": ALERT_UUID,
+    "title": "Suspicious PowerShell download",
+    "created_at": 1729859653,
+    "created_by": "a5fe93d8-e910-494b-ab83-8565fa2e5916",
+    "created_by_type": "application",
+    "updated_at": 1729859653,
+    "community_uuid": COMMUNITY,
+    "short_id": ALERT_SHORT_ID,
+    "entity": {"uuid": "b050c91e-9b5f-4c6d-a879-c1370f714596", "name": "Paris HQ"},
+    "urgency": {
+        "current_value": 60,
+        "value": 60,
+        "severity": 60,
+        "criticity": 0,
+        "display": "Major",
+    },
+    "alert_type": {"value": "malware", "category": "malicious-code"},
+    "status": {
+        "uuid": "b6f4cc39-6cc8-473a-a8eb-62c3c50275f0",
+        "name": "Pending",
+        "description": "The alert is waiting for action",
+    },
+    "rule": {
+        "uuid": "f374bddf-8d2a-402b-b214-5feaf411d919",
+        "name": "PowerShell web download",
+        "severity": 60,
+        "type": "cti",
+        "pattern": "[network-traffic:dst_ref.value = '5.6.7.8']",
+    },
+    "detection_type": "CTI",
+    "source": "1.2.3.4",
+    "target": "5.6.7.8",
+    "similar": 3,
+    "details": "PowerShell fetched a script from a known malicious host.",
+    "ttps": [],
+    "adversaries": [],
+    "stix": {},
+    "kill_chain_short_id": "k1llch41n",
+    "first_seen_at": "2024-12-15T12:29:08.454603Z",
+    "last_seen_at": "2024-12-15T13:01:00Z",
+    "assets": ["71dd4c6c-8962-46f2-8b87-c44825bccac9"],
+}
+
+COMMENT: dict[str, Any] = {
+    "uuid": COMMENT_UUID,
+    "content": "Host isolated, investigating.",
+    "author": "Alice Martin",
+    "date": 1729860000,
+    "created_by": "c110d686-0b45-4ae7-b917-f15486d0f8c7",
+    "created_by_type": "user",
+}
+
+CASE: dict[str, Any] = {
+    "uuid": CASE_UUID,
+    "short_id": "CAmDUb2Anct1e",
+    "created_at": "2024-10-25T18:32:06.464890+00:00",
+    "updated_at": "2025-03-17T15:04:04.858932+00:00",
+    "title": "Ransomware precursor on Paris HQ",
+    "description": "Grouping the PowerShell alerts.",
+    "priority": "high",
+    "status": "opened",
+    "status_uuid": "210e3788-1f95-4e04-accf-a48134f97413",
+    "community_uuid": COMMUNITY,
+    "tags": [],
+    "number_of_comments": 0,
+    "first_seen_at": "2024-10-25T12:29:08.454603Z",
+    "last_seen_at": "2025-03-17T15:03:42.417292Z",
+    "manual": True,
+    "number_of_alerts": 3,
+    "alerts": [{"uuid": ALERT_UUID, "short_id": ALERT_SHORT_ID}],
+}
+
+
+def metadata(created_at: str = "2024-10-25T12:00:00+00:00", **extra: Any) -> dict[str, Any]:
+    """Webhook ``metadata`` (version 2)."""
+    return {"version": 2, "created_at": created_at, "community_uuid": COMMUNITY, **extra}
+
+
+def alert_event(action: str = "created", **attributes: Any) -> dict[str, Any]:
+    """An ``alert`` webhook event about :data:`ALERT` (attributes override the ids)."""
+    body = {"uuid": ALERT_UUID, "short_id": ALERT_SHORT_ID, **attributes}
+    return {"type": "alert", "action": action, "attributes": body, "metadata": metadata()}
+
+
+def comment_event() -> dict[str, Any]:
+    """An ``alert-comment``/``created`` event (shape of the LiveAPI fixture)."""
+    return {
+        "type": "alert-comment",
+        "action": "created",
+        "attributes": {
+            "content": "Host isolated, investigating.",
+            "created_by": "c110d686-0b45-4ae7-b917-f15486d0f8c7",
+            "created_by_type": "user",
+            "alert_uuid": ALERT_UUID,
+            "alert_short_id": ALERT_SHORT_ID,
+            "uuid": COMMENT_UUID,
+        },
+        "metadata": metadata(),
+    }
+
+
+def case_event(action: str = "created", **extra: Any) -> dict[str, Any]:
+    """A ``case`` event about :data:`CASE`."""
+    attributes = {
+        "uuid": CASE_UUID,
+        "short_id": "CAmDUb2Anct1e",
+        "manual": True,
+        "title": "Ransomware precursor on Paris HQ",
+        "priority": "high",
+        "created_at": "2025-02-06T15:05:44.016485",
+        **extra,
+    }
+    return {"type": "case", "action": action, "attributes": attributes, "metadata": metadata()}
+
+
+@dataclass
+class Failure:
+    """Answer ``status`` (with ``headers``) to the next ``times`` API requests."""
+
+    status: int
+    times: int = 1_000_000
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+class FakeSekoia:
+    """The Sekoia.io API on a :class:`LoopbackServer`, with scripted failures."""
+
+    def __init__(self, server: LoopbackServer) -> None:
+        self.server = server
+        self.alerts: dict[str, dict[str, Any]] = {
+            ALERT_UUID: copy.deepcopy(ALERT),
+            ALERT_SHORT_ID: copy.deepcopy(ALERT),
+        }
+        self.comments = {COMMENT_UUID: copy.deepcopy(COMMENT)}
+        self.cases = {CASE_UUID: copy.deepcopy(CASE)}
+        self.failures: list[Failure] = []
+        self.delay = 0.0
+        server.handler = self._handle
+
+    @property
+    def url(self) -> str:
+        """The base URL to configure as ``base_url``."""
+        return self.server.url
+
+    @property
+    def paths(self) -> list[str]:
+        """Paths of every request received, in order."""
+        return [request.path for request in self.server.requests]
+
+    def fail(self, *failures: Failure) -> None:
+        """Fail the next requests as listed, then answer normally."""
+        self.failures = list(failures)
+
+    def _failure(self) -> Failure | None:
+        while self.failures and self.failures[0].times <= 0:
+            self.failures.pop(0)
+        if not self.failures:
+            return None
+        self.failures[0].times -= 1
+        return self.failures[0]
+
+    async def _handle(self, request: web.Request, body: bytes) -> web.StreamResponse:
+        failure = self._failure()
+        delay = failure.delay if failure is not None else self.delay
+        if delay:
+            await asyncio.sleep(delay)
+        if request.headers.get("Authorization") != f"Bearer {API_KEY}":
+            return _json(401, {"message": "Unauthorized"})
+        if failure is not None:
+            return _json(failure.status, {"message": "scripted failure"}, failure.headers)
+        found = self._lookup(request.path.split("/"))
+        if found is None:
+            return _json(404, {"message": "Not found", "code": "SIC404"})
+        return _json(200, found)
+
+    def _lookup(self, parts: list[str]) -> dict[str, Any] | None:
+        match parts:
+            case ["", "v1", "sic", "alerts", alert]:
+                return self.alerts.get(alert)
+            case ["", "v1", "sic", "alerts", alert, "comments", comment]:
+                return self.comments.get(comment) if alert in self.alerts else None
+            case ["", "v1", "sic", "cases", case]:
+                return self.cases.get(case)
+        return None
+
+
+def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status,
+        text=json.dumps(payload),
+        content_type="application/json",
+        headers=headers or {},
+    )
+
+
+def walk_strings(value: Any) -> Iterator[str]:
+    """Every string inside a JSON value (to look for leaked secrets)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from walk_strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from walk_strings(item)
