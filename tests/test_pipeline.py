@@ -24,7 +24,8 @@ def runtime(write_config: Callable[..., Path], routes: str, plugins: Any = ()) -
     path = write_config(f"sinks:\n  a: {{type: log}}\nroutes:\n{routes}")
 
     def factory(blocked: Any) -> Any:
-        return make_plugin_manager(blocked=blocked, extra_plugins=plugins)
+        # Without the Sekoia formatter, so that these tests see the core's own behaviour.
+        return make_plugin_manager(blocked=[*blocked, "sekoia_messages"], extra_plugins=plugins)
 
     return Runtime(load_config(path, environ={}, manager_factory=factory))
 
