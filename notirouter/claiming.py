@@ -55,12 +55,13 @@ class ClaimLoop(ABC, Generic[ItemT]):
     async def run(self) -> None:
         """Claim and handle until cancelled."""
         while True:
-            await self.before_claim()
             await self.slots.acquire()
             free = 1
             while free < self.concurrency and not self.slots.locked():
                 await self.slots.acquire()
                 free += 1
+            # After the slots: an attempt that just freed one may have asked for a pause.
+            await self.before_claim()
             self.wakeup.clear()
             try:
                 batch = await self.claim(free)

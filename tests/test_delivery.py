@@ -168,3 +168,16 @@ async def test_rate_limit_spaces_deliveries(
         await post_events(served, [event(n) for n in range(6)])
         requests = await loopback.wait_for(6)
     assert requests[-1].at - requests[0].at >= 0.45  # 6 messages at 10/s, burst 1
+
+
+async def test_retry_after_pauses_the_whole_sink(
+    tmp_path: Path, write_config: Callable[..., Path], loopback: LoopbackServer
+) -> None:
+    loopback.reply(Reply(429, "rate limited", {"Retry-After": "1"}), Reply(200, "ok"))
+    sinks = f'  a: {{type: webhook, url: "{loopback.url}", concurrency: 1}}'
+    path = write_config(config(tmp_path / "q.db", sinks, "  - {name: r, sinks: [a]}"))
+    async with serve(path) as served:
+        await post_events(served, [event(n) for n in range(3)])
+        first, *rest = await loopback.wait_for(4)
+    # Not only the refused message: the other messages for that sink wait as well.
+    assert all(request.at - first.at >= 0.95 for request in rest)
