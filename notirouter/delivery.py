@@ -21,6 +21,7 @@ from notirouter.queue.sqlite import SqliteQueue, sink_wake
 from notirouter.ratelimit import TokenBucket
 from notirouter.retry import RetryPolicy
 from notirouter.sink import Outcome, SendResult, Sink
+from notirouter.throttled_log import ThrottledLog
 
 log = logging.getLogger("notirouter.delivery")
 
@@ -61,6 +62,7 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
         rate = sink.rate_limit
         self.bucket = TokenBucket(rate, sink.options.burst) if rate else None
         self.paused_until = 0.0
+        self.retry_log = ThrottledLog(log)
 
     async def claim(self, limit: int) -> list[StoredDelivery]:
         """This sink's due deliveries."""
@@ -125,7 +127,10 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
         await self.queue.finish_delivery(
             delivery, state="pending", error=result.detail, retry_in=delay
         )
-        log.warning(
+        # One line per sink and minute: a sink that is down fails every delivery the same way.
+        self.retry_log.log(
+            logging.WARNING,
+            name,
             "sink %s: attempt %d for event %s failed (%s); retrying in %.1fs",
             name,
             delivery.attempts,

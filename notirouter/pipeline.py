@@ -21,6 +21,7 @@ from notirouter.message import Fact, Message
 from notirouter.routing import Route, RouteDecision, RouteTable, decide
 from notirouter.source import Source
 from notirouter.templating import TemplateRenderError
+from notirouter.throttled_log import ThrottledLog
 
 log = logging.getLogger("notirouter.pipeline")
 
@@ -60,6 +61,7 @@ class Pipeline:
         self.sources = sources
         self.enrichers = enrichers
         self.routes = routes
+        self._failures = ThrottledLog(log)
 
     def parse(self, source: str, payload: dict[str, Any]) -> Event:
         """Validate a payload with the named source (raises pydantic's ValidationError)."""
@@ -96,8 +98,12 @@ class Pipeline:
                 variables["enrichment_errors"][name] = str(result)
                 variables["enrichment"].update(result.partial)
                 variables.update(result.partial)
-                level = logging.DEBUG if result.reported else logging.WARNING
-                log.log(level, "enricher %s failed for a %s event: %s", name, event.type, result)
+                if result.reported:
+                    log.debug("enricher %s failed for a %s event: %s", name, event.type, result)
+                else:
+                    self._failures.log(
+                        logging.WARNING, name, "enricher %s failed: %s", name, result
+                    )
             elif isinstance(result, BaseException):
                 if isinstance(result, asyncio.CancelledError):
                     raise result
