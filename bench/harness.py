@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
@@ -41,10 +42,12 @@ class HarnessError(Exception):
     """A process the bench needs did not start or misbehaved."""
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process (all its threads), or ``None`` off Linux."""
+def cpu_seconds(pid: int, tid: int | None = None) -> float | None:
+    """User + system CPU time of a process (all its threads), or of one of its threads
+    (``tid``; the main thread's is the pid), or ``None`` off Linux."""
+    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = Path(path).read_text()
     except OSError:
         return None
     # Fields after the parenthesised command name (which may itself contain spaces).
@@ -120,6 +123,8 @@ class ServeSettings:
     token: str
     enrich: bool
     access_log: bool = True
+    route_workers: int | None = None
+    sink_concurrency: int | None = None
 
 
 def write_config(settings: ServeSettings) -> Path:
@@ -136,9 +141,20 @@ def write_config(settings: ServeSettings) -> Path:
         "sinks": {"loopback": {"type": "webhook", "url": settings.sink_url}},
         "routes": [route],
     }
+    # Unset knobs stay out of the file, so a run measures notirouter's own defaults.
+    if settings.route_workers is not None:
+        config["delivery"] = {"route_workers": settings.route_workers}
+    if settings.sink_concurrency is not None:
+        config["sinks"]["loopback"]["concurrency"] = settings.sink_concurrency
     if settings.enrich:
         config["enrichers"] = {
-            "sekoia": {"type": "sekoia", "api_key": settings.api_key, "base_url": settings.api_url}
+            "sekoia": {
+                "type": "sekoia",
+                "api_key": settings.api_key,
+                "base_url": settings.api_url,
+                # UI links only (never requested); a loopback base_url has no region to follow.
+                "app_url": "https://app.sekoia.io",
+            }
         }
         route["enrich"] = ["sekoia"]
     path = settings.workdir / "notirouter.yaml"
@@ -146,14 +162,27 @@ def write_config(settings: ServeSettings) -> Path:
     return path
 
 
+def notirouter_command() -> list[str]:
+    """How to run the notirouter installed with this interpreter.
+
+    The console script when there is one: ``python -m notirouter`` would put the working
+    directory first on ``sys.path``, so a source tree there could shadow the installed package.
+    """
+    script = Path(sys.executable).parent / "notirouter"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "notirouter"]
+
+
 def enricher_types() -> set[str]:
     """The enricher types installed, from ``notirouter plugins --json``."""
     found = subprocess.run(
-        [sys.executable, "-m", "notirouter", "plugins", "--json"],
+        [*notirouter_command(), "plugins", "--json"],
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
+        cwd=tempfile.gettempdir(),
     )
+    if found.returncode != 0:
+        raise HarnessError(f"notirouter plugins --json failed:\n{found.stderr.strip()}")
     return {name for plugin in json.loads(found.stdout) for name in plugin["provides"]["enrichers"]}
 
 
@@ -172,9 +201,7 @@ class Notirouter:
         # and a pipe nobody drains would block its event loop.
         self.process = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "notirouter",
+                *notirouter_command(),
                 "serve",
                 "-c",
                 str(config),

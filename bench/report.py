@@ -90,7 +90,8 @@ def print_table(results: dict[str, Any]) -> None:
     print(
         f"\n{machine['cpu_count']} CPUs ({machine['cpu_model']}), Python {machine['python']}, "
         f"SQLite {machine['sqlite']} on {machine['queue_filesystem']}; notirouter log level "
-        f"{settings['log_level']}, access log {'on' if settings['access_log'] else 'off'}"
+        f"{settings['log_level']}, access log {'on' if settings['access_log'] else 'off'}; "
+        f"load average at start {machine['load_average_1m']}"
     )
     runs = results["runs"]
     _table(

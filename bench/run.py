@@ -21,15 +21,17 @@ import shlex
 import sqlite3
 import sys
 import time
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from harness import HarnessError, LoopbackPeers, enricher_types
 from load import make_events
 from report import medians, print_table
 from scenarios import SCENARIOS, RunOptions, run_scenario
 
+T = TypeVar("T")
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"
 DEFAULT_EVENTS = 4000
 DEFAULT_CONCURRENCY = "8,64"
@@ -43,7 +45,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench/run.py",
         description="Benchmark notirouter end to end on loopback.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("-n", "--events", type=int, help=f"events per run [{DEFAULT_EVENTS}]")
     parser.add_argument(
@@ -52,7 +53,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help=f"concurrent clients, comma-separated levels [{DEFAULT_CONCURRENCY}]",
     )
     parser.add_argument(
-        "-r", "--repeat", type=int, default=1, help="runs per scenario and level (medians shown)"
+        "-r",
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs per scenario and level; medians shown when > 1 [1]",
     )
     parser.add_argument(
         "--quick",
@@ -66,23 +71,40 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         choices=[s.name for s in SCENARIOS],
         help="run only this scenario (repeatable); default: every available one",
     )
-    parser.add_argument("-o", "--output", type=Path, default=DEFAULT_OUTPUT, help="JSON results")
     parser.add_argument(
-        "--timeout", type=float, default=120.0, help="seconds to wait for all deliveries"
+        "-o",
+        "--output",
+        type=Path,
+        default=DEFAULT_OUTPUT,
+        help="JSON results [bench/results/latest.json]",
     )
     parser.add_argument(
-        "--settle", type=float, help="seconds to watch for stray deliveries after the repeats"
+        "--timeout", type=float, default=120.0, help="seconds to wait for all deliveries [120]"
     )
     parser.add_argument(
-        "--api-latency-ms", type=float, default=0.0, help="delay of the fake Sekoia API"
+        "--settle",
+        type=float,
+        help="seconds to watch for stray deliveries after the repeats [1, --quick 0.2]",
+    )
+    parser.add_argument(
+        "--api-latency-ms",
+        type=float,
+        default=0.0,
+        help="delay of the fake Sekoia API, e.g. 100 for a realistic one [0]",
     )
     parser.add_argument(
         "--log-level",
         default="INFO",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="notirouter's log level (INFO, the default deployment, logs per event)",
+        help="notirouter's log level [INFO: the default deployment, a few lines per event]",
     )
     parser.add_argument("--no-access-log", action="store_true", help="set server.access_log: false")
+    parser.add_argument(
+        "--route-workers", type=int, help="set delivery.route_workers (default: notirouter's)"
+    )
+    parser.add_argument(
+        "--sink-concurrency", type=int, help="set the webhook sink's concurrency (default: its own)"
+    )
     parser.add_argument(
         "--workdir", type=Path, help="where the SQLite queue lives (its disk matters: fsync)"
     )
@@ -129,6 +151,8 @@ def machine_facts(workdir: Path | None) -> dict[str, Any]:
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
     return {
+        # Other work on the machine skews every number: record how busy it was.
+        "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "cpu_count": os.cpu_count(),
         "cpu_model": model or platform.processor() or None,
         "platform": platform.platform(),
@@ -164,6 +188,8 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
         settle=args.settle,
         log_level=args.log_level,
         access_log=not args.no_access_log,
+        route_workers=args.route_workers,
+        sink_concurrency=args.sink_concurrency,
         workdir=args.workdir,
         keep=args.keep,
         profile_dir=args.profile,
@@ -197,13 +223,24 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
     return {"runs": runs, "skipped": skipped}
 
 
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run the load generator on uvloop when installed: the bench shares the machine with the
+    server it measures, so its own overhead should be as small as notirouter's could be."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the bench; write JSON; print the table; exit 0 only if every run was correct."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     started = datetime.now(UTC)
+    machine = machine_facts(args.workdir)
     began = time.monotonic()
     try:
-        outcome = asyncio.run(run_all(args))
+        outcome = run_loop(run_all(args))
     except HarnessError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
@@ -212,13 +249,15 @@ def main(argv: list[str] | None = None) -> int:
         "command": shlex.join(["python", "bench/run.py", *given]),
         "started_at": started.isoformat(timespec="seconds"),
         "duration_s": round(time.monotonic() - began, 1),
-        "machine": machine_facts(args.workdir),
+        "machine": machine,
         "settings": {
             "events": args.events,
             "concurrency": args.levels,
             "repeat": args.repeat,
             "log_level": args.log_level,
             "access_log": not args.no_access_log,
+            "route_workers": args.route_workers,
+            "sink_concurrency": args.sink_concurrency,
             "api_latency_ms": args.api_latency_ms,
         },
         **outcome,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,14 +58,3 @@ def write_config(tmp_path: Path) -> Callable[[str], Path]:
         return path
 
     return write
-
-
-@pytest.fixture
-def isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
-    """No NOTIROUTER_* variables leak in from the developer's shell."""
-    import os
-
-    for key in list(os.environ):
-        if key.startswith("NOTIROUTER_"):
-            monkeypatch.delenv(key)
-    yield monkeypatch

@@ -83,7 +83,9 @@ class LoopbackServer:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         self.requests.append(
-            Recorded(request.method, request.path, request.query_string, dict(request.headers), body)
+            Recorded(
+                request.method, request.path, request.query_string, dict(request.headers), body
+            )
         )
         self.arrived.set()
         if self.handler is not None:

@@ -17,7 +17,15 @@ BENCH = Path(__file__).resolve().parent.parent / "bench" / "run.py"
 def test_quick_bench_delivers_every_event_exactly_once(tmp_path: Path) -> None:
     output = tmp_path / "quick.json"
     finished = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--output", str(output), "--workdir", str(tmp_path)],
+        [
+            sys.executable,
+            str(BENCH),
+            "--quick",
+            "--output",
+            str(output),
+            "--workdir",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         timeout=120,

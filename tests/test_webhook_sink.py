@@ -44,7 +44,9 @@ async def test_default_body_is_message_event_and_enrichment(
 
 
 async def test_payload_template_renders_json(loopback: LoopbackServer, make_sink: Any) -> None:
-    template = '{"summary": {{ message.title | tojson }}, "urgency": {{ alert.urgency.current_value }}}'
+    template = (
+        '{"summary": {{ message.title | tojson }}, "urgency": {{ alert.urgency.current_value }}}'
+    )
     sink = make_sink("webhook", url=loopback.url, payload=template)
     assert (await sink.send(MESSAGE)).outcome is Outcome.DELIVERED
     assert loopback.requests[0].json() == {"summary": "Suspicious login", "urgency": 80}
