@@ -26,6 +26,20 @@ QUEUE_ERROR_PAUSE = 1.0
 ItemT = TypeVar("ItemT")
 
 
+class Slot:
+    """One unit of a loop's concurrency, released once (early by the handler, or at the end)."""
+
+    def __init__(self, semaphore: asyncio.Semaphore) -> None:
+        self._semaphore = semaphore
+        self._held = True
+
+    def release(self) -> None:
+        """Free the slot for the next claim; later calls do nothing."""
+        if self._held:
+            self._held = False
+            self._semaphore.release()
+
+
 class ClaimLoop(ABC, Generic[ItemT]):
     """Claims up to ``concurrency`` items at a time and handles them concurrently."""
 
@@ -46,8 +60,12 @@ class ClaimLoop(ABC, Generic[ItemT]):
         """When the next item falls due (``None``: nothing pending)."""
 
     @abstractmethod
-    async def handle(self, item: ItemT) -> None:
-        """Process one claimed item (exceptions are the subclass's to handle)."""
+    async def handle(self, item: ItemT, slot: Slot) -> None:
+        """Process one claimed item (exceptions are the subclass's to handle).
+
+        Call ``slot.release()`` once the slow part is done (the network call) and only
+        bookkeeping is left: the next item can start while this one is being recorded.
+        """
 
     async def before_claim(self) -> None:
         """Wait here before claiming (a sink paused by ``Retry-After`` does)."""
@@ -79,10 +97,11 @@ class ClaimLoop(ABC, Generic[ItemT]):
                 await self._sleep_until_due()
 
     async def _handle(self, item: ItemT) -> None:
+        slot = Slot(self.slots)
         try:
-            await self.handle(item)
+            await self.handle(item, slot)
         finally:
-            self.slots.release()
+            slot.release()
 
     async def _sleep_until_due(self) -> None:
         try:

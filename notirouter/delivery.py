@@ -12,7 +12,7 @@ import logging
 import time
 from typing import Any
 
-from notirouter.claiming import ClaimLoop
+from notirouter.claiming import ClaimLoop, Slot
 from notirouter.http import TransportError
 from notirouter.message import Message
 from notirouter.metrics import Metrics
@@ -78,7 +78,7 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
         if pause > 0:
             await asyncio.sleep(pause)
 
-    async def handle(self, delivery: StoredDelivery) -> None:
+    async def handle(self, delivery: StoredDelivery, slot: Slot) -> None:
         """Wait for the rate limit, attempt, record the outcome."""
         try:
             if self.bucket is not None:
@@ -86,6 +86,7 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
             message = Message.model_validate_json(delivery.message_json)
             started = time.perf_counter()
             result = await attempt(self.sink, message)
+            slot.release()  # the lease keeps the job ours while the outcome is recorded
             self.metrics.observe_attempt(
                 self.sink.name, result.outcome, time.perf_counter() - started
             )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from notirouter.sink import Outcome
@@ -41,12 +43,22 @@ class Metrics:
             ["sink"],
             registry=self.registry,
         )
+        self._received: dict[tuple[str, str], Any] = {}
         self.queue_jobs = Gauge(
             "notirouter_queue_jobs",
             "Events and deliveries in the queue by kind and state.",
             ["kind", "state"],
             registry=self.registry,
         )
+
+    def count_received(self, hook: str, result: str) -> None:
+        """Count one webhook request (label children are cached: this runs per request)."""
+        child = self._received.get((hook, result))
+        if child is None:
+            child = self._received[(hook, result)] = self.events_received.labels(
+                hook=hook, result=result
+            )
+        child.inc()
 
     def observe_attempt(self, sink: str, outcome: Outcome, seconds: float) -> None:
         """Count one delivery attempt and its duration."""

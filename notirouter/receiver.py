@@ -84,33 +84,33 @@ def create_app(
     # it off whoever configured logging, and log our own redacted line instead.
     logging.getLogger("uvicorn.access").disabled = True
     max_body = runtime.config.app.server.max_body_bytes
-    received = runtime.metrics.events_received
+    count = runtime.metrics.count_received
 
     async def receive_hook(request: Request) -> Response:
         hook = runtime.hooks.find(request.path_params["token"])
         if hook is None:
             return not_found()
         if not is_json_media_type(request.headers.get("content-type", "")):
-            received.labels(hook=hook.name, result="415").inc()
+            count(hook.name, "415")
             return error(415, "content type must be application/json")
         try:
             body = await read_limited(request, max_body)
         except BodyTooLarge:
-            received.labels(hook=hook.name, result="413").inc()
+            count(hook.name, "413")
             return error(413, f"body larger than {max_body} bytes")
         try:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
-            received.labels(hook=hook.name, result="400").inc()
+            count(hook.name, "400")
             return error(400, f"malformed JSON: {exc}")
         if not isinstance(payload, dict):
-            received.labels(hook=hook.name, result="400").inc()
+            count(hook.name, "400")
             return error(400, "the body must be a JSON object")
         source = runtime.sources[hook.source]
         try:
             event = source.parse(payload)
         except ValidationError as exc:
-            received.labels(hook=hook.name, result="422").inc()
+            count(hook.name, "422")
             detail = [
                 {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
                 for e in exc.errors(include_input=False, include_url=False)
@@ -124,16 +124,14 @@ def create_app(
                 body=body,
             )
         except QueueUnavailable as exc:
-            received.labels(hook=hook.name, result="503").inc()
+            count(hook.name, "503")
             log.error("hook %s: event refused, queue unavailable: %s", hook.name, exc)
             return JSONResponse(
                 {"error": "queue unavailable, retry later"},
                 status_code=503,
                 headers={"Retry-After": "5"},
             )
-        received.labels(
-            hook=hook.name, result="duplicate" if result.duplicate else "accepted"
-        ).inc()
+        count(hook.name, "duplicate" if result.duplicate else "accepted")
         return JSONResponse({"id": result.id, "duplicate": result.duplicate}, status_code=202)
 
     async def healthz(request: Request) -> Response:

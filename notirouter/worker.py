@@ -16,7 +16,7 @@ import time
 
 from pydantic import ValidationError
 
-from notirouter.claiming import ClaimLoop
+from notirouter.claiming import ClaimLoop, Slot
 from notirouter.metrics import Metrics
 from notirouter.pipeline import Pipeline, UnknownSourceError
 from notirouter.queue.records import NewDelivery, StoredEvent
@@ -57,10 +57,10 @@ class EventRouter(ClaimLoop[StoredEvent]):
         """When the next pending event falls due."""
         return await self.queue.next_event_due()
 
-    async def handle(self, stored: StoredEvent) -> None:
+    async def handle(self, stored: StoredEvent, slot: Slot) -> None:
         """Route one event; on an unexpected error, schedule it again."""
         try:
-            await self._route(stored)
+            await self._route(stored, slot)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -69,7 +69,7 @@ class EventRouter(ClaimLoop[StoredEvent]):
             with contextlib.suppress(QueueUnavailable):
                 await self._retry(stored, f"routing error: {type(exc).__name__}")
 
-    async def _route(self, stored: StoredEvent) -> None:
+    async def _route(self, stored: StoredEvent, slot: Slot) -> None:
         try:
             payload = json.loads(stored.body)
             event = self.pipeline.parse(stored.source, payload)
@@ -79,6 +79,7 @@ class EventRouter(ClaimLoop[StoredEvent]):
             await self._retry(stored, f"cannot parse with source {stored.source!r}: {exc}")
             return
         routed = await self.pipeline.route(event)
+        slot.release()  # enrichment is done; writing the jobs needs no slot
         jobs = [
             NewDelivery(route.name, sink, message.model_dump_json())
             for route, message in routed.messages
@@ -87,7 +88,7 @@ class EventRouter(ClaimLoop[StoredEvent]):
         if await self.queue.complete_event(stored, jobs):
             self.metrics.events_routed.inc()
             matched = [route.name for route, _ in routed.messages] or ["none"]
-            log.info(
+            log.debug(
                 "routed %s/%s event %s: routes %s, %d deliveries",
                 event.type,
                 event.action,

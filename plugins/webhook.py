@@ -39,7 +39,7 @@ class WebhookOptions(BaseOptions):
     """Extra request headers; values are treated as secrets (e.g. ``Authorization``)."""
     payload: TemplateText | None = None
     """A Jinja2 template rendering the JSON body; variables: ``message``, ``event``, enrichment."""
-    concurrency: int = Field(default=8, ge=1, le=256)
+    concurrency: int = Field(default=32, ge=1, le=256)
 
 
 class PayloadTemplateError(ValueError):

@@ -94,7 +94,9 @@ def serve_command(args: argparse.Namespace) -> int:
         lifespan="off",  # the runtime starts before and stops after the server, below
     )
     server = _Server(uv_config, [hook.name for hook in config.app.hooks])
-    return asyncio.run(_serve(runtime, server))
+    # uvicorn's loop factory: uvloop when installed (uvicorn[standard]), as `uvicorn` would pick.
+    with asyncio.Runner(loop_factory=uv_config.get_loop_factory()) as runner:
+        return runner.run(_serve(runtime, server))
 
 
 async def _serve(runtime: Runtime, server: uvicorn.Server) -> int:

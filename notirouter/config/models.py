@@ -79,7 +79,7 @@ class DeliveryConfig(_Strict):
     backoff_initial: Duration = 1.0
     backoff_max: Duration = 600.0
     lease: Duration = Field(default=120.0, gt=0)
-    route_workers: int = Field(default=8, ge=1, le=256)
+    route_workers: int = Field(default=64, ge=1, le=1024)
 
 
 class MatchConfig(_Strict):

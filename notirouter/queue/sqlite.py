@@ -13,7 +13,6 @@ import asyncio
 import secrets
 import sqlite3
 import time
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -134,7 +133,7 @@ class SqliteQueue:
         self, *, hook: str, source: str, dedupe_key: str, body: bytes
     ) -> EnqueueResult:
         """Store an event durably, or recognise it as a duplicate within the dedupe window."""
-        event_id = uuid.uuid4().hex
+        event_id = secrets.token_hex(16)
         window = self.dedupe_window
 
         def operation(c: sqlite3.Connection) -> EnqueueResult:

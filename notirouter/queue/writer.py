@@ -110,20 +110,29 @@ class GroupCommitWriter:
         outcomes: list[tuple[asyncio.Future[Any], bool, Any]] = []
         wakes: set[str] = set()
         try:
+            # A lone operation needs no savepoint (most batches at low load): if it fails, the
+            # whole transaction is rolled back instead.
+            isolate = len(batch) > 1
             connection.execute("BEGIN IMMEDIATE")
             for job in batch:
-                connection.execute("SAVEPOINT op")
+                if isolate:
+                    connection.execute("SAVEPOINT op")
                 try:
                     result = job.operation(connection)
                 except Exception as exc:
-                    connection.execute("ROLLBACK TO op")
-                    connection.execute("RELEASE op")
+                    if isolate:
+                        connection.execute("ROLLBACK TO op")
+                        connection.execute("RELEASE op")
+                    else:
+                        connection.execute("ROLLBACK")
                     outcomes.append((job.future, False, exc))
                     continue
-                connection.execute("RELEASE op")
+                if isolate:
+                    connection.execute("RELEASE op")
                 outcomes.append((job.future, True, result))
                 wakes.update(job.wakes)
-            connection.execute("COMMIT")
+            if connection.in_transaction:
+                connection.execute("COMMIT")
         except sqlite3.Error as exc:
             if connection.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
