@@ -67,8 +67,13 @@ class ClaimLoop(ABC, Generic[ItemT]):
         bookkeeping is left: the next item can start while this one is being recorded.
         """
 
-    async def before_claim(self) -> None:
-        """Wait here before claiming (a sink paused by ``Retry-After`` does)."""
+    async def before_claim(self, free: int) -> int:
+        """Wait here before claiming, and say how many of the ``free`` slots to fill.
+
+        A sink paused by ``Retry-After`` waits here; a rate-limited sink waits for its next
+        token and claims one job, so no claimed job ever waits for the limit under its lease.
+        """
+        return free
 
     async def run(self) -> None:
         """Claim and handle until cancelled."""
@@ -79,13 +84,18 @@ class ClaimLoop(ABC, Generic[ItemT]):
                 await self.slots.acquire()
                 free += 1
             # After the slots: an attempt that just freed one may have asked for a pause.
-            await self.before_claim()
+            wanted = await self.before_claim(free)
             self.wakeup.clear()
             try:
-                batch = await self.claim(free)
+                batch = await self.claim(wanted)
             except QueueUnavailable as exc:
                 batch = []
                 log.error("%s: cannot claim work (%s)", self.label, exc)
+                await asyncio.sleep(QUEUE_ERROR_PAUSE)
+            except Exception:
+                # A bug or an unexpected database error must not end the loop for good.
+                batch = []
+                log.exception("%s: claiming work failed", self.label)
                 await asyncio.sleep(QUEUE_ERROR_PAUSE)
             for _ in range(free - len(batch)):
                 self.slots.release()

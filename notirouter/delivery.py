@@ -66,24 +66,37 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
 
     async def claim(self, limit: int) -> list[StoredDelivery]:
         """This sink's due deliveries."""
-        return await self.queue.claim_deliveries(self.sink.name, limit, self.lease)
+        claimed = await self.queue.claim_deliveries(self.sink.name, limit, self.lease)
+        if not claimed and self.bucket is not None:
+            self.bucket.give_back()  # the token taken for this claim was not used
+        return claimed
 
     async def next_due(self) -> float | None:
         """When this sink's next delivery falls due."""
         return await self.queue.next_delivery_due(self.sink.name)
 
-    async def before_claim(self) -> None:
-        """Honour a ``Retry-After`` pause for the whole sink."""
+    async def before_claim(self, free: int) -> int:
+        """Honour a ``Retry-After`` pause, then the rate limit (one job per token)."""
         pause = self.paused_until - time.time()
         if pause > 0:
             await asyncio.sleep(pause)
+        if self.bucket is None:
+            return free
+        await self.bucket.wait_ready()
+        self.bucket.take()
+        return 1
 
     async def handle(self, delivery: StoredDelivery, slot: Slot) -> None:
         """Wait for the rate limit, attempt, record the outcome."""
         try:
-            if self.bucket is not None:
-                await self.bucket.acquire()
             message = Message.model_validate_json(delivery.message_json)
+        except ValueError as exc:
+            # Stored by a version that wrote another shape: retrying cannot help.
+            await self.queue.finish_delivery(
+                delivery, state="dead", error=f"stored message unreadable: {type(exc).__name__}"
+            )
+            return
+        try:
             started = time.perf_counter()
             result = await attempt(self.sink, message)
             slot.release()  # the lease keeps the job ours while the outcome is recorded
@@ -97,8 +110,6 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
             log.exception(
                 "delivery %s to sink %s could not be recorded", delivery.id, self.sink.name
             )
-        finally:
-            self.slots.release()
 
     async def _record(self, delivery: StoredDelivery, result: SendResult) -> None:
         name = self.sink.name

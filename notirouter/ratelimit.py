@@ -1,4 +1,4 @@
-"""Per-sink rate limiting: a token bucket the dispatcher waits on before each attempt."""
+"""Per-sink rate limiting: a token bucket the dispatcher waits on before each claim."""
 
 from __future__ import annotations
 
@@ -14,16 +14,24 @@ class TokenBucket:
         self.burst = max(1, burst)
         self._tokens = float(self.burst)
         self._updated = time.monotonic()
-        self._lock = asyncio.Lock()
 
-    async def acquire(self) -> None:
-        """Wait until a token is available and take it (callers are served in order)."""
-        async with self._lock:
-            while True:
-                now = time.monotonic()
-                self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
-                self._updated = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
-                    return
-                await asyncio.sleep((1 - self._tokens) / self.rate)
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+        self._updated = now
+
+    async def wait_ready(self) -> None:
+        """Wait until a token is available, without taking it."""
+        self._refill()
+        while self._tokens < 1:
+            await asyncio.sleep((1 - self._tokens) / self.rate)
+            self._refill()
+
+    def take(self) -> None:
+        """Take a token (after :meth:`wait_ready`; never waits)."""
+        self._refill()
+        self._tokens -= 1
+
+    def give_back(self) -> None:
+        """Return a token that was taken but not used."""
+        self._tokens = min(self.burst, self._tokens + 1)

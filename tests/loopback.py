@@ -53,6 +53,8 @@ class LoopbackServer:
         self.replies: list[Reply] = [Reply(200, "ok")]
         self.handler: Handler | None = None
         self.arrived = asyncio.Event()
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -95,7 +97,12 @@ class LoopbackServer:
             return await result if asyncio.iscoroutine(result) else result  # type: ignore[return-value]
         reply = self.replies[min(len(self.requests) - 1, len(self.replies) - 1)]
         if reply.delay:
-            await asyncio.sleep(reply.delay)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                await asyncio.sleep(reply.delay)
+            finally:
+                self.in_flight -= 1
         body_bytes = reply.body.encode() if isinstance(reply.body, str) else reply.body
         return web.Response(status=reply.status, body=body_bytes, headers=reply.headers)
 

@@ -181,3 +181,33 @@ async def test_retry_after_pauses_the_whole_sink(
         first, *rest = await loopback.wait_for(4)
     # Not only the refused message: the other messages for that sink wait as well.
     assert all(request.at - first.at >= 0.95 for request in rest)
+
+
+async def test_concurrency_bounds_attempts_in_flight(
+    tmp_path: Path, write_config: Callable[..., Path], loopback: LoopbackServer
+) -> None:
+    loopback.reply(Reply(200, "ok", delay=0.2))
+    sinks = f'  a: {{type: webhook, url: "{loopback.url}", concurrency: 2}}'
+    path = write_config(config(tmp_path / "q.db", sinks, "  - {name: r, sinks: [a]}"))
+    async with serve(path) as served:
+        await post_events(served, [event(n) for n in range(12)])
+        await loopback.wait_for(12)
+    assert loopback.max_in_flight == 2
+
+
+async def test_rate_limited_jobs_never_outlive_their_lease(
+    tmp_path: Path, write_config: Callable[..., Path], loopback: LoopbackServer
+) -> None:
+    # 8 jobs at 4/s take 2 s, twice the lease: a job must not wait for its token while leased.
+    sinks = f'  a: {{type: webhook, url: "{loopback.url}", rate_limit: 4, concurrency: 8}}'
+    path = write_config(
+        config(tmp_path / "q.db", sinks, "  - {name: r, sinks: [a]}").replace(
+            "lease: 5s", "lease: 1s"
+        )
+    )
+    async with serve(path) as served:
+        await post_events(served, [event(n) for n in range(8)])
+        await loopback.wait_for(8)
+        await asyncio.sleep(1.5)
+    delivered = sorted(r.json()["event"]["attributes"]["uuid"] for r in loopback.requests)
+    assert delivered == sorted(f"u{n}" for n in range(8))  # each once
