@@ -24,6 +24,7 @@ from notirouter.sink import Outcome, SendResult, Sink
 from notirouter.throttled_log import ThrottledLog
 
 log = logging.getLogger("notirouter.delivery")
+RETRY_AFTER_CAP = 900.0
 
 
 async def attempt(sink: Sink[Any], message: Message) -> SendResult:
@@ -127,9 +128,15 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
             )
             return
         now = time.time()
-        if result.retry_after:
-            self.paused_until = max(self.paused_until, now + result.retry_after)
-        delay = self.policy.delay(delivery.attempts, result.retry_after)
+        retry_after = result.retry_after
+        if retry_after:
+            # Honoured up to max(backoff_max, 15 min): one answer must not park the sink for a
+            # day, nor push the job past its maximum age at once.
+            retry_after = min(retry_after, max(self.policy.maximum, RETRY_AFTER_CAP))
+            if now + retry_after > self.paused_until + 1:
+                log.warning("sink %s: pausing %.1fs as the service asked", name, retry_after)
+            self.paused_until = max(self.paused_until, now + retry_after)
+        delay = self.policy.delay(delivery.attempts, retry_after)
         if self.policy.gives_up(delivery.created_at, now, delay):
             error = f"gave up after {delivery.attempts} attempts: {result.detail}"
             await self.queue.finish_delivery(delivery, state="dead", error=error)

@@ -100,6 +100,9 @@ def create_app(
             return error(413, f"body larger than {max_body} bytes")
         try:
             payload = json.loads(body)
+        except RecursionError:
+            count(hook.name, "400")
+            return error(400, "malformed JSON: nested too deeply")
         except (ValueError, UnicodeDecodeError) as exc:
             count(hook.name, "400")
             return error(400, f"malformed JSON: {exc}")

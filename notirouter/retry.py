@@ -21,7 +21,8 @@ class RetryPolicy:
         failures spreads out without any retry coming absurdly early. A server's
         ``Retry-After`` is a floor, never shortened.
         """
-        step = min(self.maximum, self.initial * float(2 ** max(0, attempts - 1)))
+        # The exponent is capped: 2.0 ** 1024 overflows, and 2 ** 60 steps is past any maximum.
+        step = min(self.maximum, self.initial * 2.0 ** min(max(0, attempts - 1), 60))
         delay = step / 2 + random.random() * step / 2
         if retry_after is not None:
             delay = max(delay, retry_after)

@@ -206,3 +206,26 @@ def test_literal_dollar_brace_escape(write_config: Callable[..., Path]) -> None:
     config = load_config(write_config(text), environ=ENV)
     assert config.routes.routes[0].text is not None
     assert config.routes.routes[0].text({}) == "cost ${5}"
+
+
+def test_yaml_anchors_and_merge_keys(write_config: Callable[..., Path]) -> None:
+    text = GOOD.replace(
+        "sinks:\n  console: {type: log}\n",
+        "x-defaults: &hook {type: webhook, url: 'http://127.0.0.1:9/a', timeout: 5}\n"
+        "sinks:\n  console: {type: log}\n  other: {<<: *hook, timeout: 2}\n",
+    )
+    config = load_config(write_config(text), environ=ENV)
+    other = config.sink_options["other"]
+    assert (other.type, other.timeout) == ("webhook", 2)  # the explicit key wins
+
+
+@pytest.mark.parametrize(
+    "token", ["q8Zr/Jk2+Lm9xYp3Wv7tNa==", "abcdefghijklmnop%41", "abcdefghijklmnop#x"]
+)
+def test_token_with_characters_a_url_path_cannot_carry(
+    write_config: Callable[..., Path], token: str
+) -> None:
+    path = write_config(GOOD)
+    [problem] = problems(path, {"HOOK_TOKEN": token})
+    assert problem.endswith("a hook token may only use letters, digits and . _ ~ + -")
+    assert token not in problem

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -211,3 +212,24 @@ async def test_rate_limited_jobs_never_outlive_their_lease(
         await asyncio.sleep(1.5)
     delivered = sorted(r.json()["event"]["attributes"]["uuid"] for r in loopback.requests)
     assert delivered == sorted(f"u{n}" for n in range(8))  # each once
+
+
+async def test_an_excessive_retry_after_is_capped(
+    tmp_path: Path, write_config: Callable[..., Path], loopback: LoopbackServer
+) -> None:
+    loopback.reply(Reply(429, "come back tomorrow", {"Retry-After": "86400"}))
+    path = write_config(
+        config(
+            tmp_path / "q.db",
+            f'  a: {{type: webhook, url: "{loopback.url}"}}',
+            "  - {name: r, sinks: [a]}",
+        )
+    )
+    async with serve(path) as served:
+        await post_events(served, [event(1)])
+        await loopback.wait_for(1)
+        await asyncio.sleep(0.3)
+        due = await served.runtime.queue.next_delivery_due("a")
+        assert await served.runtime.queue.dead_letters() == []  # not given up at once
+    assert due is not None
+    assert 800 < due - time.time() <= 901  # 15 minutes, not a day

@@ -130,6 +130,8 @@ class _Checker:
         fields = {field.alias or name: name for name, field in AppConfig.model_fields.items()}
         for key, raw in data.items():
             name = fields.get(key)
+            if name is None and key.startswith("x-"):
+                continue  # extension keys hold YAML anchors for reuse ("x-defaults: &d")
             if name is None:
                 self.add((key,), f"config: unknown key {key!r}", key=True)
                 continue

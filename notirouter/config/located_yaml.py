@@ -100,13 +100,14 @@ class _Builder:
 
     def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[str, Any]:
         result: dict[str, Any] = {}
+        merged: dict[str, Any] = {}  # from "<<: *anchor": explicit keys win, in any order
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG:
-                merged = self.build(value_node, path)
-                for source in merged if isinstance(merged, list) else [merged]:
+                built = self.build(value_node, path)
+                for source in built if isinstance(built, list) else [built]:
                     if isinstance(source, dict):
                         for k, v in source.items():
-                            result.setdefault(k, v)
+                            merged.setdefault(k, v)
                 continue
             if not isinstance(key_node, yaml.ScalarNode):
                 self._problem(key_node, "a mapping key must be a plain string")
@@ -120,7 +121,7 @@ class _Builder:
                 continue
             self.document.keys[(*path, key)] = _position(self.document.file, key_node.start_mark)
             result[key] = self.build(value_node, (*path, key))
-        return result
+        return {**merged, **result}
 
     def _problem(self, node: yaml.Node, message: str) -> None:
         position = _position(self.document.file, node.start_mark)

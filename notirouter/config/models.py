@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
 MIN_TOKEN_LENGTH = 16
+_TOKEN_CHARACTERS = re.compile(r"[A-Za-z0-9._~+-]+")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -32,8 +33,13 @@ Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 
 def _check_token(token: SecretStr) -> SecretStr:
     # pydantic's own length message would print the secret's length; say only the rule.
-    if len(token.get_secret_value()) < MIN_TOKEN_LENGTH:
+    value = token.get_secret_value()
+    if len(value) < MIN_TOKEN_LENGTH:
         raise ValueError(f"a hook token needs at least {MIN_TOKEN_LENGTH} characters")
+    if not _TOKEN_CHARACTERS.fullmatch(value):
+        # "/" ends the path segment, "%" and "#" are decoded or cut by clients: such a token
+        # would pass here and then answer 404 to every POST.
+        raise ValueError("a hook token may only use letters, digits and . _ ~ + -")
     return token
 
 
