@@ -10,32 +10,49 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from notirouter.claiming import ClaimLoop, Slot
 from notirouter.http import TransportError
+from notirouter.logs import redact
 from notirouter.message import Message
 from notirouter.metrics import Metrics
 from notirouter.queue.records import StoredDelivery
 from notirouter.queue.sqlite import SqliteQueue, sink_wake
 from notirouter.ratelimit import TokenBucket
 from notirouter.retry import RetryPolicy
-from notirouter.sink import Outcome, SendResult, Sink
+from notirouter.secrets import expand_secrets, secret_values
+from notirouter.sink import Outcome, SendResult, Sink, attempt_bound
 from notirouter.throttled_log import ThrottledLog
 
 log = logging.getLogger("notirouter.delivery")
 RETRY_AFTER_CAP = 900.0
 
 
-async def attempt(sink: Sink[Any], message: Message) -> SendResult:
-    """One attempt, with every failure mode turned into a :class:`SendResult`."""
+async def attempt(sink: Sink[Any], message: Message, secrets: Iterable[str] = ()) -> SendResult:
+    """One attempt, with every failure mode turned into a :class:`SendResult`.
+
+    The detail is stored with the job and shown by ``dead show`` and ``send``: any of the
+    sink's ``secrets`` a service echoed in its answer is redacted from it.
+    """
+    result = await _attempt(sink, message)
+    if result.detail and secrets:
+        result = replace(result, detail=redact(result.detail, secrets))
+    return result
+
+
+async def _attempt(sink: Sink[Any], message: Message) -> SendResult:
     try:
         # The sink's own timeout applies per request; this bound catches a sink that hangs.
-        return await asyncio.wait_for(sink.send(message), timeout=sink.options.timeout + 5)
+        return await asyncio.wait_for(
+            sink.send(message), timeout=attempt_bound(sink.options.timeout)
+        )
     except TransportError as exc:
         return SendResult.retry(str(exc))
     except TimeoutError:
-        return SendResult.retry(f"no result within {sink.options.timeout + 5:g}s")
+        return SendResult.retry(f"no result within {attempt_bound(sink.options.timeout):g}s")
     except Exception as exc:
         log.exception("sink %s raised while sending", sink.name)
         return SendResult.retry(f"sink error: {type(exc).__name__}")
@@ -64,6 +81,7 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
         self.bucket = TokenBucket(rate, sink.options.burst) if rate else None
         self.paused_until = 0.0
         self.retry_log = ThrottledLog(log)
+        self.secrets = sorted(expand_secrets(secret_values(sink.options)), key=len, reverse=True)
 
     async def claim(self, limit: int) -> list[StoredDelivery]:
         """This sink's due deliveries."""
@@ -99,7 +117,7 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
             return
         try:
             started = time.perf_counter()
-            result = await attempt(self.sink, message)
+            result = await attempt(self.sink, message, self.secrets)
             slot.release()  # the lease keeps the job ours while the outcome is recorded
             self.metrics.observe_attempt(
                 self.sink.name, result.outcome, time.perf_counter() - started

@@ -27,8 +27,8 @@ class RedactingFormatter(logging.Formatter):
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret replaced by ``***``."""
-    for secret in secrets:
+    """``text`` with every secret replaced by ``***`` (longest first: no suffix survives)."""
+    for secret in sorted(secrets, key=len, reverse=True):
         if secret in text:
             text = text.replace(secret, REDACTED)
     return text

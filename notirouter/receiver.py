@@ -141,6 +141,8 @@ def create_app(
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
+        if not runtime.healthy:
+            return JSONResponse({"status": "a worker loop stopped"}, status_code=503)
         if await runtime.queue.ping():
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "queue unavailable"}, status_code=503)

@@ -92,9 +92,14 @@ class RouteTable:
 
 
 def decide(candidates: Sequence[Route], variables: Mapping[str, Any]) -> list[RouteDecision]:
-    """Evaluate candidates in order: ``when`` decides, and a match without ``continue`` stops."""
+    """Evaluate candidates in order: ``when`` decides, and a match without ``continue`` stops.
+
+    A ``when`` that cannot be evaluated because one of the route's own enrichers failed
+    matches (fail open); any other evaluation error means no match.
+    """
     decisions: list[RouteDecision] = []
     stopped_by: str | None = None
+    failed_enrichers = variables.get("enrichment_errors") or {}
     for route in candidates:
         if stopped_by is not None:
             reason = f"not evaluated: route {stopped_by!r} matched first without continue"
@@ -105,12 +110,23 @@ def decide(candidates: Sequence[Route], variables: Mapping[str, Any]) -> list[Ro
             try:
                 accepted = route.when(variables)
             except TemplateRenderError as exc:
-                decisions.append(RouteDecision(route, False, f"when failed: {exc}"))
-                continue
-            if not accepted:
-                decisions.append(RouteDecision(route, False, f"when is false: {route.when_source}"))
-                continue
-            reason += f"; when is true: {route.when_source}"
+                failed = [name for name in route.enrich if name in failed_enrichers]
+                if not failed:
+                    decisions.append(RouteDecision(route, False, f"when failed: {exc}"))
+                    continue
+                # The condition needs data an enricher could not fetch: fail open. Missing an
+                # urgent alert because the API was down is worse than one message too many.
+                reason += (
+                    f"; when could not be evaluated ({exc}) because enricher "
+                    f"{', '.join(failed)} failed: sent anyway"
+                )
+            else:
+                if not accepted:
+                    decisions.append(
+                        RouteDecision(route, False, f"when is false: {route.when_source}")
+                    )
+                    continue
+                reason += f"; when is true: {route.when_source}"
         decisions.append(RouteDecision(route, True, reason))
         if not route.continue_:
             stopped_by = route.name

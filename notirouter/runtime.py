@@ -17,6 +17,7 @@ from notirouter.hooks import HookTable
 from notirouter.http import HttpClient
 from notirouter.metrics import Metrics
 from notirouter.pipeline import Pipeline
+from notirouter.queue.dead_letters import bury_orphans, prune
 from notirouter.queue.sqlite import SqliteQueue
 from notirouter.retry import RetryPolicy
 from notirouter.sink import Sink, SinkContext
@@ -112,7 +113,7 @@ class Runtime:
         self._spawn(self._router.run(), "router")
         for dispatcher in self._dispatchers:
             self._spawn(dispatcher.run(), f"sink {dispatcher.sink.name}")
-        self._spawn(self._prune_forever(), "pruner")
+        self._spawn(self._housekeeping_forever(), "housekeeping")
 
     def _spawn(self, coroutine: Any, label: str) -> None:
         task = asyncio.create_task(coroutine, name=f"notirouter {label}")
@@ -123,15 +124,28 @@ class Runtime:
         if not task.cancelled() and task.exception() is not None:
             log.error("%s stopped", task.get_name(), exc_info=task.exception())
 
-    async def _prune_forever(self) -> None:
+    @property
+    def healthy(self) -> bool:
+        """Whether every worker loop is still running (for ``/readyz``)."""
+        return all(not task.done() for task in self._tasks)
+
+    async def _housekeeping_forever(self) -> None:
+        """Every hour: forget old finished work; dead-letter jobs for unconfigured sinks."""
         window = max(self.config.app.queue.dedupe_window, self.config.app.delivery.max_age)
         while True:
             try:
-                pruned = await self.queue.prune(window)
+                for sink, count in (await bury_orphans(self.queue, self.sinks)).items():
+                    log.warning(
+                        "%d pending deliveries for sink %s, which is not configured, are now "
+                        "dead letters (replay them once the sink is back)",
+                        count,
+                        sink,
+                    )
+                pruned = await prune(self.queue, window)
                 if pruned:
                     log.info("pruned %d finished events", pruned)
             except Exception:
-                log.exception("pruning the queue failed")
+                log.exception("queue housekeeping failed")
             await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
 
     async def stop(self) -> None:

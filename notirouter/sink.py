@@ -17,6 +17,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from notirouter.http import HttpClient
 from notirouter.message import Message
 
+# The core gives up on an attempt a little after the sink's own timeout: a sink that hangs
+# must not hold its job past the lease.
+ATTEMPT_GRACE_SECONDS = 5.0
+
+
+def attempt_bound(timeout: float) -> float:
+    """How long the core lets one attempt run for a sink with this ``timeout``."""
+    return timeout + min(ATTEMPT_GRACE_SECONDS, timeout)
+
 
 class Outcome(StrEnum):
     """How one delivery attempt ended."""

@@ -102,3 +102,11 @@ class EventRouter(ClaimLoop[StoredEvent]):
         delay = self.policy.delay(stored.attempts)
         dead = self.policy.gives_up(stored.received_at, now, delay)
         await self.queue.retry_event(stored, delay, error, dead=dead)
+        if dead:
+            log.error(
+                "event %s could not be routed and is given up (%s); "
+                "see 'notirouter dead list', replay with 'notirouter dead replay %s'",
+                stored.id,
+                error,
+                stored.id,
+            )

@@ -8,10 +8,12 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from notirouter.cli import build_parser, main
+from notirouter.queue.sqlite import SqliteQueue
 from tests.conftest import TOKEN
 from tests.loopback import LoopbackServer, Reply
 
@@ -278,10 +280,107 @@ def test_dead_commands_on_an_empty_queue(
     config_for: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = str(config_for("http://127.0.0.1:9"))
+    assert main(["dead", "list", "-c", path]) == 1  # no queue yet: say so, create nothing
+    assert "no queue file at" in capsys.readouterr().err
+    assert main(["check", "-c", path]) == 0
+    asyncio.run(_create_queue(Path(path).parent / "q.db"))
     assert main(["dead", "list", "-c", path]) == 0
-    assert capsys.readouterr().out == "no dead letters\n"
+    assert capsys.readouterr().out.endswith("no dead letters\n")
     assert main(["dead", "show", "-c", path, "7"]) == 3
     assert main(["dead", "replay", "-c", path]) == 2
     assert main(["dead", "purge", "-c", path, "--older-than", "7d"]) == 0
     assert "0 dead letters deleted" in capsys.readouterr().out
     assert main(["dead"]) == 2
+
+
+async def _create_queue(path: Path) -> None:
+    queue = SqliteQueue(path)
+    await queue.open()
+    await queue.close()
+
+
+def test_dead_commands_need_only_the_queue_settings(
+    tmp_path: Path, write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(
+        """
+        queue: {path: ./var/q.db}
+        sinks:
+          teams: {type: webhook, url: "${TEAMS_URL_NOT_SET_HERE}"}
+        """
+    )
+    asyncio.run(_create_queue(tmp_path / "var" / "q.db"))  # relative to the config file
+    assert main(["dead", "list", "-c", str(path)]) == 0
+    assert capsys.readouterr().out == "no dead letters\n"
+
+
+async def test_secrets_echoed_by_a_service_never_reach_send_or_dead_letters(
+    tmp_path: Path,
+    write_config: Callable[..., Path],
+    loopback: LoopbackServer,
+    event_file: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async def echo(request: Any, body: bytes) -> Any:
+        from aiohttp import web
+
+        return web.Response(status=401, text=f"bad credentials: {request.headers['Authorization']}")
+
+    loopback.handler = echo
+    path = write_config(
+        f"""
+        queue: {{path: "{tmp_path / "q.db"}"}}
+        sinks:
+          fwd:
+            type: webhook
+            url: "{loopback.url}/hooks/abcdefghijklmnopqrstuvwxyz"
+            headers: {{Authorization: "Bearer s3cr3t-api-key-42"}}
+        routes: [{{name: all, sinks: [fwd]}}]
+        """
+    )
+    assert await run(["send", "-c", str(path), str(event_file)]) == 4
+    out = capsys.readouterr().out
+    assert "fwd (route all): permanent: HTTP 401: bad credentials: ***" in out
+    assert "s3cr3t-api-key-42" not in out
+
+
+def test_a_sink_timeout_longer_than_the_lease_is_a_config_error(
+    write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(
+        """
+        delivery: {lease: 30s}
+        sinks:
+          slow: {type: webhook, url: "http://127.0.0.1:9/x", timeout: 25}
+        """
+    )
+    assert main(["check", "-c", str(path)]) == 1
+    assert (
+        "sinks.slow: an attempt may last 30s (timeout and grace), not less than delivery.lease"
+        in capsys.readouterr().err
+    )
+
+
+async def test_dead_list_show_and_replay_failed_events(
+    tmp_path: Path, write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(f'queue: {{path: "{tmp_path / "q.db"}"}}\n')
+    queue = SqliteQueue(tmp_path / "q.db")
+    await queue.open()
+    stored = await queue.enqueue(
+        hook="sekoia", source="gone", dedupe_key="k", body=b'{"type": "x"}'
+    )
+    [event] = await queue.claim_events(1, 30)
+    await queue.retry_event(event, 0, "cannot parse with source 'gone'", dead=True)
+    await queue.close()
+    assert await run(["dead", "list", "-c", str(path)]) == 0
+    assert (
+        f"{stored.id}\tevent not routed\thook sekoia\tcannot parse with source 'gone'"
+        in capsys.readouterr().out
+    )
+    assert await run(["dead", "show", "-c", str(path), stored.id]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["kind"], shown["event"]) == ("event", {"type": "x"})
+    assert await run(["dead", "replay", "-c", str(path), stored.id]) == 0
+    assert "1 dead letter queued again" in capsys.readouterr().out
+    assert await run(["dead", "show", "-c", str(path), "not-an-id"]) == 2

@@ -46,7 +46,8 @@ def test_valid_config_loads_with_substitution_and_defaults(
     path = write_config(GOOD)
     config = load_config(path, environ=ENV)
     assert config.app.hooks[0].token.get_secret_value() == ENV["HOOK_TOKEN"]
-    assert config.app.queue.path == "./var/test.db"
+    # A relative queue path is relative to the config file, wherever the command runs.
+    assert config.app.queue.path == str(path.parent / "var" / "test.db")
     assert [r.name for r in config.routes.routes] == ["alerts", "rest"]
     assert config.routes.routes[0].continue_ is True
     assert ENV["HOOK_TOKEN"] in config.secrets

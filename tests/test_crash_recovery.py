@@ -54,7 +54,7 @@ async def test_events_accepted_before_kill_9_are_delivered_after_restart(
         queue: {{path: "{tmp_path / "q.db"}"}}
         delivery: {{backoff_initial: 100ms, backoff_max: 300ms, lease: 1s}}
         sinks:
-          forward: {{type: webhook, url: "http://127.0.0.1:{sink_port}/sink"}}
+          forward: {{type: webhook, url: "http://127.0.0.1:{sink_port}/sink", timeout: 0.4}}
         routes:
           - {{name: all, sinks: [forward]}}
         """

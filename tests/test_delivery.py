@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from notirouter.cli import main
+from notirouter.queue.dead_letters import DeadLetters
 from tests.conftest import TOKEN
 from tests.loopback import LoopbackServer, Reply
 from tests.serving import Served, serve
@@ -32,7 +33,7 @@ def config(db: Path, sinks: str, routes: str, delivery: str = "") -> str:
 hooks:
   - {{name: sekoia, token: {TOKEN}}}
 queue: {{path: "{db}"}}
-delivery: {{backoff_initial: 50ms, backoff_max: 200ms, lease: 5s {delivery}}}
+delivery: {{backoff_initial: 50ms, backoff_max: 200ms, lease: 30s {delivery}}}
 sinks:
 {sinks}
 routes:
@@ -136,7 +137,7 @@ async def test_jobs_past_max_age_become_dead_letters(
     async with serve(path) as served:
         await post_events(served, [event(1)])
         await asyncio.sleep(1.0)
-        letters = await served.runtime.queue.dead_letters()
+        letters = await DeadLetters(served.runtime.queue).deliveries()
     assert len(letters) == 1
     assert letters[0].last_error.startswith("gave up after")
     assert letters[0].last_error.endswith("HTTP 500: still broken")
@@ -200,12 +201,12 @@ async def test_rate_limited_jobs_never_outlive_their_lease(
     tmp_path: Path, write_config: Callable[..., Path], loopback: LoopbackServer
 ) -> None:
     # 8 jobs at 4/s take 2 s, twice the lease: a job must not wait for its token while leased.
-    sinks = f'  a: {{type: webhook, url: "{loopback.url}", rate_limit: 4, concurrency: 8}}'
-    path = write_config(
-        config(tmp_path / "q.db", sinks, "  - {name: r, sinks: [a]}").replace(
-            "lease: 5s", "lease: 1s"
-        )
+    sinks = (
+        f'  a: {{type: webhook, url: "{loopback.url}", rate_limit: 4, concurrency: 8,'
+        " timeout: 0.4}"
     )
+    routes = "  - {name: r, sinks: [a]}"
+    path = write_config(config(tmp_path / "q.db", sinks, routes).replace("lease: 30s", "lease: 1s"))
     async with serve(path) as served:
         await post_events(served, [event(n) for n in range(8)])
         await loopback.wait_for(8)
@@ -230,6 +231,6 @@ async def test_an_excessive_retry_after_is_capped(
         await loopback.wait_for(1)
         await asyncio.sleep(0.3)
         due = await served.runtime.queue.next_delivery_due("a")
-        assert await served.runtime.queue.dead_letters() == []  # not given up at once
+        assert await DeadLetters(served.runtime.queue).deliveries() == []  # not given up at once
     assert due is not None
     assert 800 < due - time.time() <= 901  # 15 minutes, not a day

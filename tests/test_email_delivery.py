@@ -12,6 +12,7 @@ import pytest
 from notirouter.delivery import SinkDispatcher
 from notirouter.message import Message, Severity
 from notirouter.metrics import Metrics
+from notirouter.queue.dead_letters import DeadLetters
 from notirouter.queue.records import NewDelivery
 from notirouter.queue.sqlite import SqliteQueue
 from notirouter.retry import RetryPolicy
@@ -103,6 +104,6 @@ async def test_550_ends_in_a_dead_letter_with_the_server_reply(
     assert counts.get("deliveries_dead") == 1
     assert smtp.data_attempts == 1  # permanent: not retried
     assert smtp.received == []
-    [letter] = await queue.dead_letters()
+    [letter] = await DeadLetters(queue).deliveries()
     assert letter.sink == "oncall-mail"
     assert "550 5.7.1 Delivery not authorized, message refused" in letter.last_error

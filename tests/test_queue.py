@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from notirouter.queue.dead_letters import DeadLetters, bury_orphans, prune
 from notirouter.queue.records import NewDelivery
 from notirouter.queue.sqlite import SqliteQueue
+from notirouter.queue.writer import QueueUnavailable
 
 
 @pytest.fixture
@@ -99,7 +101,7 @@ async def test_delivery_retry_dead_and_replay(queue: SqliteQueue) -> None:
     [retry] = await queue.claim_deliveries("s", 10, 30)
     assert retry.attempts == 2
     assert await queue.finish_delivery(retry, state="dead", error="HTTP 404: gone")
-    [dead] = await queue.dead_letters()
+    [dead] = await DeadLetters(queue).deliveries(bodies=True)
     assert (dead.id, dead.sink, dead.attempts, dead.last_error) == (
         retry.id,
         "s",
@@ -107,8 +109,8 @@ async def test_delivery_retry_dead_and_replay(queue: SqliteQueue) -> None:
         "HTTP 404: gone",
     )
     assert dead.event_body == b"{}"
-    assert await queue.replay([dead.id, 999]) == [dead.id]
-    assert await queue.dead_letters() == []
+    assert await DeadLetters(queue).replay_deliveries([dead.id, 999]) == [dead.id]
+    assert await DeadLetters(queue).deliveries() == []
     [replayed] = await queue.claim_deliveries("s", 10, 30)
     assert replayed.attempts == 1
 
@@ -121,9 +123,9 @@ async def test_purge_and_prune(queue: SqliteQueue) -> None:
     [bad] = await queue.claim_deliveries("bad", 1, 30)
     await queue.finish_delivery(good, state="done", error=None)
     await queue.finish_delivery(bad, state="dead", error="refused")
-    assert await queue.prune(older_than=0) == 0  # a dead letter keeps its event
-    assert await queue.purge_dead() == 1
-    assert await queue.prune(older_than=0) == 1
+    assert await prune(queue, older_than=0) == 0  # a dead letter keeps its event
+    assert await DeadLetters(queue).purge() == (1, 0)
+    assert await prune(queue, older_than=0) == 1
     assert await queue.counts() == {}
 
 
@@ -132,3 +134,58 @@ async def test_wakeup_is_set_by_commits(queue: SqliteQueue) -> None:
     wakeup.clear()
     await enqueue(queue, "k")
     assert wakeup.is_set()
+
+
+async def test_deliveries_for_unconfigured_sinks_become_dead_letters(queue: SqliteQueue) -> None:
+    await enqueue(queue, "k")
+    [event] = await queue.claim_events(1, 30)
+    await queue.complete_event(
+        event, [NewDelivery("r", "kept", "{}"), NewDelivery("r", "gone", "{}")]
+    )
+    assert await bury_orphans(queue, ["kept"]) == {"gone": 1}
+    [dead] = await DeadLetters(queue).deliveries()
+    assert (dead.sink, dead.last_error) == ("gone", "sink gone is not configured")
+    assert [d.sink for d in await queue.claim_deliveries("kept", 10, 30)] == ["kept"]
+
+
+async def test_failed_events_are_listed_replayed_and_purged(queue: SqliteQueue) -> None:
+    event_id = await enqueue(queue, "k", b'{"type": "x"}')
+    [event] = await queue.claim_events(1, 30)
+    await queue.retry_event(event, 0, "cannot parse with source 'gone'", dead=True)
+    dead = DeadLetters(queue)
+    [failed] = await dead.events()
+    assert (failed.id, failed.last_error, failed.body) == (
+        event_id,
+        "cannot parse with source 'gone'",
+        b'{"type": "x"}',
+    )
+    assert await queue.claim_events(1, 30) == []
+    assert await dead.replay_events([event_id, "0" * 32]) == [event_id]
+    [again] = await queue.claim_events(1, 30)
+    assert (again.id, again.attempts) == (event_id, 1)
+    await queue.retry_event(again, 0, "still broken", dead=True)
+    assert await dead.purge() == (0, 1)
+    assert await dead.events() == []
+
+
+async def test_reads_do_not_hold_the_write_lock(tmp_path: Path) -> None:
+    queue = SqliteQueue(tmp_path / "q.db", busy_timeout=0.2)
+    await queue.open()
+    await enqueue(queue, "k")
+    reader = sqlite3.connect(tmp_path / "q.db")
+    reader.execute("BEGIN")
+    reader.execute("SELECT COUNT(*) FROM events").fetchone()  # a long reader, like dead list
+    try:
+        assert not (await queue.enqueue(hook="h", source="s", dedupe_key="k2", body=b"x")).duplicate
+        assert await queue.counts() == {"events_pending": 2}
+    finally:
+        reader.rollback()
+        reader.close()
+        await queue.close()
+
+
+async def test_operator_commands_do_not_create_a_queue(tmp_path: Path) -> None:
+    queue = SqliteQueue(tmp_path / "missing" / "q.db")
+    with pytest.raises(QueueUnavailable, match="no queue file at"):
+        await queue.open(create=False)
+    assert not (tmp_path / "missing").exists()

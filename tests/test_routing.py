@@ -119,3 +119,28 @@ def test_a_large_table_indexes_by_type_and_action() -> None:
     table = RouteTable(routes)
     assert [r.name for r in table.candidates("type4321", "created")] == ["r4321"]
     assert table.candidates("type4321", "deleted") == ()
+
+
+def test_when_fails_open_when_the_routes_enricher_failed() -> None:
+    templates = Templates()
+
+    def route(name: str, enrich: tuple[str, ...]) -> Route:
+        return Route(
+            name=name,
+            position=0,
+            types=None,
+            actions=None,
+            enrich=enrich,
+            sinks=("a",),
+            continue_=True,
+            when_source="alert.urgency.current_value >= 70",
+            when=templates.compile_condition("alert.urgency.current_value >= 70"),
+        )
+
+    variables = {"type": "alert", "enrichment_errors": {"sekoia": "API unavailable"}}
+    enriched, plain = decide([route("urgent", ("sekoia",)), route("plain", ())], variables)
+    assert enriched.matched
+    assert enriched.reason.endswith("because enricher sekoia failed: sent anyway")
+    assert not plain.matched  # no enricher of its own failed: an ordinary evaluation error
+    [healthy] = decide([route("urgent", ("sekoia",))], {"type": "alert", "enrichment_errors": {}})
+    assert not healthy.matched

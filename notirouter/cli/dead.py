@@ -1,35 +1,50 @@
-"""``notirouter dead list / show / replay / purge``: the dead letters in the queue."""
+"""``notirouter dead list / show / replay / purge``: what gave up, and putting it back.
+
+These commands read only the ``queue:`` section of the config (an operator need not have every
+sink's secret in the environment), open the queue without creating it, and redact every
+secret the config names from what they print.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from notirouter.cli.common import (
+    EXIT_CONFIG,
     EXIT_INPUT,
     EXIT_OK,
     EXIT_USAGE,
     CommandFailed,
     add_config_option,
-    load,
     print_json,
     run_command,
 )
+from notirouter.config.errors import ConfigError
+from notirouter.config.loader import default_config_path, load_queue_config
 from notirouter.config.models import parse_duration
+from notirouter.queue.dead_letters import DeadLetters
 from notirouter.queue.sqlite import SqliteQueue
+from notirouter.queue.writer import QueueUnavailable
 
 T = TypeVar("T")
 REPLAY_CHUNK = 500
+EVENT_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def add_commands(commands: Any) -> None:
     """Register ``dead`` and its subcommands."""
     dead = commands.add_parser(
-        "dead", help="inspect, replay or purge dead letters", description="Dead letters."
+        "dead",
+        help="inspect, replay or purge dead letters",
+        description="Dead letters: deliveries a sink refused for good or that outlived "
+        "delivery.max_age (integer ids), and events that could not be routed (hex ids).",
     )
     sub = dead.add_subparsers(dest="dead_command", metavar="ACTION")
     dead.set_defaults(handler=lambda args: (dead.print_help(sys.stderr), EXIT_USAGE)[1])
@@ -37,20 +52,19 @@ def add_commands(commands: Any) -> None:
     listing = sub.add_parser("list", help="list dead letters", description="List dead letters.")
     add_config_option(listing)
     listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
     listing.set_defaults(handler=run_command(list_command))
 
     show = sub.add_parser("show", help="show one dead letter", description="Show one dead letter.")
     add_config_option(show)
-    show.add_argument("id", type=int, metavar="ID")
+    show.add_argument("id", metavar="ID", help="a delivery id (number) or an event id (hex)")
     show.set_defaults(handler=run_command(show_command))
 
     replay = sub.add_parser(
-        "replay",
-        help="queue dead letters again",
-        description="Queue dead letters for delivery again.",
+        "replay", help="queue dead letters again", description="Queue dead letters again."
     )
     add_config_option(replay)
-    replay.add_argument("ids", type=int, nargs="*", metavar="ID")
+    replay.add_argument("ids", nargs="*", metavar="ID", help="delivery or event ids")
     replay.add_argument("--all", action="store_true", help="replay every dead letter")
     replay.set_defaults(handler=run_command(replay_command))
 
@@ -65,93 +79,166 @@ def add_commands(commands: Any) -> None:
     purge.set_defaults(handler=run_command(purge_command))
 
 
-def _with_queue(args: argparse.Namespace, work: Callable[[SqliteQueue], Awaitable[T]]) -> T:
-    config = load(args)
+def _with_dead_letters(args: argparse.Namespace, work: Callable[[DeadLetters], Awaitable[T]]) -> T:
+    path = args.config or default_config_path()
+    try:
+        settings = load_queue_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        raise CommandFailed(f"cannot read the queue settings in {path}", EXIT_CONFIG) from None
 
     async def run() -> T:
-        queue = SqliteQueue(config.app.queue.path, synchronous=config.app.queue.synchronous)
-        await queue.open()
+        queue = SqliteQueue(settings.path, synchronous=settings.synchronous)
+        await queue.open(create=False)
         try:
-            return await work(queue)
+            return await work(DeadLetters(queue))
         finally:
             await queue.close()
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except QueueUnavailable as exc:
+        raise CommandFailed(f"{exc} (queue.path in {path})", EXIT_CONFIG) from None
 
 
 def _time(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _split_ids(ids: list[str]) -> tuple[list[int], list[str]]:
+    deliveries: list[int] = []
+    events: list[str] = []
+    for raw in ids:
+        if raw.isdigit():
+            deliveries.append(int(raw))
+        elif EVENT_ID.match(raw):
+            events.append(raw)
+        else:
+            raise CommandFailed(f"{raw!r} is neither a delivery id nor an event id", EXIT_USAGE)
+    return deliveries, events
+
+
 def list_command(args: argparse.Namespace) -> int:
-    """One line per dead letter."""
-    letters = _with_queue(args, lambda q: q.dead_letters())
-    if args.json:
-        print_json(
-            [
-                {
-                    "id": d.id,
-                    "event_id": d.event_id,
-                    "route": d.route,
-                    "sink": d.sink,
-                    "attempts": d.attempts,
-                    "died_at": _time(d.finished_at),
-                    "error": d.last_error,
-                }
-                for d in letters
-            ]
-        )
-        return EXIT_OK
-    if not letters:
-        print("no dead letters")
-    for d in letters:
-        print(
-            f"{d.id}\t{_time(d.finished_at)}\t{d.sink}\t{d.route}\tattempts={d.attempts}\t{d.last_error}"
-        )
-    return EXIT_OK
+    """One line per dead delivery and per failed event."""
 
+    async def work(dead: DeadLetters) -> tuple[list[Any], list[Any], tuple[int, int]]:
+        return await dead.deliveries(limit=args.limit), await dead.events(), await dead.counts()
 
-def show_command(args: argparse.Namespace) -> int:
-    """Everything about one dead letter, including the message and the event body."""
-    letters = _with_queue(args, lambda q: q.dead_letters([args.id]))
-    if not letters:
-        raise CommandFailed(f"no dead letter with id {args.id}", EXIT_INPUT)
-    d = letters[0]
-    body = d.event_body.decode("utf-8", errors="replace") if d.event_body is not None else None
-    import json
-
-    print_json(
+    letters, failed, (total, _) = _with_dead_letters(args, work)
+    rows = [
         {
+            "kind": "delivery",
             "id": d.id,
             "event_id": d.event_id,
             "route": d.route,
             "sink": d.sink,
             "attempts": d.attempts,
-            "created_at": _time(d.created_at),
             "died_at": _time(d.finished_at),
             "error": d.last_error,
-            "message": json.loads(d.message_json),
-            "event": json.loads(body) if body else None,
         }
-    )
+        for d in letters
+    ] + [
+        {
+            "kind": "event",
+            "id": e.id,
+            "hook": e.hook,
+            "attempts": e.attempts,
+            "received_at": _time(e.received_at),
+            "error": e.last_error,
+        }
+        for e in failed
+    ]
+    if args.json:
+        print_json(rows)
+        return EXIT_OK
+    if not rows:
+        print("no dead letters")
+    for row in rows:
+        if row["kind"] == "delivery":
+            print(
+                f"{row['id']}\t{row['died_at']}\t{row['sink']}\t{row['route']}\t"
+                f"attempts={row['attempts']}\t{row['error']}"
+            )
+        else:
+            print(f"{row['id']}\tevent not routed\thook {row['hook']}\t{row['error']}")
+    if total > len(letters):
+        print(f"... {total - len(letters)} more (use --limit)", file=sys.stderr)
     return EXIT_OK
+
+
+def show_command(args: argparse.Namespace) -> int:
+    """Everything about one dead letter, including the message and the event body."""
+    deliveries, events = _split_ids([args.id])
+
+    async def work(dead: DeadLetters) -> dict[str, Any] | None:
+        if deliveries:
+            found = await dead.deliveries(deliveries, bodies=True)
+            if not found:
+                return None
+            d = found[0]
+            return {
+                "kind": "delivery",
+                "id": d.id,
+                "event_id": d.event_id,
+                "route": d.route,
+                "sink": d.sink,
+                "attempts": d.attempts,
+                "created_at": _time(d.created_at),
+                "died_at": _time(d.finished_at),
+                "error": d.last_error,
+                "message": json.loads(d.message_json),
+                "event": _json(d.event_body),
+            }
+        failed = await dead.events(events)
+        if not failed:
+            return None
+        e = failed[0]
+        return {
+            "kind": "event",
+            "id": e.id,
+            "hook": e.hook,
+            "source": e.source,
+            "received_at": _time(e.received_at),
+            "attempts": e.attempts,
+            "error": e.last_error,
+            "event": _json(e.body),
+        }
+
+    shown = _with_dead_letters(args, work)
+    if shown is None:
+        raise CommandFailed(f"no dead letter with id {args.id}", EXIT_INPUT)
+    print_json(shown)
+    return EXIT_OK
+
+
+def _json(body: bytes | None) -> Any:
+    if body is None:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", errors="replace")
 
 
 def replay_command(args: argparse.Namespace) -> int:
     """Make dead letters pending again, showing progress for large replays."""
     if not args.all and not args.ids:
         raise CommandFailed("give dead letter ids, or --all", EXIT_USAGE)
+    wanted_deliveries, wanted_events = _split_ids(args.ids)
 
-    async def work(queue: SqliteQueue) -> int:
-        ids = [d.id for d in await queue.dead_letters()] if args.all else list(args.ids)
-        done = 0
-        for start in range(0, len(ids), REPLAY_CHUNK):
-            done += len(await queue.replay(ids[start : start + REPLAY_CHUNK]))
-            if len(ids) > REPLAY_CHUNK:
-                print(f"replayed {done}/{len(ids)}", file=sys.stderr)
+    async def work(dead: DeadLetters) -> int:
+        deliveries, events = (
+            await dead.all_ids() if args.all else (wanted_deliveries, wanted_events)
+        )
+        done = len(await dead.replay_events(events)) if events else 0
+        for start in range(0, len(deliveries), REPLAY_CHUNK):
+            done += len(await dead.replay_deliveries(deliveries[start : start + REPLAY_CHUNK]))
+            if len(deliveries) > REPLAY_CHUNK:
+                print(f"replayed {done}/{len(deliveries) + len(events)}", file=sys.stderr)
         return done
 
-    replayed = _with_queue(args, work)
+    replayed = _with_dead_letters(args, work)
     print(f"{replayed} dead letter{'s' if replayed != 1 else ''} queued again")
     if not args.all and replayed < len(args.ids):
         print(f"{len(args.ids) - replayed} id(s) were not dead letters", file=sys.stderr)
@@ -165,6 +252,7 @@ def purge_command(args: argparse.Namespace) -> int:
         older_than = float(parse_duration(args.older_than))
     except ValueError as exc:
         raise CommandFailed(str(exc), EXIT_USAGE) from None
-    purged = _with_queue(args, lambda q: q.purge_dead(older_than))
+    deliveries, events = _with_dead_letters(args, lambda dead: dead.purge(older_than))
+    purged = deliveries + events
     print(f"{purged} dead letter{'s' if purged != 1 else ''} deleted")
     return EXIT_OK

@@ -187,7 +187,9 @@ def send_command(args: argparse.Namespace) -> int:
                 for route, message in routed.messages
                 for sink in route.sinks
             ]
-            results = await asyncio.gather(*(attempt(runtime.sinks[s], m) for _, s, m in jobs))
+            results = await asyncio.gather(
+                *(attempt(runtime.sinks[s], m, runtime.config.secrets) for _, s, m in jobs)
+            )
             return [
                 (route, sink, result)
                 for (route, sink, _), result in zip(jobs, results, strict=True)
@@ -228,7 +230,7 @@ def test_sink_command(args: argparse.Namespace) -> int:
     async def run() -> Any:
         await runtime.open_plugins()
         try:
-            return await attempt(sink, message)
+            return await attempt(sink, message, runtime.config.secrets)
         finally:
             await runtime.close_plugins()
 

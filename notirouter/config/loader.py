@@ -14,15 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import pluggy
-from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from notirouter.config.errors import ConfigError, ConfigProblem, Position
 from notirouter.config.located_yaml import LocatedDocument, load_located
-from notirouter.config.models import AppConfig, RouteConfig
+from notirouter.config.models import AppConfig, QueueConfig, RouteConfig
 from notirouter.enricher import EnricherOptions
 from notirouter.plugin_manager import PluginTypes, collect_types, make_plugin_manager
 from notirouter.routing import Renderer, Route, RouteTable
-from notirouter.sink import SinkOptions
+from notirouter.secrets import expand_secrets, secret_values
+from notirouter.sink import SinkOptions, attempt_bound
 from notirouter.templating import TemplateCompileError, Templates
 
 DEFAULT_CONFIG_PATH = "notirouter.yaml"
@@ -41,6 +42,43 @@ class LoadedConfig:
     enricher_options: dict[str, EnricherOptions]
     routes: RouteTable
     secrets: frozenset[str] = field(default_factory=frozenset)
+
+
+def resolve_queue_path(path: str, config_file: str) -> str:
+    """A relative ``queue.path`` is relative to the config file, not to the current directory.
+
+    ``serve`` started by systemd (working directory ``/``) and ``dead list`` run from a shell
+    elsewhere must open the same queue file.
+    """
+    if os.path.isabs(path):
+        return path
+    return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(config_file)), path))
+
+
+def load_queue_config(path: str | os.PathLike[str]) -> QueueConfig:
+    """Only the ``queue:`` section, for the ``dead`` commands.
+
+    An operator inspecting dead letters should not need every sink's secrets in the
+    environment: variables used outside ``queue:`` may be unset.
+    """
+    file = os.fspath(path)
+    try:
+        text = Path(file).read_text(encoding="utf-8")
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError([ConfigProblem(Position(file, 1, 1), f"cannot read: {reason}")]) from None
+    document = load_located(text, file, os.environ)
+    outside = {
+        problem for where, problem in document.unset_paths.items() if where[:1] != ("queue",)
+    }
+    checker = _Checker(document)
+    checker.problems.extend(p for p in document.problems if p not in outside)
+    raw = document.data.get("queue", {}) if isinstance(document.data, dict) else {}
+    queue: QueueConfig | None = checker.validate(QueueConfig, raw, ("queue",))
+    if checker.problems or queue is None:
+        raise ConfigError(checker.problems)
+    queue.path = resolve_queue_path(queue.path, file)
+    return queue
 
 
 def default_config_path() -> str:
@@ -94,9 +132,11 @@ def load_config_text(
         "enrichers", app.enrichers, types.enrichers, EnricherOptions
     )
     checker.check_hooks(app, types)
+    checker.check_leases(app, sink_options)
     routes = checker.compile_routes(app, types)
     if checker.problems:
         raise ConfigError(checker.problems)
+    app.queue.path = resolve_queue_path(app.queue.path, file)
     return LoadedConfig(
         path=file,
         app=app,
@@ -105,7 +145,7 @@ def load_config_text(
         sink_options=sink_options,  # type: ignore[arg-type]
         enricher_options=enricher_options,  # type: ignore[arg-type]
         routes=RouteTable(routes),
-        secrets=frozenset(_secrets(app, [*sink_options.values(), *enricher_options.values()])),
+        secrets=_secrets(app, [*sink_options.values(), *enricher_options.values()]),
     )
 
 
@@ -250,6 +290,18 @@ class _Checker:
                     f"hooks.{hook.name}: unknown source {hook.source!r} (installed: {installed})",
                 )
 
+    def check_leases(self, app: AppConfig, sinks: dict[str, BaseModel]) -> None:
+        """An attempt must end before its lease does, or another worker sends it again."""
+        lease = app.delivery.lease
+        for name, options in sinks.items():
+            bound = attempt_bound(getattr(options, "timeout", 0.0))
+            if bound >= lease:
+                self.add(
+                    ("sinks", name),
+                    f"sinks.{name}: an attempt may last {bound:g}s (timeout and grace), "
+                    f"not less than delivery.lease ({lease:g}s): lower timeout or raise the lease",
+                )
+
     def compile_routes(self, app: AppConfig, types: PluginTypes) -> list[Route]:
         routes: list[Route] = []
         names: set[str] = set()
@@ -332,22 +384,8 @@ def _matcher(value: str | list[str]) -> frozenset[str] | None:
     return frozenset(values)
 
 
-def _secrets(app: AppConfig, options: list[BaseModel]) -> set[str]:
-    found = {hook.token.get_secret_value() for hook in app.hooks}
+def _secrets(app: AppConfig, options: list[BaseModel]) -> frozenset[str]:
+    found = [hook.token.get_secret_value() for hook in app.hooks]
     for model in options:
-        found.update(_secret_values(model))
-    return {value for value in found if len(value) >= 4}
-
-
-def _secret_values(value: Any) -> Iterable[str]:
-    if isinstance(value, SecretStr):
-        yield value.get_secret_value()
-    elif isinstance(value, BaseModel):
-        for name in type(value).model_fields:
-            yield from _secret_values(getattr(value, name))
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _secret_values(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from _secret_values(item)
+        found.extend(secret_values(model))
+    return expand_secrets(found)

@@ -31,7 +31,7 @@ class LocatedDocument:
     values: dict[Path, Position] = field(default_factory=dict)
     keys: dict[Path, Position] = field(default_factory=dict)
     problems: list[ConfigProblem] = field(default_factory=list)
-    unset_paths: set[Path] = field(default_factory=set)
+    unset_paths: dict[Path, ConfigProblem] = field(default_factory=dict)
 
     def position(self, path: Path, *, key: bool = False) -> Position:
         """Where ``path`` is, or its nearest ancestor that exists in the file."""
@@ -90,7 +90,7 @@ class _Builder:
                 return substitute(str(node.value), self.environ)
             except UnsetVariableError as exc:
                 self._problem(node, str(exc))
-                self.document.unset_paths.add(path)
+                self.document.unset_paths[path] = self.document.problems[-1]
                 return ""
         try:
             return self.scalars.construct_object(node, deep=True)

@@ -63,3 +63,16 @@ class DeadLetter:
     last_error: str
     message_json: str
     event_body: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class FailedEvent:
+    """An event that could not be routed before its maximum age, with the reason."""
+
+    id: str
+    hook: str
+    source: str
+    received_at: float
+    attempts: int
+    last_error: str
+    body: bytes

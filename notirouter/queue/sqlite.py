@@ -12,22 +12,25 @@ from __future__ import annotations
 import asyncio
 import secrets
 import sqlite3
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
 
 from notirouter.queue.records import (
-    DeadLetter,
     EnqueueResult,
     NewDelivery,
     StoredDelivery,
     StoredEvent,
 )
-from notirouter.queue.writer import GroupCommitWriter, QueueUnavailable
+from notirouter.queue.writer import GroupCommitWriter, Operation, QueueUnavailable
 
 __all__ = ["QueueUnavailable", "SqliteQueue"]
 
 EVENTS_WAKE = "events"
+T = TypeVar("T")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     id TEXT PRIMARY KEY,
@@ -87,18 +90,32 @@ class SqliteQueue:
         self.busy_timeout = busy_timeout
         self._wakeups: dict[str, asyncio.Event] = {}
         self._writer = GroupCommitWriter(self._connect, self._wake)
+        self._reader: sqlite3.Connection | None = None
+        self._reader_lock = threading.Lock()
+        self._create = True
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def open(self) -> None:
-        """Create the file and schema if needed and start the writer thread."""
+    async def open(self, *, create: bool = True) -> None:
+        """Start the writer thread; create the file and schema unless ``create`` is false.
+
+        Operator commands open with ``create=False``: a wrong path must say so, not show an
+        empty queue.
+        """
+        self._create = create
         self._writer.start(asyncio.get_running_loop())
 
     async def close(self) -> None:
         """Commit what is queued and close the file."""
         await asyncio.to_thread(self._writer.close)
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
 
     def _connect(self) -> sqlite3.Connection:
+        if not self._create and not self.path.exists():
+            raise FileNotFoundError(f"no queue file at {self.path}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(
             self.path, isolation_level=None, timeout=self.busy_timeout, check_same_thread=True
@@ -111,9 +128,37 @@ class SqliteQueue:
         connection.executescript(_SCHEMA)
         return connection
 
+    async def write(self, operation: Operation, *, wakes: tuple[str, ...] = ()) -> Any:
+        """Run ``operation(connection)`` in the next group-committed transaction."""
+        return await self._writer.submit(operation, wakes=wakes)
+
+    async def read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a read-only ``query`` on a separate connection, off the event loop.
+
+        In WAL mode readers never block the writer: a long ``dead list`` cannot hold up
+        the receiver, as it would inside the writer's ``BEGIN IMMEDIATE``.
+        """
+        return await asyncio.to_thread(self._read, query)
+
+    def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        with self._reader_lock:
+            if self._reader is None:
+                uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"
+                self._reader = sqlite3.connect(
+                    uri, uri=True, timeout=self.busy_timeout, check_same_thread=False
+                )
+            try:
+                return query(self._reader)
+            except sqlite3.Error as exc:
+                raise QueueUnavailable(f"cannot read the queue: {exc}") from exc
+
     def wakeup(self, key: str) -> asyncio.Event:
         """The event set whenever a commit adds work for ``key`` (``events`` or a sink)."""
         return self._wakeups.setdefault(key, asyncio.Event())
+
+    def wake(self, keys: set[str]) -> None:
+        """Set the wake-ups for ``keys`` (done by commits; also after changes made here)."""
+        self._wake(keys)
 
     def _wake(self, keys: set[str]) -> None:
         for key in keys:
@@ -226,19 +271,12 @@ class SqliteQueue:
 
     async def next_event_due(self) -> float | None:
         """When the earliest pending event becomes due (``None``: no pending event)."""
-        row = await self._writer.submit(
+        row = await self.read(
             lambda c: c.execute(
                 "SELECT MIN(next_attempt_at) FROM events WHERE state = 'pending'"
             ).fetchone()
         )
         return None if row is None or row[0] is None else float(row[0])
-
-    async def event_body(self, event_id: str) -> bytes | None:
-        """The raw body of an event, for ``dead show``."""
-        row = await self._writer.submit(
-            lambda c: c.execute("SELECT body FROM events WHERE id = ?", (event_id,)).fetchone()
-        )
-        return None if row is None else bytes(row[0])
 
     # -- deliveries --------------------------------------------------------------------------
 
@@ -285,7 +323,7 @@ class SqliteQueue:
 
     async def next_delivery_due(self, sink: str) -> float | None:
         """When the earliest pending delivery for ``sink`` becomes due."""
-        row = await self._writer.submit(
+        row = await self.read(
             lambda c: c.execute(
                 "SELECT MIN(next_attempt_at) FROM deliveries WHERE sink = ? AND state = 'pending'",
                 (sink,),
@@ -304,97 +342,4 @@ class SqliteQueue:
                 found[f"deliveries_{state}"] = n
             return found
 
-        result: dict[str, int] = await self._writer.submit(operation)
-        return result
-
-    # -- dead letters ------------------------------------------------------------------------
-
-    async def dead_letters(self, ids: Iterable[int] | None = None) -> list[DeadLetter]:
-        """Dead deliveries, oldest first; only ``ids`` when given."""
-        wanted = None if ids is None else list(ids)
-
-        def operation(c: sqlite3.Connection) -> list[DeadLetter]:
-            query = (
-                "SELECT d.id, d.event_id, d.route, d.sink, d.attempts, d.created_at,"
-                " d.finished_at, COALESCE(d.last_error, ''), d.message, e.body"
-                " FROM deliveries d LEFT JOIN events e ON e.id = d.event_id"
-                " WHERE d.state = 'dead'"
-            )
-            params: list[object] = []
-            if wanted is not None:
-                query += f" AND d.id IN ({','.join('?' * len(wanted))})"
-                params.extend(wanted)
-            rows = c.execute(query + " ORDER BY d.finished_at, d.id", params).fetchall()
-            return [
-                DeadLetter(
-                    r[0],
-                    r[1],
-                    r[2],
-                    r[3],
-                    r[4],
-                    r[5],
-                    r[6],
-                    r[7],
-                    r[8],
-                    event_body=None if r[9] is None else bytes(r[9]),
-                )
-                for r in rows
-            ]
-
-        letters: list[DeadLetter] = await self._writer.submit(operation)
-        return letters
-
-    async def replay(self, ids: Iterable[int]) -> list[int]:
-        """Make dead deliveries pending again, with a fresh age and attempt count."""
-        wanted = list(ids)
-
-        def operation(c: sqlite3.Connection) -> list[tuple[int, str]]:
-            return _replay_rows(c, wanted, time.time())
-
-        rows: list[tuple[int, str]] = await self._writer.submit(operation)
-        self._wake({sink_wake(sink) for _, sink in rows})
-        return [i for i, _ in rows]
-
-    async def purge_dead(self, older_than: float = 0.0) -> int:
-        """Delete dead deliveries that died more than ``older_than`` seconds ago."""
-
-        def operation(c: sqlite3.Connection) -> int:
-            cutoff = time.time() - older_than
-            return c.execute(
-                "DELETE FROM deliveries WHERE state = 'dead' AND finished_at <= ?", (cutoff,)
-            ).rowcount
-
-        purged: int = await self._writer.submit(operation)
-        return purged
-
-    async def prune(self, older_than: float) -> int:
-        """Forget finished work older than ``older_than`` seconds (and its dedupe keys).
-
-        Events are kept while any of their deliveries is pending or dead.
-        """
-
-        def operation(c: sqlite3.Connection) -> int:
-            cutoff = time.time() - older_than
-            c.execute("DELETE FROM deliveries WHERE state = 'done' AND finished_at < ?", (cutoff,))
-            return c.execute(
-                "DELETE FROM events WHERE state = 'routed' AND received_at < ?"
-                " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)",
-                (cutoff,),
-            ).rowcount
-
-        pruned: int = await self._writer.submit(operation)
-        return pruned
-
-
-def _replay_rows(c: sqlite3.Connection, ids: list[int], now: float) -> list[tuple[int, str]]:
-    replayed: list[tuple[int, str]] = []
-    for delivery_id in ids:
-        row = c.execute(
-            "UPDATE deliveries SET state = 'pending', attempts = 0, created_at = ?,"
-            " next_attempt_at = ?, finished_at = NULL, lease = 0"
-            " WHERE id = ? AND state = 'dead' RETURNING id, sink",
-            (now, now, delivery_id),
-        ).fetchone()
-        if row is not None:
-            replayed.append((row[0], row[1]))
-    return replayed
+        return await self.read(operation)
