@@ -34,7 +34,8 @@ _URL_SCHEME = re.compile(r"(?i)(https?|ftp|mailto|file|javascript|data|vbscript)
 _WWW_HOST = re.compile(r"(?i)(www)\.")
 # A protocol-relative "//evil.example/login": linkify-it (markdown-it, which the Adaptive Cards
 # renderer is built on) links it, and a web client resolves it against its own https origin.
-_PROTOCOL_RELATIVE = re.compile(r"//(?=[^\s/])")
+# After a colon it is the rest of a "scheme://" that nothing links without its scheme.
+_PROTOCOL_RELATIVE = re.compile(r"(?<!:)//(?=[^\s/])")
 
 # Teams renders a small Markdown subset (bold, italic, lists, links) in TextBlock and FactSet,
 # and its clients have handled backslash escapes inconsistently: escape only what can form
