@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
-
-import re
 
 import jsonschema
 import pytest
