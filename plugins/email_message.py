@@ -4,8 +4,9 @@ Kept apart from the transport (``email.py``) so the dry run (``notirouter route`
 exactly the mail that :meth:`EmailSink.send` would submit.
 
 Everything that comes from an event (title, text, facts, short id, thread key) is untrusted:
-it never reaches a header unsanitised, it is autoescaped in the HTML part, and URL schemes in
-it are broken so a mail client does not turn an attacker's URL into a live link.
+it never reaches a header unsanitised, it is autoescaped in the HTML part, and URL schemes and
+``www.`` hosts in it are broken (``notirouter.defuse_urls``, as in every chat sink) so a mail
+client does not turn an attacker's URL into a live link.
 """
 
 from __future__ import annotations
@@ -24,9 +25,8 @@ from typing import Any
 
 from jinja2 import Template, TemplateError
 
-from notirouter import Message, Severity, make_environment, truncate
+from notirouter import Message, Severity, defuse_urls, make_environment, truncate
 
-ZERO_WIDTH_SPACE = "\u200b"
 MAX_SUBJECT_CHARS = 200
 MAX_TEXT_CHARS = 20_000
 MAX_FACT_CHARS = 2_000
@@ -51,7 +51,6 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _ADDR_SPEC = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*")
 # Characters that must never reach a header: line breaks of every kind and other controls.
 _HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
-_LINK_SCHEME = re.compile(r"(?i)\b(https?|ftp|mailto|file|javascript|data|vbscript):")
 # A thread key used verbatim in a Message-ID must be a plain token; anything else is hashed.
 _ID_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 _SHORT_ID = re.compile(r"[A-Za-z0-9]{1,64}")
@@ -79,11 +78,6 @@ def clean_header_text(text: str, limit: int = MAX_SUBJECT_CHARS) -> str:
     refuse it anyway, which would turn a hostile title into a failed delivery.
     """
     return truncate(" ".join(_HEADER_UNSAFE.sub(" ", text).split()), limit, "…")
-
-
-def defuse_links(text: str) -> str:
-    """Break URL schemes in untrusted text (``https://`` keeps its look, loses its link)."""
-    return _LINK_SCHEME.sub(lambda m: m.group(1) + ZERO_WIDTH_SPACE + ":", text)
 
 
 def severity_label(severity: Severity) -> str:
@@ -273,10 +267,10 @@ class MailComposer:
         return clean_header_text(rendered) or clean_header_text(message.title) or "notirouter"
 
     def _body_variables(self, message: Message) -> dict[str, Any]:
-        text = defuse_links(truncate(message.text.strip(), MAX_TEXT_CHARS))
+        text = defuse_urls(truncate(message.text.strip(), MAX_TEXT_CHARS))
         link = message.link if message.link and _is_web_link(message.link) else None
         return {
-            "title": defuse_links(clean_header_text(message.title, 1000)),
+            "title": defuse_urls(clean_header_text(message.title, 1000)),
             "severity": severity_label(message.severity),
             "colour": SEVERITY_COLOURS[message.severity],
             "short_id": short_id(message),
@@ -285,8 +279,8 @@ class MailComposer:
             # One line per fact, so a value with line breaks cannot forge further fact rows.
             "facts": [
                 {
-                    "name": defuse_links(clean_header_text(fact.name)),
-                    "value": defuse_links(clean_header_text(fact.value, MAX_FACT_CHARS)),
+                    "name": defuse_urls(clean_header_text(fact.name)),
+                    "value": defuse_urls(clean_header_text(fact.value, MAX_FACT_CHARS)),
                 }
                 for fact in message.facts
             ],

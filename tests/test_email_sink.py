@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 from collections.abc import AsyncIterator, Callable
 from email.message import EmailMessage
@@ -169,6 +170,40 @@ async def test_hostile_title_creates_no_header_and_is_escaped_in_html(
     assert "https://evil.test" not in html
     assert "https://evil.test" not in plain
     assert "https\u200b://evil.test/login" in plain
+
+
+# What mail clients autolink in text, whatever precedes it ("_" is a word character, but the
+# URL after it still links).
+AUTOLINK_BAITS = (
+    "_https://evil.example/sso",
+    "_www.evil.example",
+    "*www.evil.example*",
+    "(https://evil.example/a)",
+    "see www.evil.example/reset",
+    "//evil.example/x",
+)
+
+
+async def test_urls_in_untrusted_text_never_link_in_either_part(
+    plain_sink: Sink[Any], smtp: SmtpServer
+) -> None:
+    message = alert_message(
+        title=" ".join(AUTOLINK_BAITS),
+        text="\n".join(AUTOLINK_BAITS),
+        facts=tuple(Fact(name=bait, value=bait) for bait in AUTOLINK_BAITS),
+    )
+    assert message.link is not None
+    assert (await plain_sink.send(message)).outcome is Outcome.DELIVERED
+    plain, html = parts(only_mail(smtp))
+    # The message's own link is the one button; every attacker URL is broken in both parts.
+    assert html.count("<a ") == 1
+    assert f'<a href="{message.link}"' in html
+    for part in (plain, html):
+        untrusted = part.replace(message.link, "")
+        assert not re.search(r"(?i)(https?|ftp):|www\.|(?<!:)//[^\s/]", untrusted), untrusted
+    assert "_https\u200b://evil.example/sso" in plain
+    assert "_www\u200b.evil.example" in plain
+    assert "see www\u200b.evil.example/reset" in html
 
 
 async def test_threading_across_created_updated_and_comment(
