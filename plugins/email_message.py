@@ -106,9 +106,19 @@ def _id_token(key: str) -> str:
     return "h" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def root_message_id(thread_key: str, domain: str) -> str:
-    """The Message-ID of the first mail of a thread, computable from the thread key alone."""
-    return f"<alert.{_id_token(thread_key)}@{domain}>"
+def sink_tag(sink_name: str) -> str:
+    """A short, stable token for a sink in Message-IDs (its name is config, not for headers)."""
+    return hashlib.sha256(sink_name.encode()).hexdigest()[:10]
+
+
+def root_message_id(thread_key: str, domain: str, sink_name: str) -> str:
+    """The Message-ID of the first mail of a thread, computable from the thread key and sink.
+
+    The sink is part of it: two sinks sharing a from-domain send different mails for the same
+    alert (other recipients, another subject), and a client that drops a second mail with a
+    Message-ID it has seen (Gmail) would hide one of them from whoever is on both.
+    """
+    return f"<alert.{_id_token(thread_key)}.{sink_tag(sink_name)}@{domain}>"
 
 
 def is_thread_root(message: Message) -> bool:
@@ -143,27 +153,36 @@ def thread_ids(message: Message, domain: str, sink_name: str) -> ThreadIds:
     from a digest of the message and the sink: different events never share one, while a
     retry of the same message keeps it, so clients that drop duplicate Message-IDs hide an
     at-least-once duplicate.
+
+    Threads are per sink, not per route: a sink's mails of one alert share the root even when
+    routes split them (``created`` on one route, updates and comments on another), so its
+    recipients see one thread. Two routes sending the *same* ``created`` event through one sink
+    therefore give two mails one root id; the sink keeps their delivery state apart
+    (:attr:`Mail.digest`), but a client that drops repeated Message-IDs shows only one.
     """
     digest = hashlib.sha256(f"{sink_name}\n{message.model_dump_json()}".encode()).hexdigest()[:20]
     if not message.thread_key:
         return ThreadIds(f"<notirouter.{digest}@{domain}>", None)
-    root = root_message_id(message.thread_key, domain)
+    root = root_message_id(message.thread_key, domain, sink_name)
     if is_thread_root(message):
         return ThreadIds(root, None)
     return ThreadIds(f"<alert.{_id_token(message.thread_key)}.{digest}@{domain}>", root)
 
 
 class _MailPolicy(EmailPolicy):
-    """SMTP policy that never folds In-Reply-To and References.
+    """SMTP policy that never folds Message-ID, In-Reply-To and References.
 
-    Python folds those unstructured headers past 78 characters into RFC 2047 encoded words,
+    Python folds In-Reply-To and References past 78 characters into RFC 2047 encoded words,
     which no client reads as message ids: threading would silently break with long domains.
-    A message id has no whitespace to fold at anyway; 998 characters is the hard limit.
+    It folds a long Message-ID before the ``<``, which is valid but leaves a leading space in
+    the value some parsers return (Python's own): written on one line, the root's Message-ID
+    is byte for byte what its replies' In-Reply-To says. A message id has no whitespace to
+    fold at anyway; 998 characters is the hard limit.
     """
 
     def fold_binary(self, name: str, value: str) -> bytes:
-        """Write message-id lists verbatim; everything else as the SMTP policy does."""
-        if name.lower() in ("in-reply-to", "references"):
+        """Write message ids verbatim; everything else as the SMTP policy does."""
+        if name.lower() in ("message-id", "in-reply-to", "references"):
             return f"{name}: {value}".encode("ascii") + self.linesep.encode("ascii")
         return super().fold_binary(name, value)
 
@@ -174,7 +193,7 @@ MAIL_POLICY = _MailPolicy(linesep="\r\n", cte_type="7bit")
 
 @dataclass(frozen=True, slots=True)
 class Mail:
-    """A composed mail: the message, its envelope and its Message-ID."""
+    """A composed mail: the message, its envelope, its Message-ID and a digest of its source."""
 
     message: EmailMessage
     sender: str
@@ -182,6 +201,9 @@ class Mail:
     message_id: str
     text: str
     html: str
+    digest: str
+    """The notirouter message it was made from, hashed: the same for every retry of one
+    delivery, different for another route's mail even when both carry the root Message-ID."""
 
     def as_bytes(self) -> bytes:
         """The exact bytes submitted with DATA (Bcc never appears in them)."""
@@ -247,7 +269,10 @@ class MailComposer:
         mail["X-Auto-Response-Suppress"] = "All"
         mail.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
         mail.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
-        return Mail(mail, self.sender.addr_spec, self.recipients, ids.message_id, text, html)
+        digest = hashlib.sha256(message.model_dump_json().encode()).hexdigest()
+        return Mail(
+            mail, self.sender.addr_spec, self.recipients, ids.message_id, text, html, digest
+        )
 
     def subject(self, message: Message) -> str:
         """The configured subject template, rendered and cleaned to one safe line."""
