@@ -18,14 +18,24 @@ ZERO_WIDTH_SPACE = "\u200b"
 _AT_MENTION = re.compile(r"@(?=[\w.-])")
 # Slack's special syntax "<!channel>", "<!here>", "<@U123>", "<#C123>" and "<!subteam^...>".
 _ANGLE_MENTION = re.compile(r"<(?=[!@#])")
+# Every "<" not already followed by a zero-width space. After "<" + U+200B nothing can start:
+# not an HTML tag ("<a", "<img", "</b>": the tag name must follow "<" at once), not a Markdown
+# autolink ("<smb://...>", "<ms-word:...>": the scheme must too), not a Slack "<!here>".
+_OPEN_ANGLE = re.compile("<(?!" + ZERO_WIDTH_SPACE + ")")
 
 # CommonMark treats a backslash before any ASCII punctuation as a literal character.
 # A translation table does it in one C-level pass (a regex substitution is ~20x slower).
 _MARKDOWN_SPECIAL = str.maketrans({char: "\\" + char for char in "\\`*_{}[]()#+-.!|<>~^=:\"'$&%"})
 # What autolinking renderers (Slack, Teams, Mattermost, Discord) turn into a live link on their
-# own: a URL scheme, or a bare "www." host.
-_URL_SCHEME = re.compile(r"(?i)\b(https?|ftp|mailto|file|javascript|data|vbscript):")
-_WWW_HOST = re.compile(r"(?i)\b(www)\.")
+# own: a URL scheme, or a bare "www." host. No word boundary before them: GFM autolinks a URL
+# right after "_" (a word character), so "_https://evil" must be broken too; a false hit such
+# as "metadata:" only gains an invisible character.
+_URL_SCHEME = re.compile(r"(?i)(https?|ftp|mailto|file|javascript|data|vbscript):")
+_WWW_HOST = re.compile(r"(?i)(www)\.")
+# A protocol-relative "//evil.example/login": linkify-it (markdown-it, which the Adaptive Cards
+# renderer is built on) links it, and a web client resolves it against its own https origin.
+# After a colon it is the rest of a "scheme://" that nothing links without its scheme.
+_PROTOCOL_RELATIVE = re.compile(r"(?<!:)//(?=[^\s/])")
 
 # Teams renders a small Markdown subset (bold, italic, lists, links) in TextBlock and FactSet,
 # and its clients have handled backslash escapes inconsistently: escape only what can form
@@ -63,22 +73,25 @@ def escape_markdown(text: str) -> str:
 
 
 def defuse_urls(text: str) -> str:
-    """Break URL schemes and ``www.`` hosts with a zero-width space so nothing autolinks them.
+    """Break URL schemes, ``www.`` hosts and ``//host`` with a zero-width space.
 
-    The text reads the same; only a link the sink builds itself (a button, a title link) is
-    clickable.
+    Nothing autolinks them any more, and the text reads the same; only a link the sink builds
+    itself (a button, a title link) is clickable.
     """
     text = _URL_SCHEME.sub(lambda m: m.group(1) + ZERO_WIDTH_SPACE + ":", text)
-    return _WWW_HOST.sub(lambda m: m.group(1) + ZERO_WIDTH_SPACE + ".", text)
+    text = _WWW_HOST.sub(lambda m: m.group(1) + ZERO_WIDTH_SPACE + ".", text)
+    return _PROTOCOL_RELATIVE.sub("/" + ZERO_WIDTH_SPACE + "/", text)
 
 
 def escape_plain(text: str) -> str:
     """Prepare text for a field shown without markup (Slack ``plain_text``, a Teams TextRun).
 
-    Nothing needs escaping there, but mentions are still neutralised and URLs defused, since
-    some clients autolink or resolve them in plain text too.
+    Nothing needs escaping there, but mentions are still neutralised, URLs defused and every
+    ``<`` made inert, since some clients autolink, resolve or render them in plain text too
+    (a MessageCard's summary, a notification preview).
     """
-    return defuse_urls(neutralise_mentions(text))
+    text = _AT_MENTION.sub("@" + ZERO_WIDTH_SPACE, text)
+    return defuse_urls(_OPEN_ANGLE.sub("<" + ZERO_WIDTH_SPACE, text))
 
 
 def escape_teams(text: str) -> str:
@@ -87,6 +100,12 @@ def escape_teams(text: str) -> str:
     Only the characters that can start markup in Teams are backslash-escaped (emphasis, code,
     link brackets, and block markers at the start of a line); a backslash is doubled only where
     it would otherwise escape the next character. Mentions are neutralised and URLs defused.
+
+    Every ``<`` gets a zero-width space after it (see :func:`escape_plain`): a MessageCard
+    renders HTML (``<a href>``, ``<img>``) and an Adaptive Card TextBlock reads
+    ``<smb://host/share>`` as an autolink. A zero-width space is not markup, so it works the
+    same in both formats and on every client, where a backslash before ``<`` is read
+    inconsistently and whether each client decodes ``&lt;`` is not documented.
     """
     text = escape_plain(text)
     text = _TEAMS_BACKSLASH.sub(r"\\\\", text).translate(_TEAMS_INLINE)

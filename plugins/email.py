@@ -4,8 +4,8 @@ One SMTP session per attempt: connect (implicit TLS or STARTTLS, never a silent 
 clear text), AUTH if configured, MAIL/RCPT/DATA, QUIT. The server's reply decides the outcome:
 4xx replies and connection failures are retried, 5xx replies are permanent. When the server
 refuses some recipients and takes the rest, the mail counts as delivered to those it took;
-recipients refused with a 4xx are retried alone (the sink remembers, per Message-ID, who
-already has the mail), recipients refused with a 5xx are reported in the detail and the log.
+recipients refused with a 4xx are retried alone (the sink remembers, per mail, who already
+has it), recipients refused with a 5xx are reported in the detail and the log.
 """
 
 from __future__ import annotations
@@ -135,7 +135,9 @@ class EmailSink(Sink[EmailOptions]):
             subject=options.subject,
         )
         self._tls_context: ssl.SSLContext | None = None
-        self._progress: OrderedDict[str, _Progress] = OrderedDict()
+        # Keyed by (Message-ID, digest of the message): two routes' mails for the same alert
+        # share the root Message-ID, and one's refused recipients must not skip the other's.
+        self._progress: OrderedDict[tuple[str, str], _Progress] = OrderedDict()
         if (options.tls or options.starttls) and not options.verify_certificate:
             log.warning(
                 "sink %s: TLS certificate verification is off; anyone on the path to %s "
@@ -162,7 +164,7 @@ class EmailSink(Sink[EmailOptions]):
     async def send(self, message: Message) -> SendResult:
         """Submit the mail in one SMTP session and classify the server's answer."""
         mail = self.composer.compose(message)
-        progress = self._progress.get(mail.message_id) or _Progress()
+        progress = self._progress.get((mail.message_id, mail.digest)) or _Progress()
         pending = [r for r in mail.recipients if r not in progress.done]
         if not pending:
             return self._settle(mail, progress)
@@ -198,7 +200,7 @@ class EmailSink(Sink[EmailOptions]):
         finally:
             await _close(smtp)
         progress.record(pending, replies)
-        self._remember(mail.message_id, progress)
+        self._remember((mail.message_id, mail.digest), progress)
         return self._settle(mail, progress)
 
     def _settle(self, mail: Mail, progress: _Progress) -> SendResult:
@@ -211,7 +213,7 @@ class EmailSink(Sink[EmailOptions]):
                 f"{self.server}: {len(progress.accepted)} recipient(s) accepted; "
                 f"retrying the ones refused for now: {refused}"
             )
-        self._progress.pop(mail.message_id, None)
+        self._progress.pop((mail.message_id, mail.digest), None)
         if not progress.accepted:
             return SendResult.permanent(f"{self.server}: every recipient refused: {refused}")
         if progress.refused:
@@ -235,11 +237,11 @@ class EmailSink(Sink[EmailOptions]):
             return SendResult.permanent(detail)
         return SendResult.retry(detail)
 
-    def _remember(self, message_id: str, progress: _Progress) -> None:
+    def _remember(self, key: tuple[str, str], progress: _Progress) -> None:
         # Bounded: the memory only spares recipients a second copy while retries run in this
         # process; after a restart the retry goes to everyone again (at-least-once).
-        self._progress[message_id] = progress
-        self._progress.move_to_end(message_id)
+        self._progress[key] = progress
+        self._progress.move_to_end(key)
         while len(self._progress) > REMEMBERED_MAILS:
             self._progress.popitem(last=False)
 

@@ -4,8 +4,9 @@ Kept apart from the transport (``email.py``) so the dry run (``notirouter route`
 exactly the mail that :meth:`EmailSink.send` would submit.
 
 Everything that comes from an event (title, text, facts, short id, thread key) is untrusted:
-it never reaches a header unsanitised, it is autoescaped in the HTML part, and URL schemes in
-it are broken so a mail client does not turn an attacker's URL into a live link.
+it never reaches a header unsanitised, it is autoescaped in the HTML part, and URL schemes and
+``www.`` hosts in it are broken (``notirouter.defuse_urls``, as in every chat sink) so a mail
+client does not turn an attacker's URL into a live link.
 """
 
 from __future__ import annotations
@@ -24,9 +25,8 @@ from typing import Any
 
 from jinja2 import Template, TemplateError
 
-from notirouter import Message, Severity, make_environment, truncate
+from notirouter import Message, Severity, defuse_urls, make_environment, truncate
 
-ZERO_WIDTH_SPACE = "\u200b"
 MAX_SUBJECT_CHARS = 200
 MAX_TEXT_CHARS = 20_000
 MAX_FACT_CHARS = 2_000
@@ -51,7 +51,6 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _ADDR_SPEC = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*")
 # Characters that must never reach a header: line breaks of every kind and other controls.
 _HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
-_LINK_SCHEME = re.compile(r"(?i)\b(https?|ftp|mailto|file|javascript|data|vbscript):")
 # A thread key used verbatim in a Message-ID must be a plain token; anything else is hashed.
 _ID_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 _SHORT_ID = re.compile(r"[A-Za-z0-9]{1,64}")
@@ -81,11 +80,6 @@ def clean_header_text(text: str, limit: int = MAX_SUBJECT_CHARS) -> str:
     return truncate(" ".join(_HEADER_UNSAFE.sub(" ", text).split()), limit, "…")
 
 
-def defuse_links(text: str) -> str:
-    """Break URL schemes in untrusted text (``https://`` keeps its look, loses its link)."""
-    return _LINK_SCHEME.sub(lambda m: m.group(1) + ZERO_WIDTH_SPACE + ":", text)
-
-
 def severity_label(severity: Severity) -> str:
     """``High`` for ``Severity.HIGH``: how the subject and the badge show it."""
     return severity.value.capitalize()
@@ -112,9 +106,19 @@ def _id_token(key: str) -> str:
     return "h" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def root_message_id(thread_key: str, domain: str) -> str:
-    """The Message-ID of the first mail of a thread, computable from the thread key alone."""
-    return f"<alert.{_id_token(thread_key)}@{domain}>"
+def sink_tag(sink_name: str) -> str:
+    """A short, stable token for a sink in Message-IDs (its name is config, not for headers)."""
+    return hashlib.sha256(sink_name.encode()).hexdigest()[:10]
+
+
+def root_message_id(thread_key: str, domain: str, sink_name: str) -> str:
+    """The Message-ID of the first mail of a thread, computable from the thread key and sink.
+
+    The sink is part of it: two sinks sharing a from-domain send different mails for the same
+    alert (other recipients, another subject), and a client that drops a second mail with a
+    Message-ID it has seen (Gmail) would hide one of them from whoever is on both.
+    """
+    return f"<alert.{_id_token(thread_key)}.{sink_tag(sink_name)}@{domain}>"
 
 
 def is_thread_root(message: Message) -> bool:
@@ -149,27 +153,36 @@ def thread_ids(message: Message, domain: str, sink_name: str) -> ThreadIds:
     from a digest of the message and the sink: different events never share one, while a
     retry of the same message keeps it, so clients that drop duplicate Message-IDs hide an
     at-least-once duplicate.
+
+    Threads are per sink, not per route: a sink's mails of one alert share the root even when
+    routes split them (``created`` on one route, updates and comments on another), so its
+    recipients see one thread. Two routes sending the *same* ``created`` event through one sink
+    therefore give two mails one root id; the sink keeps their delivery state apart
+    (:attr:`Mail.digest`), but a client that drops repeated Message-IDs shows only one.
     """
     digest = hashlib.sha256(f"{sink_name}\n{message.model_dump_json()}".encode()).hexdigest()[:20]
     if not message.thread_key:
         return ThreadIds(f"<notirouter.{digest}@{domain}>", None)
-    root = root_message_id(message.thread_key, domain)
+    root = root_message_id(message.thread_key, domain, sink_name)
     if is_thread_root(message):
         return ThreadIds(root, None)
     return ThreadIds(f"<alert.{_id_token(message.thread_key)}.{digest}@{domain}>", root)
 
 
 class _MailPolicy(EmailPolicy):
-    """SMTP policy that never folds In-Reply-To and References.
+    """SMTP policy that never folds Message-ID, In-Reply-To and References.
 
-    Python folds those unstructured headers past 78 characters into RFC 2047 encoded words,
+    Python folds In-Reply-To and References past 78 characters into RFC 2047 encoded words,
     which no client reads as message ids: threading would silently break with long domains.
-    A message id has no whitespace to fold at anyway; 998 characters is the hard limit.
+    It folds a long Message-ID before the ``<``, which is valid but leaves a leading space in
+    the value some parsers return (Python's own): written on one line, the root's Message-ID
+    is byte for byte what its replies' In-Reply-To says. A message id has no whitespace to
+    fold at anyway; 998 characters is the hard limit.
     """
 
     def fold_binary(self, name: str, value: str) -> bytes:
-        """Write message-id lists verbatim; everything else as the SMTP policy does."""
-        if name.lower() in ("in-reply-to", "references"):
+        """Write message ids verbatim; everything else as the SMTP policy does."""
+        if name.lower() in ("message-id", "in-reply-to", "references"):
             return f"{name}: {value}".encode("ascii") + self.linesep.encode("ascii")
         return super().fold_binary(name, value)
 
@@ -180,7 +193,7 @@ MAIL_POLICY = _MailPolicy(linesep="\r\n", cte_type="7bit")
 
 @dataclass(frozen=True, slots=True)
 class Mail:
-    """A composed mail: the message, its envelope and its Message-ID."""
+    """A composed mail: the message, its envelope, its Message-ID and a digest of its source."""
 
     message: EmailMessage
     sender: str
@@ -188,6 +201,9 @@ class Mail:
     message_id: str
     text: str
     html: str
+    digest: str
+    """The notirouter message it was made from, hashed: the same for every retry of one
+    delivery, different for another route's mail even when both carry the root Message-ID."""
 
     def as_bytes(self) -> bytes:
         """The exact bytes submitted with DATA (Bcc never appears in them)."""
@@ -253,7 +269,10 @@ class MailComposer:
         mail["X-Auto-Response-Suppress"] = "All"
         mail.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
         mail.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
-        return Mail(mail, self.sender.addr_spec, self.recipients, ids.message_id, text, html)
+        digest = hashlib.sha256(message.model_dump_json().encode()).hexdigest()
+        return Mail(
+            mail, self.sender.addr_spec, self.recipients, ids.message_id, text, html, digest
+        )
 
     def subject(self, message: Message) -> str:
         """The configured subject template, rendered and cleaned to one safe line."""
@@ -273,10 +292,10 @@ class MailComposer:
         return clean_header_text(rendered) or clean_header_text(message.title) or "notirouter"
 
     def _body_variables(self, message: Message) -> dict[str, Any]:
-        text = defuse_links(truncate(message.text.strip(), MAX_TEXT_CHARS))
+        text = defuse_urls(truncate(message.text.strip(), MAX_TEXT_CHARS))
         link = message.link if message.link and _is_web_link(message.link) else None
         return {
-            "title": defuse_links(clean_header_text(message.title, 1000)),
+            "title": defuse_urls(clean_header_text(message.title, 1000)),
             "severity": severity_label(message.severity),
             "colour": SEVERITY_COLOURS[message.severity],
             "short_id": short_id(message),
@@ -285,8 +304,8 @@ class MailComposer:
             # One line per fact, so a value with line breaks cannot forge further fact rows.
             "facts": [
                 {
-                    "name": defuse_links(clean_header_text(fact.name)),
-                    "value": defuse_links(clean_header_text(fact.value, MAX_FACT_CHARS)),
+                    "name": defuse_urls(clean_header_text(fact.name)),
+                    "value": defuse_urls(clean_header_text(fact.value, MAX_FACT_CHARS)),
                 }
                 for fact in message.facts
             ],

@@ -3,7 +3,8 @@
 Workflows (Power Automate, "When a Teams webhook request is received") is the default: one
 Adaptive Card per request, success on any 2xx. Office 365 connectors are retired, but an old
 URL may still work: ``format: messagecard`` sends a MessageCard and reads the connector's
-answer, which says ``1`` on success and reports throttling inside a 200.
+answer, which says ``1`` on success and reports throttling inside a 200 (a Workflows URL given
+a MessageCard answers 202 with an empty body).
 
 Workflows never tells the sender that a card was rejected (the flow fails in its run history),
 so every card is built to be valid (the tests check it against the Adaptive Card schema) and
@@ -205,18 +206,25 @@ class TeamsSink(HttpSink[TeamsOptions]):
         return card
 
     def classify(self, response: HttpResponse) -> SendResult:
-        """Workflows: any 2xx is success. Connectors: only a body of ``1`` is."""
+        """Workflows: any 2xx is success. MessageCard: a body of ``1``, or a 202 with none.
+
+        A legacy connector answers ``1``; a Workflows URL also takes a MessageCard and answers
+        202 with an empty body. Any other 2xx is a permanent failure, unless its body reports
+        a retryable HTTP error: retrying an unexplained 2xx would post the card again if it had
+        in fact arrived, while a dead letter can be replayed once the answer is understood.
+        """
         if self.options.format == "workflows" or not 200 <= response.status < 300:
             return classify_status(response)
         body = response.text().strip()
         if body == "1":
             return SendResult.delivered(f"HTTP {response.status} 1")
+        if response.status == 202 and not body:
+            return SendResult.delivered("HTTP 202 accepted")
         detail = f"HTTP {response.status} but the connector says: {excerpt(body) or '(empty)'}"
         error = _CONNECTOR_ERROR.search(body)
         if error is None:
-            # An unexplained failure inside a 200: most often the connector's transient
-            # delivery errors, so try again (bounded by the delivery's maximum age).
-            return SendResult.retry(detail)
+            return SendResult.permanent(detail)
+        # "... returned HTTP error 429 ...": the connector reports its failures inside a 200.
         code = int(error.group(1))
         if code in (408, 425, 429) or code >= 500:
             return SendResult.retry(detail, after=response.retry_after())

@@ -25,7 +25,7 @@ from notirouter.escape import (
     escape_teams,
 )
 from notirouter.http import url_secrets
-from notirouter.message import Fact
+from notirouter.message import Fact, Message, Severity
 from tests.chat_helpers import CHAT_SINKS, build_sink, walk_strings
 from tests.chat_messages import ALL, HOSTILE, HOSTILE_LINKED
 
@@ -43,6 +43,9 @@ HOSTILE_SNIPPETS = [
     "\\[already\\] \\*escaped\\* \\\\",
     "<b>html</b> <img src=x onerror=alert(1)>",
     "a *b [c](https://e.example) d* e",
+    '<a href="//evil.example/login">Reset your password</a> <img src="//evil.example/p.gif">',
+    "<smb://evil.example/share> <ms-word:ofe|u|https://evil.example/a.docx> </b>",
+    "_https://evil.example/sso _www.evil.example *www.evil.example (https://evil.example)",
 ]
 # Token types a value may produce: a plain paragraph of text, with line breaks.
 PLAIN_TOKENS = {"paragraph_open", "paragraph_close", "inline", "text", "softbreak", "hardbreak"}
@@ -51,10 +54,11 @@ PLAIN_TOKENS = {"paragraph_open", "paragraph_close", "inline", "text", "softbrea
 def parser(markup: str = "markdown") -> MarkdownIt:
     """A parser at least as eager as the services that read ``markup``.
 
-    Teams documents a subset without HTML or tables; Mattermost and Discord get everything.
+    Teams documents a subset without tables, but a MessageCard renders HTML (``<a>``,
+    ``<img>``), so HTML is on for it too; Mattermost and Discord get everything.
     """
     if markup == "teams":
-        md = MarkdownIt("commonmark", {"linkify": True, "html": False})
+        md = MarkdownIt("commonmark", {"linkify": True, "html": True})
         md.enable(["linkify", "strikethrough"])
     else:
         md = MarkdownIt("commonmark", {"linkify": True}).enable(
@@ -108,6 +112,12 @@ def test_urls_never_autolink(escape: Callable[[str], str]) -> None:
     text = escape("go to https://evil.example or www.evil.example or JavaScript:alert(1)")
     assert not re.search(r"(?i)(https|javascript)\\?:", text)
     assert not re.search(r"(?i)www\\?\.", text)
+    # "_" is a word character, but GFM autolinks right after it all the same.
+    text = escape("_https://evil.example/sso _www.evil.example x_www.evil.example")
+    assert not re.search(r"(?i)https\\?:", text)
+    assert not re.search(r"(?i)www\\?\.", text)
+    # Nor may a protocol-relative link survive: a web client resolves it against https.
+    assert "//evil" not in escape('<a href="//evil.example/login"> //evil.example')
 
 
 @pytest.mark.parametrize("escape", [escape_markdown, escape_teams, escape_slack, escape_plain])
@@ -127,6 +137,8 @@ def test_no_sink_renders_a_live_mention(sink_type: str, name: str) -> None:
         assert not LIVE_MENTION.search(text), (path, text)
 
 
+# What a rendered field must never contain: a link, an image, or raw HTML.
+LIVE_TOKENS = {"link_open", "image", "html_inline", "html_block"}
 # Fields that hold a URL the sink chose (message.link, validated) rather than text.
 URL_FIELDS = re.compile(r"(^|\.)(url|uri|title_link)$")
 
@@ -150,7 +162,41 @@ def test_hostile_message_yields_no_link_anywhere(sink_type: str) -> None:
         assert not re.search(r"(?i)(https?|javascript):", text.replace("\\", "")), (path, text)
         if is_markdown(sink_type, path):
             found = {t.type for t in tokens(md, text)}
-            assert not found & {"link_open", "image"}, (path, found)
+            assert not found & LIVE_TOKENS, (path, found)
+
+
+# Everything GFM autolinks on its own (after "_", "*", "~", "(" as much as after a space).
+AUTOLINK_BAITS = (
+    "_https://evil.example/sso",
+    "_www.evil.example",
+    "*www.evil.example*",
+    "(https://evil.example/a)",
+    "~http://evil.example~",
+    "x_www.evil.example",
+    "__ftp://evil.example__",
+    "//evil.example/login",  # protocol-relative: linkify-it links it
+    '<a href="//evil.example/login">',
+)
+AUTOLINK_BAIT = Message(
+    title=" ".join(AUTOLINK_BAITS),
+    text="\n".join(AUTOLINK_BAITS),
+    severity=Severity.HIGH,
+    facts=tuple(Fact(name=bait, value=bait) for bait in AUTOLINK_BAITS),
+)
+
+
+@pytest.mark.parametrize("sink_type", CHAT_SINKS)
+def test_urls_after_punctuation_never_autolink(sink_type: str) -> None:
+    md = parser("teams" if sink_type == "teams" else "markdown")
+    for path, text in walk_strings(build_sink(sink_type).render(AUTOLINK_BAIT)):
+        if path.endswith(("$schema", "@context")):
+            continue
+        # Every scheme, "www." and "//host" keeps its zero-width break, whatever precedes it.
+        bare = text.replace("\\", "")
+        assert not re.search(r"(?i)(https?|ftp):|www\.|(?<!:)//[^\s/]", bare), (path, text)
+        if is_markdown(sink_type, path):
+            found = {t.type for t in tokens(md, text)}
+            assert not found & LIVE_TOKENS, (path, found)
 
 
 @pytest.mark.parametrize("sink_type", CHAT_SINKS)

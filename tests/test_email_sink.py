@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 from collections.abc import AsyncIterator, Callable
 from email.message import EmailMessage
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 import trustme
+from notirouter.plugins.email_message import root_message_id
 
 from notirouter.message import Fact, Message, Severity
 from notirouter.sink import Outcome, Sink
@@ -126,7 +128,7 @@ async def test_plain_smtp_delivers_multipart_with_headers(
     assert mail["Bcc"] is None
     assert b"archive@example.com" not in received.content
     assert mail["Date"].datetime is not None
-    assert mail["Message-ID"] == f"<alert.{ALERT_UUID}@alerts.example.com>"
+    assert mail["Message-ID"] == root_message_id(ALERT_UUID, "alerts.example.com", "oncall-mail")
     assert mail["In-Reply-To"] is None
     assert mail["Auto-Submitted"] == "auto-generated"
     assert mail["X-Auto-Response-Suppress"] == "All"
@@ -171,13 +173,47 @@ async def test_hostile_title_creates_no_header_and_is_escaped_in_html(
     assert "https\u200b://evil.test/login" in plain
 
 
+# What mail clients autolink in text, whatever precedes it ("_" is a word character, but the
+# URL after it still links).
+AUTOLINK_BAITS = (
+    "_https://evil.example/sso",
+    "_www.evil.example",
+    "*www.evil.example*",
+    "(https://evil.example/a)",
+    "see www.evil.example/reset",
+    "//evil.example/x",
+)
+
+
+async def test_urls_in_untrusted_text_never_link_in_either_part(
+    plain_sink: Sink[Any], smtp: SmtpServer
+) -> None:
+    message = alert_message(
+        title=" ".join(AUTOLINK_BAITS),
+        text="\n".join(AUTOLINK_BAITS),
+        facts=tuple(Fact(name=bait, value=bait) for bait in AUTOLINK_BAITS),
+    )
+    assert message.link is not None
+    assert (await plain_sink.send(message)).outcome is Outcome.DELIVERED
+    plain, html = parts(only_mail(smtp))
+    # The message's own link is the one button; every attacker URL is broken in both parts.
+    assert html.count("<a ") == 1
+    assert f'<a href="{message.link}"' in html
+    for part in (plain, html):
+        untrusted = part.replace(message.link, "")
+        assert not re.search(r"(?i)(https?|ftp):|www\.|(?<!:)//[^\s/]", untrusted), untrusted
+    assert "_https\u200b://evil.example/sso" in plain
+    assert "_www\u200b.evil.example" in plain
+    assert "see www\u200b.evil.example/reset" in html
+
+
 async def test_threading_across_created_updated_and_comment(
     plain_sink: Sink[Any], smtp: SmtpServer
 ) -> None:
     for message in (alert_message("created"), alert_message("updated"), comment_message()):
         assert (await plain_sink.send(message)).outcome is Outcome.DELIVERED
     created, updated, commented = (r.message() for r in smtp.received)
-    root = f"<alert.{ALERT_UUID}@alerts.example.com>"
+    root = root_message_id(ALERT_UUID, "alerts.example.com", "oncall-mail")
     assert created["Message-ID"] == root
     assert created["In-Reply-To"] is None
     assert created["References"] is None
@@ -187,6 +223,22 @@ async def test_threading_across_created_updated_and_comment(
         assert reply["References"] == root
     assert len({m["Message-ID"] for m in (created, updated, commented)}) == 3
     assert commented["Subject"] == "[High] New comment on Suspicious login (ALEY4fqz8moo)"
+
+
+async def test_sinks_sharing_a_domain_start_their_own_threads(
+    make_sink: Callable[..., Sink[Any]], smtp: SmtpServer
+) -> None:
+    # Same from-domain, different mails (other subject): one Message-ID for both would let a
+    # client that drops repeated ids hide the second from whoever is on both lists.
+    common = {"host": "127.0.0.1", "port": smtp.port, "starttls": False, **RECIPIENTS}
+    oncall = make_sink("email", name="oncall-mail", **common)
+    managers = make_sink("email", name="managers-mail", subject="[{{ severity }}] x", **common)
+    for sink in (oncall, managers, oncall):
+        message = alert_message("created" if len(smtp.received) < 2 else "updated")
+        assert (await sink.send(message)).outcome is Outcome.DELIVERED
+    first, second, update = (r.message() for r in smtp.received)
+    assert first["Message-ID"] != second["Message-ID"]
+    assert update["In-Reply-To"] == first["Message-ID"]  # the sink's own thread
 
 
 async def test_long_domain_keeps_references_readable(
@@ -202,8 +254,13 @@ async def test_long_domain_keeps_references_readable(
         **{"from": "notirouter@alerts.a-rather-long-subdomain.security.example.com"},
     )
     assert (await sink.send(alert_message("updated"))).outcome is Outcome.DELIVERED
-    root = f"<alert.{ALERT_UUID}@alerts.a-rather-long-subdomain.security.example.com>"
+    root = root_message_id(
+        ALERT_UUID, "alerts.a-rather-long-subdomain.security.example.com", sink.name
+    )
     assert f"\r\nIn-Reply-To: {root}\r\n".encode() in smtp.received[0].content
+    # The mail's own id, as long, is not folded either: its value has no leading space.
+    assert re.search(rb"\r\nMessage-ID: <alert\.[^\r\n]+>\r\n", smtp.received[0].content)
+    assert only_mail(smtp)["Message-ID"].startswith("<alert.")
     assert only_mail(smtp)["References"] == root
 
 
@@ -348,6 +405,26 @@ async def test_recipients_refused_for_now_are_retried_alone(
     assert len({r.message()["Message-ID"] for r in smtp.received}) == 1
 
 
+async def test_refused_recipients_of_one_route_are_not_skipped_for_another(
+    plain_sink: Sink[Any], smtp: SmtpServer
+) -> None:
+    # Both routes' mails open the same thread (one root Message-ID), but they are different
+    # mails: who already has route A's must not decide who gets route B's.
+    smtp.rcpt_replies = {"soc-lead@example.com": "450 4.2.1 Mailbox busy"}
+    route_a = alert_message()
+    assert (await plain_sink.send(route_a)).outcome is Outcome.RETRY
+    smtp.rcpt_replies = {}
+    route_b = alert_message(route="audit", title="Suspicious login (audit copy)")
+    assert (await plain_sink.send(route_b)).outcome is Outcome.DELIVERED
+    assert (await plain_sink.send(route_a)).outcome is Outcome.DELIVERED  # A's retry
+    assert [r.rcpt_tos for r in smtp.received] == [
+        ["oncall@example.com", "archive@example.com"],
+        ["oncall@example.com", "soc-lead@example.com", "archive@example.com"],
+        ["soc-lead@example.com"],
+    ]
+    assert len({r.message()["Message-ID"] for r in smtp.received}) == 1
+
+
 async def test_every_recipient_refused_is_permanent(
     plain_sink: Sink[Any], smtp: SmtpServer
 ) -> None:
@@ -396,7 +473,9 @@ async def test_render_shows_envelope_headers_and_both_parts(plain_sink: Sink[Any
         "from": "notirouter@alerts.example.com",
         "to": ["oncall@example.com", "soc-lead@example.com", "archive@example.com"],
     }
-    assert rendered["headers"]["In-Reply-To"] == f"<alert.{ALERT_UUID}@alerts.example.com>"
+    assert rendered["headers"]["In-Reply-To"] == root_message_id(
+        ALERT_UUID, "alerts.example.com", "oncall-mail"
+    )
     assert "Bcc" not in rendered["headers"]
     assert rendered["text"].startswith("Suspicious login\n")
     assert rendered["html"].startswith("<!DOCTYPE html>")

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 from jsonschema.exceptions import best_match
+from markdown_it import MarkdownIt
 
+from notirouter.escape import ZERO_WIDTH_SPACE
 from notirouter.http import json_bytes
-from notirouter.message import Message
+from notirouter.message import Fact, Message, Severity
 from notirouter.sink import Outcome
 from tests.chat_helpers import SECRET, build_sink, walk_strings
 from tests.chat_messages import ALERT, ALL, HOSTILE, HUGE
@@ -116,6 +119,39 @@ def test_hostile_text_is_inert() -> None:
     assert "C:\\Windows\\System32" in text  # Windows paths keep single backslashes
 
 
+# HTML a MessageCard would render, and the angle-bracket autolinks of Markdown, in every field
+# an attacker fills.
+ANGLE_BAIT = (
+    '<a href="//evil.example/login">Reset your SSO password</a>',
+    '<img src="//evil.example/pixel.gif">',
+    "<smb://evil.example/share>",
+    "<ms-word:ofe|u|https://evil.example/a.docx>",
+    "</b><script>alert(1)</script>",
+)
+ANGLED = Message(
+    title=" ".join(ANGLE_BAIT),
+    text="\n".join(ANGLE_BAIT),
+    severity=Severity.HIGH,
+    facts=tuple(Fact(name=bait, value=bait) for bait in ANGLE_BAIT),
+)
+
+
+@pytest.mark.parametrize("fmt", ["workflows", "messagecard"])
+def test_html_and_angle_autolinks_stay_text(fmt: str) -> None:
+    # Stricter than either format: HTML on (a MessageCard renders it), linkify on.
+    md = MarkdownIt("commonmark", {"html": True, "linkify": True}).enable("linkify")
+    payload = build_sink("teams", format=fmt).render(ANGLED)
+    fields = [(p, t) for p, t in walk_strings(payload) if not p.endswith(("$schema", "@context"))]
+    readable = " ".join(text for _, text in fields).replace(ZERO_WIDTH_SPACE, "")
+    for bait in ANGLE_BAIT[:3]:
+        assert bait in readable
+    for path, text in fields:
+        # No "<" that could open a tag or an autolink, in plain fields as much as in Markdown.
+        assert not re.search("<(?!" + ZERO_WIDTH_SPACE + ")", text), (path, text)
+        found = {t.type for block in md.parse(text) for t in [block, *(block.children or ())]}
+        assert not found & {"link_open", "image", "html_inline", "html_block"}, (path, found)
+
+
 def test_messagecard_shape() -> None:
     card = build_sink("teams", format="messagecard").render(ALERT)
     assert card["@type"] == "MessageCard"
@@ -202,7 +238,13 @@ CONNECTOR_FAILURE = (
         (Reply(200, CONNECTOR_FAILURE.format(code=413)), Outcome.PERMANENT),
         (Reply(200, CONNECTOR_FAILURE.format(code=500)), Outcome.RETRY),
         (Reply(200, CONNECTOR_FAILURE.format(code=400)), Outcome.PERMANENT),
-        (Reply(200, ""), Outcome.RETRY),
+        # A Workflows URL takes a MessageCard too, and answers 202 with nothing.
+        (Reply(202, ""), Outcome.DELIVERED),
+        # Unexplained: sending again could post the card twice; a dead letter can be replayed.
+        (Reply(200, ""), Outcome.PERMANENT),
+        (Reply(202, "Accepted"), Outcome.PERMANENT),
+        (Reply(204, ""), Outcome.PERMANENT),
+        (Reply(200, "<html><title>Sign in</title></html>"), Outcome.PERMANENT),
         (Reply(400, "Summary or Text is required."), Outcome.PERMANENT),
         (Reply(404, ""), Outcome.PERMANENT),
         (Reply(413, ""), Outcome.PERMANENT),
@@ -214,7 +256,8 @@ async def test_connector_answers(
 ) -> None:
     result = await send(make_sink, loopback, reply, format="messagecard")
     assert result.outcome is outcome
-    if reply.status == 200 and reply.body != "1":
+    assert len(loopback.requests) == 1
+    if result.outcome is not Outcome.DELIVERED and 200 <= reply.status < 300:
         assert "connector says" in result.detail
 
 
