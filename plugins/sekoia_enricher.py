@@ -25,13 +25,7 @@ from .sekoia import SekoiaEventBase
 from .sekoia_cache import Fetched, FlightCache
 from .sekoia_client import AuthReport, RetrySettings, SekoiaApi, SekoiaApiError
 from .sekoia_options import SekoiaOptions
-from .sekoia_places import (
-    Links,
-    path_segment,
-    valid_short_id,
-    valid_stix_id,
-    valid_uuid,
-)
+from .sekoia_places import Links, alert_short_id, path_segment, valid_stix_id, valid_uuid
 
 log = logging.getLogger("notirouter.plugins.sekoia")
 ALERT_PARAMS = {
@@ -101,7 +95,7 @@ class SekoiaEnricher(Enricher[SekoiaOptions]):
         links = self._links(alert_url=self.links.alert(attributes.get("short_id")))
         if action == "deleted":
             return {"sekoia": links}  # the alert is gone: fetching it could only answer 404
-        ref = valid_uuid(attributes.get("uuid")) or valid_short_id(attributes.get("short_id"))
+        ref = valid_uuid(attributes.get("uuid")) or alert_short_id(attributes.get("short_id"))
         fetched = await self._fetch_alert(ref, not_before, links)
         return self._alert_variables(fetched, links)
 
@@ -109,7 +103,7 @@ class SekoiaEnricher(Enricher[SekoiaOptions]):
         self, attributes: dict[str, Any], not_before: float | None
     ) -> dict[str, Any]:
         links = self._links(alert_url=self.links.alert(attributes.get("alert_short_id")))
-        ref = valid_uuid(attributes.get("alert_uuid")) or valid_short_id(
+        ref = valid_uuid(attributes.get("alert_uuid")) or alert_short_id(
             attributes.get("alert_short_id")
         )
         comment_uuid = valid_uuid(attributes.get("uuid"))

@@ -21,7 +21,7 @@ from tests.loopback import LoopbackServer
 
 API_KEY = "sk-test-0123456789abcdef-SECRET"
 ALERT_UUID = "adc66869-25e6-4d7f-987b-5e1bcdf8f256"
-ALERT_SHORT_ID = "rANd0MiD"
+ALERT_SHORT_ID = "ALakbd8NXp9W"
 CASE_UUID = "f014aac5-2d38-49f6-a47f-ff602c734d51"
 COMMENT_UUID = "5869b4d8-e3bb-4465-baad-95daf28267c7"
 COMMUNITY = "c766cfab-a604-41c5-b95b-c7cc467f7fc4"

@@ -107,6 +107,20 @@ async def test_crafted_ids_never_reach_another_endpoint(
     assert sekoia.paths == [f"/v1/sic/alerts/{ALERT_SHORT_ID}"]
 
 
+@pytest.mark.parametrize("word", ["search", "count", "ALabc", "al0123456789", "AL" + "x" * 31])
+async def test_a_short_id_is_used_in_a_path_only_with_the_alert_short_id_shape(
+    build: Callable[..., Enricher[Any]], sekoia: FakeSekoia, word: str
+) -> None:
+    # "search" is a word, not an id: /v1/sic/alerts/search is another endpoint of the API.
+    with pytest.raises(EnrichmentError, match="no valid alert uuid or short id"):
+        await build().enrich(parse(alert_event(uuid="not-a-uuid", short_id=word)))
+    event = comment_event()
+    event["attributes"].update(alert_uuid="not-a-uuid", alert_short_id=word)
+    with pytest.raises(EnrichmentError, match="no valid alert uuid or short id"):
+        await build().enrich(parse(event))
+    assert sekoia.paths == []
+
+
 async def test_fifty_concurrent_events_for_one_alert_make_one_call(
     build: Callable[..., Enricher[Any]], sekoia: FakeSekoia
 ) -> None:
@@ -149,7 +163,7 @@ async def test_cache_size_is_bounded(
 ) -> None:
     enricher = build(cache_size=3)
     for n in range(10):
-        short_id = f"AL{n}"
+        short_id = f"ALcache{n:04d}"
         sekoia.alerts[short_id] = {"uuid": ALERT_UUID, "short_id": short_id}
         await enricher.enrich(parse(alert_event(uuid=None, short_id=short_id)))
     assert len(enricher.cache) == 3  # type: ignore[attr-defined]
