@@ -4,7 +4,9 @@ Sekoia.io documents 401 (key missing, expired or invalid), 403 (key lacks the pe
 429 (rate limit; wait before retrying). 429, 408, 5xx, timeouts and connection errors are
 retried with exponential backoff and jitter, honouring ``Retry-After``; other answers are final.
 A refused key is logged once per period, not once per event (an alert storm with an expired key
-would otherwise bury every other log line), and calls pause for a while after one.
+would otherwise bury every other log line), and calls pause for a while after one: every call
+after a 401 (the key is bad), only calls to the same kind of object after a 403 (the key lacks
+that one permission).
 
 The API key only ever goes into the ``Authorization`` header: never into a log line, an error
 or a URL.
@@ -59,35 +61,53 @@ class RetrySettings:
         return ceiling * random.uniform(0.5, 1.0)
 
 
+REFUSAL_ADVICE: dict[str, tuple[str, str]] = {
+    "alert": ("alerts", 'give the key the SIC_READ_ALERT permission ("View alerts")'),
+    "comment": (
+        "alert comments",
+        "give the key the permission to read alert comments, or set fetch_comments: false",
+    ),
+    "case": (
+        "cases",
+        "give the key the permission to read cases, or stop enriching case events with it",
+    ),
+}
+"""Object kind -> (what a 403 refused, how to fix it), for the log line of a refused key."""
+
+
 class AuthReport:
-    """Logs a refused key once per ``interval`` seconds, with how many failures it summarises."""
+    """Logs a refused key once per ``interval`` seconds, with how many failures it summarises.
+
+    Each kind of refusal (a rejected key, or a 403 on alerts, comments or cases) has its own
+    period: a key that may not read cases must not hide, for five minutes, that it may not
+    read alerts either.
+    """
 
     def __init__(self, enricher: str, interval: float) -> None:
         self.enricher = enricher
         self.interval = interval
-        self._last: float | None = None
-        self._suppressed = 0
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
 
     def refused(self, status: int, what: str) -> None:
-        """Record a 401/403; log it unless one was logged less than ``interval`` ago."""
+        """Record a 401/403 on objects of kind ``what``; log it unless logged recently."""
+        kind = "key" if status == 401 else what
         now = time.monotonic()
-        if self._last is not None and now - self._last < self.interval:
-            self._suppressed += 1
+        last = self._last.get(kind)
+        if last is not None and now - last < self.interval:
+            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
             return
-        more = f" ({self._suppressed} more since the last report)" if self._suppressed else ""
-        self._last, self._suppressed = now, 0
+        suppressed = self._suppressed.pop(kind, 0)
+        more = f" ({suppressed} more since the last report)" if suppressed else ""
+        self._last[kind] = now
         if status == 401:
             reason = "rejected the API key (HTTP 401: missing, expired or invalid)"
             fix = "set a valid key in api_key"
         else:
-            reason = f"refused to let the API key read {what} (HTTP 403: permission missing)"
-            fix = (
-                "give the key permission to read cases"
-                if what == "cases"
-                else "give the key the SIC_READ_ALERT permission"
-            )
+            objects, fix = REFUSAL_ADVICE.get(what, (what + "s", "check the key's permissions"))
+            reason = f"refused to let the API key read {objects} (HTTP 403: permission missing)"
         log.error(
-            "enricher %s: Sekoia.io %s; notifications go out without details; %s%s. "
+            "enricher %s: Sekoia.io %s; notifications go out without these details; %s%s. "
             "Next report in %gs at the earliest.",
             self.enricher,
             reason,
@@ -116,7 +136,9 @@ class SekoiaApi:
         self.retry = retry
         self.auth_report = auth_report
         self.auth_pause = auth_pause
-        self._refused: tuple[float, SekoiaApiError] | None = None
+        # Paused calls: "key" (a 401: the key is bad for everything) or an object kind (a 403:
+        # the key lacks the permission for that endpoint only) -> (until, the error to repeat).
+        self._paused: dict[str, tuple[float, SekoiaApiError]] = {}
         self.calls = 0  # requests sent, for tests and debugging
 
     async def get_object(
@@ -127,11 +149,13 @@ class SekoiaApi:
         ``path`` must already be built from validated ids; ``what`` names the object in
         messages ("alert", "case", "comment").
         """
-        if self._refused is not None:
-            until, error = self._refused
-            if time.monotonic() < until:
-                raise SekoiaApiError(str(error), status=error.status, auth=True)
-            self._refused = None
+        for pause in ("key", what):
+            paused = self._paused.get(pause)
+            if paused is not None:
+                until, error = paused
+                if time.monotonic() < until:
+                    raise SekoiaApiError(str(error), status=error.status, auth=True)
+                del self._paused[pause]
         url = self.base + path + ("?" + urlencode(params) if params else "")
         request = HttpRequest(
             url=url,
@@ -183,7 +207,7 @@ class SekoiaApi:
         )
 
     def _auth_failure(self, status: int, what: str) -> SekoiaApiError:
-        self.auth_report.refused(status, what + "s")
+        self.auth_report.refused(status, what)
         if status == 401:
             error = SekoiaApiError("Sekoia.io API key rejected (HTTP 401)", status=401, auth=True)
         else:
@@ -191,7 +215,11 @@ class SekoiaApi:
                 f"Sekoia.io API key may not read {what}s (HTTP 403)", status=403, auth=True
             )
         if self.auth_pause > 0:
-            self._refused = (time.monotonic() + self.auth_pause, error)
+            # A 401 says the key itself is bad: every endpoint would refuse it. A 403 says only
+            # this endpoint is out of the key's permissions: alerts may still be readable when
+            # comments or cases are not, so the pause must not stop them.
+            pause = "key" if status == 401 else what
+            self._paused[pause] = (time.monotonic() + self.auth_pause, error)
         return error
 
 

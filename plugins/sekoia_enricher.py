@@ -120,7 +120,9 @@ class SekoiaEnricher(Enricher[SekoiaOptions]):
         variables = self._alert_variables(alert, links)
         if isinstance(comment, SekoiaApiError):
             # The webhook carries the comment's text and author id: the message can do without.
-            log.info("enricher %s: comment not fetched: %s", self.name, comment)
+            # A refused key is already reported once per period: not once per event as well.
+            level = logging.DEBUG if comment.auth else logging.INFO
+            log.log(level, "enricher %s: comment not fetched: %s", self.name, comment)
         elif isinstance(comment, BaseException):
             raise comment
         else:

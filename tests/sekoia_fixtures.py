@@ -165,6 +165,9 @@ class FakeSekoia:
         self.cases = {CASE_UUID: copy.deepcopy(CASE)}
         self.failures: list[Failure] = []
         self.delay = 0.0
+        # Object kind ("alert", "comment", "case") -> status answered to every request for it:
+        # a key without the permission for one endpoint (403) is refused there only.
+        self.refuse: dict[str, int] = {}
         server.handler = self._handle
 
     @property
@@ -196,6 +199,9 @@ class FakeSekoia:
             await asyncio.sleep(delay)
         if request.headers.get("Authorization") != f"Bearer {API_KEY}":
             return _json(401, {"message": "Unauthorized"})
+        refused = self.refuse.get(_kind(request.path.split("/")))
+        if refused is not None:
+            return _json(refused, {"message": "Forbidden" if refused == 403 else "Unauthorized"})
         if failure is not None:
             return _json(failure.status, {"message": "scripted failure"}, failure.headers)
         found = self._lookup(request.path.split("/"))
@@ -212,6 +218,17 @@ class FakeSekoia:
             case ["", "v1", "sic", "cases", case]:
                 return self.cases.get(case)
         return None
+
+
+def _kind(parts: list[str]) -> str:
+    match parts:
+        case ["", "v1", "sic", "alerts", _, "comments", *_]:
+            return "comment"
+        case ["", "v1", "sic", "alerts", *_]:
+            return "alert"
+        case ["", "v1", "sic", "cases", *_]:
+            return "case"
+    return ""
 
 
 def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> web.Response:

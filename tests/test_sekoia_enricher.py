@@ -263,6 +263,60 @@ async def test_403_names_the_missing_permission(
     assert len(sekoia.paths) == 1
 
 
+async def test_a_403_on_comments_pauses_comments_only(
+    build: Callable[..., Enricher[Any]], sekoia: FakeSekoia, caplog: pytest.LogCaptureFixture
+) -> None:
+    sekoia.refuse["comment"] = 403
+    enricher = build(auth_pause=60, cache_ttl=0)  # every event asks the API for the alert
+    variables = await enricher.enrich(parse(comment_event()))
+    assert variables["alert"]["short_id"] == ALERT_SHORT_ID
+    assert "comment" not in variables
+    # The key may still read alerts: the next alert event is enriched, from a new call.
+    variables = await enricher.enrich(parse(alert_event("updated", updated={"similar": 4})))
+    assert variables["alert"]["uuid"] == ALERT_UUID
+    comment_path = f"/v1/sic/alerts/{ALERT_UUID}/comments/{COMMENT_UUID}"
+    assert sekoia.paths.count(f"/v1/sic/alerts/{ALERT_UUID}") == 2
+    # Comments stay paused: a second comment event asks for the alert only.
+    await enricher.enrich(parse(comment_event()))
+    assert sekoia.paths.count(comment_path) == 1
+    assert sekoia.paths.count(f"/v1/sic/alerts/{ALERT_UUID}") == 3
+    reports = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(reports) == 1
+    assert "read alert comments (HTTP 403" in reports[0]
+    assert "SIC_READ_ALERT" not in reports[0]
+    assert "fetch_comments: false" in reports[0]
+
+
+async def test_a_403_on_cases_leaves_alerts_alone(
+    build: Callable[..., Enricher[Any]], sekoia: FakeSekoia, caplog: pytest.LogCaptureFixture
+) -> None:
+    sekoia.refuse["case"] = 403
+    enricher = build(auth_pause=60)
+    with pytest.raises(EnrichmentError, match=r"may not read cases \(HTTP 403\)"):
+        await enricher.enrich(parse(case_event()))
+    with pytest.raises(EnrichmentError, match=r"may not read cases \(HTTP 403\)"):
+        await enricher.enrich(parse(case_event("updated")))
+    assert (await enricher.enrich(parse(alert_event())))["alert"]["uuid"] == ALERT_UUID
+    assert sekoia.paths == [f"/v1/sic/cases/{CASE_UUID}", f"/v1/sic/alerts/{ALERT_UUID}"]
+    reports = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(reports) == 1
+    assert "read cases (HTTP 403" in reports[0]
+    assert "SIC_READ_ALERT" not in reports[0]
+
+
+async def test_a_401_anywhere_pauses_every_endpoint(
+    build: Callable[..., Enricher[Any]], sekoia: FakeSekoia
+) -> None:
+    # A 401 means the key itself is bad: no endpoint would take it.
+    sekoia.refuse["case"] = 401
+    enricher = build(auth_pause=60)
+    with pytest.raises(EnrichmentError, match=r"key rejected \(HTTP 401\)"):
+        await enricher.enrich(parse(case_event()))
+    with pytest.raises(EnrichmentError, match=r"key rejected \(HTTP 401\)"):
+        await enricher.enrich(parse(alert_event()))
+    assert sekoia.paths == [f"/v1/sic/cases/{CASE_UUID}"]
+
+
 async def test_comment_event_fetches_the_alert_and_the_comment(
     build: Callable[..., Enricher[Any]], sekoia: FakeSekoia
 ) -> None:
