@@ -3,6 +3,8 @@
 Sekoia.io documents 401 (key missing, expired or invalid), 403 (key lacks the permission) and
 429 (rate limit; wait before retrying). 429, 408, 5xx, timeouts and connection errors are
 retried with exponential backoff and jitter, honouring ``Retry-After``; other answers are final.
+After a run of failures for lack of the API, a circuit breaker (:mod:`.sekoia_circuit`) makes
+calls fail fast for a while instead of each paying the whole retry budget.
 A refused key is logged once per period, not once per event (an alert storm with an expired key
 would otherwise bury every other log line), and calls pause for a while after one: every call
 after a 401 (the key is bad), only calls to the same kind of object after a 403 (the key lacks
@@ -26,22 +28,40 @@ from pydantic import SecretStr
 
 from notirouter import HttpClient, HttpRequest, HttpResponse, TransportError
 
+from .sekoia_circuit import Circuit, CircuitOpen
+
 log = logging.getLogger("notirouter.plugins.sekoia")
 RETRIED_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 MAX_DETAIL_CHARS = 200
+
+
+OUTAGE_STATUSES = frozenset({408, 500, 502, 503, 504})
+"""Answers that say the API is not there (with timeouts and connection errors): the circuit
+breaker counts them. 429 and 425 say it is there but busy: ``Retry-After`` handles those."""
+CIRCUIT_OPEN = "Sekoia.io API unavailable (circuit open)"
 
 
 class SekoiaApiError(Exception):
     """A request failed for good; the message is safe to show and log.
 
     ``status`` is the last HTTP status (``None`` when no answer came); ``auth`` is true for a
-    refused key (401/403).
+    refused key (401/403); ``reported`` is true when the failure was already logged its own
+    way (a refused key, once per period; an open circuit, when it opened), so it need not be
+    logged per event.
     """
 
-    def __init__(self, message: str, *, status: int | None = None, auth: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        auth: bool = False,
+        reported: bool = False,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.auth = auth
+        self.reported = reported or auth
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +149,7 @@ class SekoiaApi:
         retry: RetrySettings,
         auth_report: AuthReport,
         auth_pause: float,
+        circuit: Circuit,
     ) -> None:
         self.http = http
         self.base = base
@@ -136,6 +157,7 @@ class SekoiaApi:
         self.retry = retry
         self.auth_report = auth_report
         self.auth_pause = auth_pause
+        self.circuit = circuit
         # Paused calls: "key" (a 401: the key is bad for everything) or an object kind (a 403:
         # the key lacks the permission for that endpoint only) -> (until, the error to repeat).
         self._paused: dict[str, tuple[float, SekoiaApiError]] = {}
@@ -174,8 +196,7 @@ class SekoiaApi:
             retry_after: float | None = None
             timeout = max(0.001, min(self.retry.timeout, deadline - time.monotonic()))
             try:
-                self.calls += 1
-                response = await self.http.send(request, timeout=timeout)
+                response = await self._send(request, timeout)
             except TransportError as exc:
                 status, reason = None, str(exc)
             else:
@@ -190,6 +211,10 @@ class SekoiaApi:
                 retry_after = response.retry_after()
             if made >= self.retry.attempts:
                 break
+            if self.circuit.is_open:
+                # This failure (or another call's) opened it: waiting to retry would only end
+                # in the same refusal.
+                raise SekoiaApiError(CIRCUIT_OPEN, status=status, reported=True)
             wait = retry_after if retry_after is not None else self.retry.backoff(made)
             if wait > self.retry.max_wait:
                 raise SekoiaApiError(
@@ -205,6 +230,27 @@ class SekoiaApi:
             f"Sekoia.io API unavailable after {made} attempt{'s' * (made > 1)}: {reason}",
             status=status,
         )
+
+    async def _send(self, request: HttpRequest, timeout: float) -> HttpResponse:
+        """One request, through the circuit breaker (which it tells how the request went)."""
+        try:
+            probe = self.circuit.admit()
+        except CircuitOpen:
+            raise SekoiaApiError(CIRCUIT_OPEN, reported=True) from None
+        try:
+            self.calls += 1
+            response = await self.http.send(request, timeout=timeout)
+        except TransportError as exc:
+            self.circuit.failed(probe, str(exc))
+            raise
+        except BaseException:
+            self.circuit.abandoned(probe)  # e.g. cancelled at shutdown: no verdict on the API
+            raise
+        if response.status in OUTAGE_STATUSES:
+            self.circuit.failed(probe, f"HTTP {response.status}")
+        else:
+            self.circuit.succeeded(probe)
+        return response
 
     def _auth_failure(self, status: int, what: str) -> SekoiaApiError:
         self.auth_report.refused(status, what)

@@ -23,6 +23,7 @@ from notirouter import Enricher, EnricherContext, EnrichmentError, Event, hookim
 
 from .sekoia import SekoiaEventBase
 from .sekoia_cache import Fetched, FlightCache
+from .sekoia_circuit import Circuit
 from .sekoia_client import AuthReport, RetrySettings, SekoiaApi, SekoiaApiError
 from .sekoia_options import SekoiaOptions
 from .sekoia_places import Links, alert_short_id, path_segment, valid_stix_id, valid_uuid
@@ -59,6 +60,12 @@ class SekoiaEnricher(Enricher[SekoiaOptions]):
             ),
             auth_report=AuthReport(name, options.auth_log_interval),
             auth_pause=options.auth_pause,
+            circuit=Circuit(
+                name,
+                threshold=options.circuit_failures,
+                cooldown=options.circuit_cooldown,
+                cooldown_max=options.circuit_cooldown_max,
+            ),
         )
         self.cache = FlightCache(ttl=options.cache_ttl, max_entries=options.cache_size)
         self.links = Links(options.app_base, options.case_link)
@@ -121,7 +128,7 @@ class SekoiaEnricher(Enricher[SekoiaOptions]):
         if isinstance(comment, SekoiaApiError):
             # The webhook carries the comment's text and author id: the message can do without.
             # A refused key is already reported once per period: not once per event as well.
-            level = logging.DEBUG if comment.auth else logging.INFO
+            level = logging.DEBUG if comment.reported else logging.INFO
             log.log(level, "enricher %s: comment not fetched: %s", self.name, comment)
         elif isinstance(comment, BaseException):
             raise comment
@@ -190,8 +197,9 @@ class SekoiaEnricher(Enricher[SekoiaOptions]):
 
 
 def _failed(error: SekoiaApiError, links: dict[str, str]) -> EnrichmentError:
-    # A refused key is already logged once per period by the client: not again per event.
-    return EnrichmentError(str(error), partial={"sekoia": links}, reported=error.auth)
+    # A refused key (logged once per period) or an open circuit (logged when it opened) is
+    # already reported by the client: not again per event.
+    return EnrichmentError(str(error), partial={"sekoia": links}, reported=error.reported)
 
 
 @hookimpl

@@ -60,6 +60,12 @@ class SekoiaOptions(EnricherOptions):
     auth_log_interval: Seconds = Field(default=300.0, ge=0)
     auth_pause: Seconds = Field(default=30.0, ge=0, le=3600)
     fetch_comments: bool = True
+    # Circuit breaker: after this many requests in a row fail for lack of the API (timeouts,
+    # connection errors, 408, 5xx), fail fast for circuit_cooldown, doubling per failed probe
+    # up to circuit_cooldown_max. 0 disables it.
+    circuit_failures: int = Field(default=5, ge=0, le=1000)
+    circuit_cooldown: Seconds = Field(default=5.0, gt=0, le=3600)
+    circuit_cooldown_max: Seconds = Field(default=300.0, gt=0, le=86_400)
 
     _api_base: str = PrivateAttr(default="")
     _app_url: str = PrivateAttr(default="")
@@ -87,6 +93,12 @@ class SekoiaOptions(EnricherOptions):
     @classmethod
     def _check_case_link(cls, value: str) -> str:
         return check_case_link(value)
+
+    @model_validator(mode="after")
+    def _check_circuit(self) -> SekoiaOptions:
+        if self.circuit_cooldown_max < self.circuit_cooldown:
+            raise ValueError("circuit_cooldown_max must not be shorter than circuit_cooldown")
+        return self
 
     @model_validator(mode="after")
     def _resolve(self) -> SekoiaOptions:

@@ -395,3 +395,90 @@ async def test_deadline_bounds_the_whole_fetch(
     with pytest.raises(EnrichmentError, match=r"unavailable after [12] attempts?: no answer"):
         await build(timeout=0.2, attempts=10, deadline=0.3).enrich(parse(alert_event()))
     assert 1 <= len(sekoia.paths) <= 2  # not 10: the deadline ended the retries
+
+
+async def test_an_outage_opens_the_circuit_and_an_answer_closes_it(
+    build: Callable[..., Enricher[Any]], sekoia: FakeSekoia, caplog: pytest.LogCaptureFixture
+) -> None:
+    sekoia.fail(Failure(500))
+    enricher = build(attempts=1, circuit_failures=3, circuit_cooldown="50ms", cache_ttl=0)
+    for _ in range(3):
+        with pytest.raises(EnrichmentError, match=r"unavailable after 1 attempt: HTTP 500"):
+            await enricher.enrich(parse(alert_event()))
+    assert len(sekoia.paths) == 3
+    # Open: events fail fast, with the link, and the API is not called.
+    for _ in range(10):
+        with pytest.raises(EnrichmentError, match=r"unavailable \(circuit open\)") as caught:
+            await enricher.enrich(parse(alert_event()))
+        assert caught.value.partial["sekoia"]["alert_url"] == ALERT_URL
+        assert caught.value.reported  # logged once when it opened, not per event
+    with pytest.raises(EnrichmentError, match=r"circuit open"):
+        await enricher.enrich(parse(case_event()))  # every endpoint: the API is down
+    assert len(sekoia.paths) == 3
+    # The API is back: after the cool-down one call probes it, and closes the circuit.
+    sekoia.fail()
+    await asyncio.sleep(0.1)
+    assert (await enricher.enrich(parse(alert_event())))["alert"]["uuid"] == ALERT_UUID
+    assert (await enricher.enrich(parse(case_event())))["case"]["uuid"] == CASE_UUID
+    assert len(sekoia.paths) == 5
+    loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(loud) == 2
+    assert "circuit open" in loud[0] and "3 requests in a row failed" in loud[0]
+    assert "circuit closed" in loud[1]
+
+
+async def test_a_hanging_api_opens_the_circuit(
+    build: Callable[..., Enricher[Any]], sekoia: FakeSekoia
+) -> None:
+    sekoia.fail(Failure(200, delay=0.3))
+    enricher = build(timeout=0.05, attempts=2, circuit_failures=2, circuit_cooldown="1m")
+    with pytest.raises(EnrichmentError, match=r"no answer within"):
+        await enricher.enrich(parse(alert_event()))
+    for _ in range(5):
+        with pytest.raises(EnrichmentError, match=r"circuit open"):
+            await enricher.enrich(parse(comment_event()))
+    assert len(sekoia.paths) == 2
+
+
+async def test_the_circuit_stops_the_retries_of_a_fetch_under_way(
+    build: Callable[..., Enricher[Any]], sekoia: FakeSekoia
+) -> None:
+    # The threshold is reached within one fetch: its remaining attempts are not made.
+    sekoia.fail(Failure(503))
+    enricher = build(attempts=10, circuit_failures=3)
+    with pytest.raises(EnrichmentError, match=r"circuit open"):
+        await enricher.enrich(parse(alert_event()))
+    assert len(sekoia.paths) == 3
+
+
+async def test_a_failed_probe_keeps_the_circuit_open(
+    build: Callable[..., Enricher[Any]], sekoia: FakeSekoia
+) -> None:
+    sekoia.fail(Failure(500))
+    enricher = build(attempts=3, circuit_failures=2, circuit_cooldown="50ms", cache_ttl=0)
+    with pytest.raises(EnrichmentError, match=r"circuit open"):
+        await enricher.enrich(parse(alert_event()))
+    assert len(sekoia.paths) == 2
+    await asyncio.sleep(0.1)
+    # One request probes; it fails: the fetch ends there, and the circuit stays open.
+    with pytest.raises(EnrichmentError, match=r"circuit open"):
+        await enricher.enrich(parse(alert_event()))
+    with pytest.raises(EnrichmentError, match=r"circuit open"):
+        await enricher.enrich(parse(alert_event()))
+    assert len(sekoia.paths) == 3
+
+
+async def test_api_errors_that_are_answers_do_not_open_the_circuit(
+    build: Callable[..., Enricher[Any]], sekoia: FakeSekoia
+) -> None:
+    enricher = build(attempts=1, circuit_failures=2, cache_ttl=0)
+    missing = "0a0a0a0a-0000-4000-8000-000000000000"
+    for _ in range(2):
+        sekoia.fail(Failure(500, times=1))
+        with pytest.raises(EnrichmentError, match="HTTP 500"):
+            await enricher.enrich(parse(alert_event()))
+        # A 404 is an answer: the API is up, and the count of failures in a row starts over.
+        with pytest.raises(EnrichmentError, match="404"):
+            await enricher.enrich(parse(alert_event(uuid=missing)))
+    assert (await enricher.enrich(parse(alert_event())))["alert"]["uuid"] == ALERT_UUID
+    assert len(sekoia.paths) == 5
