@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from datetime import UTC
 from typing import Any
 
 from notirouter import Enricher, EnricherContext, EnrichmentError, Event, hookimpl
@@ -81,10 +80,7 @@ class SekoiaEnricher(Enricher[SekoiaOptions]):
         communities = self.options.communities
         if communities is not None and event.metadata.community_uuid not in communities:
             return {}
-        created = event.metadata.created_at
-        if created is not None and created.tzinfo is None:
-            created = created.replace(tzinfo=UTC)
-        not_before = created.timestamp() if created is not None else None
+        not_before = self._not_before(event)
         attributes = event.attribute_data()
         if event.type == "alert":
             return await self._alert_event(event.action, attributes, not_before)
@@ -95,6 +91,21 @@ class SekoiaEnricher(Enricher[SekoiaOptions]):
         if event.type == "content-proposal":
             return {"sekoia": self._report_links(attributes)}
         return {}
+
+    def _not_before(self, event: SekoiaEventBase) -> float | None:
+        """The oldest fetch start whose copy may serve ``event`` (``None``: any in the TTL).
+
+        Measured on this machine's clock, from when the enricher sees the event: the event's
+        ``metadata.created_at`` is Sekoia.io's clock, and any skew between the two would make
+        the cache never hit, or serve a copy fetched before the event. The event happened
+        before it was seen, so a fetch started since then shows it; ``cache_window`` widens
+        that a little, so that a storm of events about one alert shares one request.
+        The copy of an object that the event says was created cannot be from before its
+        creation: any copy within the TTL will do.
+        """
+        if event.action == "created" and event.type in ("alert", "case"):
+            return None
+        return self.cache.now() - self.options.cache_window
 
     async def _alert_event(
         self, action: str, attributes: dict[str, Any], not_before: float | None

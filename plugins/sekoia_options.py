@@ -57,6 +57,9 @@ class SekoiaOptions(EnricherOptions):
     deadline: Seconds = Field(default=60.0, gt=0, le=600)
     cache_ttl: Seconds = Field(default=60.0, ge=0, le=86_400)
     cache_size: int = Field(default=1000, ge=1, le=100_000)
+    # A copy (cached or being fetched) serves an event seen at most this long after its fetch
+    # started: a storm shares one request; 0 makes every non-"created" event fetch anew.
+    cache_window: Seconds = Field(default=0.5, ge=0, le=60)
     auth_log_interval: Seconds = Field(default=300.0, ge=0)
     auth_pause: Seconds = Field(default=30.0, ge=0, le=3600)
     fetch_comments: bool = True

@@ -195,8 +195,14 @@ class FakeSekoia:
     async def _handle(self, request: web.Request, body: bytes) -> web.StreamResponse:
         failure = self._failure()
         delay = failure.delay if failure is not None else self.delay
+        # The answer is the state when the request arrived, however late it is sent: a change
+        # made meanwhile shows only in a later request, as with a real API.
+        response = self._answer(request, failure)
         if delay:
             await asyncio.sleep(delay)
+        return response
+
+    def _answer(self, request: web.Request, failure: Failure | None) -> web.Response:
         if request.headers.get("Authorization") != f"Bearer {API_KEY}":
             return _json(401, {"message": "Unauthorized"})
         refused = self.refuse.get(_kind(request.path.split("/")))

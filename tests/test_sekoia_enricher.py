@@ -135,18 +135,70 @@ async def test_fifty_concurrent_events_for_one_alert_make_one_call(
 async def test_cache_serves_later_events_until_the_object_changes(
     build: Callable[..., Enricher[Any]], sekoia: FakeSekoia
 ) -> None:
-    enricher = build(cache_ttl=60)
+    enricher = build(cache_ttl=60, cache_window=0)
     await enricher.enrich(parse(alert_event()))
-    await enricher.enrich(parse(alert_event()))
+    await enricher.enrich(parse(alert_event()))  # created: no copy can predate the creation
     assert len(sekoia.paths) == 1
-    # An update that happened after our copy was fetched: fetch again, keep the old copy.
+    # An update seen after our copy was fetched: fetch again, keep the old copy.
     sekoia.alerts[ALERT_UUID]["urgency"] = {"current_value": 80, "display": "Urgent"}
     later = alert_event("updated", updated={"dynamic_urgency_value": 80})
-    later["metadata"] = metadata(created_at="2999-01-01T00:00:00+00:00")
     variables = await enricher.enrich(parse(later))
     assert len(sekoia.paths) == 2
     assert variables["alert"]["urgency"]["current_value"] == 80
     assert variables["previous_alert"]["urgency"]["current_value"] == 60
+
+
+def stamped(event: dict[str, Any], created_at: str) -> dict[str, Any]:
+    """``event`` with Sekoia.io's timestamp ``created_at`` (from Sekoia.io's clock)."""
+    event["metadata"] = metadata(created_at=created_at)
+    return event
+
+
+async def test_a_sekoia_clock_ahead_of_ours_does_not_defeat_the_cache(
+    build: Callable[..., Enricher[Any]], sekoia: FakeSekoia
+) -> None:
+    # Sekoia.io's clock far ahead of ours: its timestamps are not compared with our times.
+    enricher = build(cache_ttl=60, cache_window="1m")
+    for n in range(3):
+        update = alert_event("updated", updated={"similar": 4 + n})
+        await enricher.enrich(parse(stamped(update, "2999-01-01T00:00:00+00:00")))
+    assert len(sekoia.paths) == 1
+
+
+async def test_a_sekoia_clock_behind_ours_never_serves_a_copy_from_before_the_event(
+    build: Callable[..., Enricher[Any]], sekoia: FakeSekoia
+) -> None:
+    enricher = build(cache_ttl=3600, cache_window="20ms")
+    update = alert_event("updated", updated={"similar": 4})
+    await enricher.enrich(parse(stamped(update, "2001-01-01T00:00:00+00:00")))
+    await asyncio.sleep(0.05)
+    # The alert changes, then an update about it arrives, stamped by a clock years behind:
+    # by that stamp, our copy (fetched before the change) would look newer than the event.
+    sekoia.alerts[ALERT_UUID]["status"] = {"name": "Acknowledged"}
+    update = alert_event("updated", updated={"status_name": "Acknowledged"})
+    variables = await enricher.enrich(parse(stamped(update, "2001-01-01T00:00:01+00:00")))
+    assert variables["alert"]["status"] == {"name": "Acknowledged"}
+    assert len(sekoia.paths) == 2
+
+
+async def test_an_update_does_not_join_a_fetch_started_before_it(
+    build: Callable[..., Enricher[Any]], sekoia: FakeSekoia
+) -> None:
+    enricher = build(cache_ttl=60, cache_window="20ms")
+    sekoia.delay = 0.3  # the first request is answered late, with the state at its arrival
+    first = asyncio.create_task(enricher.enrich(parse(alert_event())))
+    await asyncio.sleep(0.1)  # the first fetch is under way
+    sekoia.alerts[ALERT_UUID]["status"] = {"name": "Acknowledged"}
+    sekoia.delay = 0.0
+    update = alert_event("updated", updated={"status_name": "Acknowledged"})
+    variables = await enricher.enrich(parse(stamped(update, "2999-01-01T00:00:00+00:00")))
+    assert variables["alert"]["status"] == {"name": "Acknowledged"}
+    assert (await first)["alert"]["status"]["name"] == "Pending"
+    assert len(sekoia.paths) == 2
+    # The earlier fetch finished last, but the cache keeps the copy of the later one.
+    variables = await enricher.enrich(parse(alert_event()))
+    assert variables["alert"]["status"] == {"name": "Acknowledged"}
+    assert len(sekoia.paths) == 2
 
 
 async def test_cache_ttl_zero_fetches_every_time(
