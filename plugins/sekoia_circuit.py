@@ -76,7 +76,7 @@ class Circuit:
             down = self._monotonic() - self._opened_at
             self._until, self._probing, self._cooldown = None, False, self.cooldown_initial
             log.warning(
-                "enricher %s: Sekoia.io API answers again; circuit closed after %.0fs",
+                "enricher %s: Sekoia.io API answers again; circuit closed after %.1fs",
                 self.enricher,
                 down,
             )
