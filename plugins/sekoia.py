@@ -58,8 +58,18 @@ class SekoiaEventBase(Event):
         return dict(attributes) if isinstance(attributes, dict) else {}
 
     def template_data(self) -> dict[str, Any]:
-        """The event as sent, as JSON data."""
-        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        """The event as sent, as JSON data, plus ``updated`` (``{}`` when nothing is listed).
+
+        ``updated`` is exposed for every Sekoia.io event, typed or generic: an ``alert``/
+        ``updated`` event whose attributes do not fit the typed model (say ``"similar": "150+"``)
+        falls back to :class:`SekoiaEvent`, and a route's ``when: updated.status_name == ...``
+        must still see the change.
+        """
+        data = self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        attributes = data.get("attributes")
+        updated = attributes.get("updated") if isinstance(attributes, dict) else None
+        data["updated"] = updated if isinstance(updated, dict) else {}
+        return data
 
 
 class SekoiaEvent(SekoiaEventBase):
@@ -136,19 +146,7 @@ class ContentProposalAttributes(_Attributes):
     uuid: str | None = None
 
 
-class _WithUpdates(SekoiaEventBase):
-    """Events whose ``attributes.updated`` is also exposed as a top-level ``updated``."""
-
-    def template_data(self) -> dict[str, Any]:
-        """The event as sent, plus ``updated`` (``{}`` when nothing is listed)."""
-        data = super().template_data()
-        attributes = data.get("attributes")
-        updated = attributes.get("updated") if isinstance(attributes, dict) else None
-        data["updated"] = updated if isinstance(updated, dict) else {}
-        return data
-
-
-class AlertEvent(_WithUpdates):
+class AlertEvent(SekoiaEventBase):
     """``alert`` created, updated or deleted."""
 
     type: Literal["alert"]
@@ -164,7 +162,7 @@ class AlertCommentEvent(SekoiaEventBase):
     attributes: AlertCommentAttributes = Field(default_factory=AlertCommentAttributes)
 
 
-class CaseEvent(_WithUpdates):
+class CaseEvent(SekoiaEventBase):
     """``case`` created, updated, or alerts-updated (alerts added to or removed from it)."""
 
     type: Literal["case"]

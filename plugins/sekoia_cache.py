@@ -5,9 +5,12 @@ An alert storm sends many events about one alert at once (creation, then a burst
 of it is in progress wait for that fetch instead of starting its own, so 50 events arriving
 together cost one API call; the TTL cache then answers the stragglers.
 
-A cached copy is only used for an event if it was fetched after the event happened: an
-``updated`` event means the object changed, and a copy from before would show the old state.
-The copy it replaces is kept as ``previous``, so a message can say "urgency 40 -> 80".
+A cached copy, or a fetch in flight, is only used for an event if its fetch started after
+``not_before``, which the caller derives from when it saw the event: an ``updated`` event means
+the object changed, and a copy from before would show the old state. Every time here is this
+machine's monotonic clock: Sekoia.io's timestamps come from another clock, and with any skew
+between the two a comparison would either never hit or serve a copy from before the event.
+The copy a fetch replaces is kept as ``previous``, so a message can say "urgency 40 -> 80".
 """
 
 from __future__ import annotations
@@ -34,8 +37,14 @@ class Fetched:
 class _Entry:
     value: JsonObject
     previous: JsonObject | None
-    fetched_at: float  # wall clock when the fetch started (comparable to event timestamps)
+    started: float  # monotonic, when the fetch that got it started
     expires: float  # monotonic
+
+
+@dataclass(frozen=True, slots=True)
+class _Flight:
+    started: float  # monotonic, taken before the request is sent: errs towards "too old"
+    task: asyncio.Task[Fetched]
 
 
 class FlightCache:
@@ -50,18 +59,21 @@ class FlightCache:
         *,
         ttl: float,
         max_entries: int,
-        clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
-        self._clock = clock
         self._monotonic = monotonic
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
-        self._flights: dict[Hashable, asyncio.Task[Fetched]] = {}
+        self._flights: dict[Hashable, _Flight] = {}
+        self._tasks: set[asyncio.Task[Fetched]] = set()  # every fetch running, superseded too
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def now(self) -> float:
+        """The clock ``not_before`` is measured on."""
+        return self._monotonic()
 
     async def get(
         self,
@@ -72,36 +84,53 @@ class FlightCache:
     ) -> Fetched:
         """The object under ``key``: cached, joined in flight, or fetched now.
 
-        ``not_before`` (wall-clock seconds, e.g. when the event happened) rejects cached copies
-        fetched earlier. A fetch in flight is always joined: it started moments ago, and the
-        point is that a storm of events makes one call. Failures are not cached.
+        ``not_before`` (on :meth:`now`'s clock) rejects cached copies and fetches in flight
+        that started earlier: a fetch that began before the event may not show its change.
+        ``None`` accepts any copy within the TTL. Failures are not cached.
         """
         entry = self._entries.get(key)
         if (
             entry is not None
             and entry.expires > self._monotonic()
-            and (not_before is None or entry.fetched_at >= not_before)
+            and (not_before is None or entry.started >= not_before)
         ):
             self._entries.move_to_end(key)
             return Fetched(entry.value, entry.previous)
         flight = self._flights.get(key)
-        if flight is None:
+        if flight is None or (not_before is not None and flight.started < not_before):
+            # A flight too old for this event goes on for its own waiters; the new one takes
+            # its place for the events that come next.
+            started = self._monotonic()
             previous = entry.value if entry is not None else None
-            flight = asyncio.create_task(self._fetch(key, fetch, previous))
+            task = asyncio.create_task(self._fetch(key, fetch, started, previous))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
             # Retrieve the exception even if every waiter was cancelled (no "never retrieved").
-            flight.add_done_callback(_consume_exception)
-            self._flights[key] = flight
+            task.add_done_callback(_consume_exception)
+            flight = self._flights[key] = _Flight(started, task)
         # shield: a waiter being cancelled (shutdown, timeout) must not cancel the others' fetch.
-        return await asyncio.shield(flight)
+        return await asyncio.shield(flight.task)
 
     async def _fetch(
-        self, key: Hashable, fetch: Callable[[], Awaitable[JsonObject]], previous: JsonObject | None
+        self,
+        key: Hashable,
+        fetch: Callable[[], Awaitable[JsonObject]],
+        started: float,
+        previous: JsonObject | None,
     ) -> Fetched:
-        started = self._clock()
         try:
             value = await fetch()
         finally:
-            self._flights.pop(key, None)
+            flight = self._flights.get(key)
+            if flight is not None and flight.task is asyncio.current_task():
+                del self._flights[key]
+        current = self._entries.get(key)
+        if current is not None and current.started > started:
+            # A fetch started after this one has already answered: its copy is the newer one
+            # and stays; this one's waiters still get what they waited for.
+            return Fetched(value, previous)
+        if current is not None:
+            previous = current.value  # the copy this one replaces, maybe newer than at start
         self._entries[key] = _Entry(value, previous, started, self._monotonic() + self.ttl)
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
@@ -110,10 +139,10 @@ class FlightCache:
 
     async def aclose(self) -> None:
         """Cancel fetches still in flight (at shutdown)."""
-        flights = list(self._flights.values())
-        for flight in flights:
-            flight.cancel()
-        await asyncio.gather(*flights, return_exceptions=True)
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _consume_exception(task: asyncio.Task[Fetched]) -> None:

@@ -3,8 +3,12 @@
 Sekoia.io documents 401 (key missing, expired or invalid), 403 (key lacks the permission) and
 429 (rate limit; wait before retrying). 429, 408, 5xx, timeouts and connection errors are
 retried with exponential backoff and jitter, honouring ``Retry-After``; other answers are final.
+After a run of failures for lack of the API, a circuit breaker (:mod:`.sekoia_circuit`) makes
+calls fail fast for a while instead of each paying the whole retry budget.
 A refused key is logged once per period, not once per event (an alert storm with an expired key
-would otherwise bury every other log line), and calls pause for a while after one.
+would otherwise bury every other log line), and calls pause for a while after one: every call
+after a 401 (the key is bad), only calls to the same kind of object after a 403 (the key lacks
+that one permission).
 
 The API key only ever goes into the ``Authorization`` header: never into a log line, an error
 or a URL.
@@ -24,22 +28,40 @@ from pydantic import SecretStr
 
 from notirouter import HttpClient, HttpRequest, HttpResponse, TransportError
 
+from .sekoia_circuit import Circuit, CircuitOpen
+
 log = logging.getLogger("notirouter.plugins.sekoia")
 RETRIED_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 MAX_DETAIL_CHARS = 200
+
+
+OUTAGE_STATUSES = frozenset({408, 500, 502, 503, 504})
+"""Answers that say the API is not there (with timeouts and connection errors): the circuit
+breaker counts them. 429 and 425 say it is there but busy: ``Retry-After`` handles those."""
+CIRCUIT_OPEN = "Sekoia.io API unavailable (circuit open)"
 
 
 class SekoiaApiError(Exception):
     """A request failed for good; the message is safe to show and log.
 
     ``status`` is the last HTTP status (``None`` when no answer came); ``auth`` is true for a
-    refused key (401/403).
+    refused key (401/403); ``reported`` is true when the failure was already logged its own
+    way (a refused key, once per period; an open circuit, when it opened), so it need not be
+    logged per event.
     """
 
-    def __init__(self, message: str, *, status: int | None = None, auth: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        auth: bool = False,
+        reported: bool = False,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.auth = auth
+        self.reported = reported or auth
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,35 +81,53 @@ class RetrySettings:
         return ceiling * random.uniform(0.5, 1.0)
 
 
+REFUSAL_ADVICE: dict[str, tuple[str, str]] = {
+    "alert": ("alerts", 'give the key the SIC_READ_ALERT permission ("View alerts")'),
+    "comment": (
+        "alert comments",
+        "give the key the permission to read alert comments, or set fetch_comments: false",
+    ),
+    "case": (
+        "cases",
+        "give the key the permission to read cases, or stop enriching case events with it",
+    ),
+}
+"""Object kind -> (what a 403 refused, how to fix it), for the log line of a refused key."""
+
+
 class AuthReport:
-    """Logs a refused key once per ``interval`` seconds, with how many failures it summarises."""
+    """Logs a refused key once per ``interval`` seconds, with how many failures it summarises.
+
+    Each kind of refusal (a rejected key, or a 403 on alerts, comments or cases) has its own
+    period: a key that may not read cases must not hide, for five minutes, that it may not
+    read alerts either.
+    """
 
     def __init__(self, enricher: str, interval: float) -> None:
         self.enricher = enricher
         self.interval = interval
-        self._last: float | None = None
-        self._suppressed = 0
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
 
     def refused(self, status: int, what: str) -> None:
-        """Record a 401/403; log it unless one was logged less than ``interval`` ago."""
+        """Record a 401/403 on objects of kind ``what``; log it unless logged recently."""
+        kind = "key" if status == 401 else what
         now = time.monotonic()
-        if self._last is not None and now - self._last < self.interval:
-            self._suppressed += 1
+        last = self._last.get(kind)
+        if last is not None and now - last < self.interval:
+            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
             return
-        more = f" ({self._suppressed} more since the last report)" if self._suppressed else ""
-        self._last, self._suppressed = now, 0
+        suppressed = self._suppressed.pop(kind, 0)
+        more = f" ({suppressed} more since the last report)" if suppressed else ""
+        self._last[kind] = now
         if status == 401:
             reason = "rejected the API key (HTTP 401: missing, expired or invalid)"
             fix = "set a valid key in api_key"
         else:
-            reason = f"refused to let the API key read {what} (HTTP 403: permission missing)"
-            fix = (
-                "give the key permission to read cases"
-                if what == "cases"
-                else "give the key the SIC_READ_ALERT permission"
-            )
+            objects, fix = REFUSAL_ADVICE.get(what, (what + "s", "check the key's permissions"))
+            reason = f"refused to let the API key read {objects} (HTTP 403: permission missing)"
         log.error(
-            "enricher %s: Sekoia.io %s; notifications go out without details; %s%s. "
+            "enricher %s: Sekoia.io %s; notifications go out without these details; %s%s. "
             "Next report in %gs at the earliest.",
             self.enricher,
             reason,
@@ -109,6 +149,7 @@ class SekoiaApi:
         retry: RetrySettings,
         auth_report: AuthReport,
         auth_pause: float,
+        circuit: Circuit,
     ) -> None:
         self.http = http
         self.base = base
@@ -116,7 +157,10 @@ class SekoiaApi:
         self.retry = retry
         self.auth_report = auth_report
         self.auth_pause = auth_pause
-        self._refused: tuple[float, SekoiaApiError] | None = None
+        self.circuit = circuit
+        # Paused calls: "key" (a 401: the key is bad for everything) or an object kind (a 403:
+        # the key lacks the permission for that endpoint only) -> (until, the error to repeat).
+        self._paused: dict[str, tuple[float, SekoiaApiError]] = {}
         self.calls = 0  # requests sent, for tests and debugging
 
     async def get_object(
@@ -127,11 +171,13 @@ class SekoiaApi:
         ``path`` must already be built from validated ids; ``what`` names the object in
         messages ("alert", "case", "comment").
         """
-        if self._refused is not None:
-            until, error = self._refused
-            if time.monotonic() < until:
-                raise SekoiaApiError(str(error), status=error.status, auth=True)
-            self._refused = None
+        for pause in ("key", what):
+            paused = self._paused.get(pause)
+            if paused is not None:
+                until, error = paused
+                if time.monotonic() < until:
+                    raise SekoiaApiError(str(error), status=error.status, auth=True)
+                del self._paused[pause]
         url = self.base + path + ("?" + urlencode(params) if params else "")
         request = HttpRequest(
             url=url,
@@ -150,8 +196,7 @@ class SekoiaApi:
             retry_after: float | None = None
             timeout = max(0.001, min(self.retry.timeout, deadline - time.monotonic()))
             try:
-                self.calls += 1
-                response = await self.http.send(request, timeout=timeout)
+                response = await self._send(request, timeout)
             except TransportError as exc:
                 status, reason = None, str(exc)
             else:
@@ -166,6 +211,10 @@ class SekoiaApi:
                 retry_after = response.retry_after()
             if made >= self.retry.attempts:
                 break
+            if self.circuit.is_open:
+                # This failure (or another call's) opened it: waiting to retry would only end
+                # in the same refusal.
+                raise SekoiaApiError(CIRCUIT_OPEN, status=status, reported=True)
             wait = retry_after if retry_after is not None else self.retry.backoff(made)
             if wait > self.retry.max_wait:
                 raise SekoiaApiError(
@@ -182,8 +231,29 @@ class SekoiaApi:
             status=status,
         )
 
+    async def _send(self, request: HttpRequest, timeout: float) -> HttpResponse:
+        """One request, through the circuit breaker (which it tells how the request went)."""
+        try:
+            probe = self.circuit.admit()
+        except CircuitOpen:
+            raise SekoiaApiError(CIRCUIT_OPEN, reported=True) from None
+        try:
+            self.calls += 1
+            response = await self.http.send(request, timeout=timeout)
+        except TransportError as exc:
+            self.circuit.failed(probe, str(exc))
+            raise
+        except BaseException:
+            self.circuit.abandoned(probe)  # e.g. cancelled at shutdown: no verdict on the API
+            raise
+        if response.status in OUTAGE_STATUSES:
+            self.circuit.failed(probe, f"HTTP {response.status}")
+        else:
+            self.circuit.succeeded(probe)
+        return response
+
     def _auth_failure(self, status: int, what: str) -> SekoiaApiError:
-        self.auth_report.refused(status, what + "s")
+        self.auth_report.refused(status, what)
         if status == 401:
             error = SekoiaApiError("Sekoia.io API key rejected (HTTP 401)", status=401, auth=True)
         else:
@@ -191,7 +261,11 @@ class SekoiaApi:
                 f"Sekoia.io API key may not read {what}s (HTTP 403)", status=403, auth=True
             )
         if self.auth_pause > 0:
-            self._refused = (time.monotonic() + self.auth_pause, error)
+            # A 401 says the key itself is bad: every endpoint would refuse it. A 403 says only
+            # this endpoint is out of the key's permissions: alerts may still be readable when
+            # comments or cases are not, so the pause must not stop them.
+            pause = "key" if status == 401 else what
+            self._paused[pause] = (time.monotonic() + self.auth_pause, error)
         return error
 
 

@@ -16,22 +16,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from datetime import UTC
 from typing import Any
 
 from notirouter import Enricher, EnricherContext, EnrichmentError, Event, hookimpl
 
 from .sekoia import SekoiaEventBase
 from .sekoia_cache import Fetched, FlightCache
+from .sekoia_circuit import Circuit
 from .sekoia_client import AuthReport, RetrySettings, SekoiaApi, SekoiaApiError
 from .sekoia_options import SekoiaOptions
-from .sekoia_places import (
-    Links,
-    path_segment,
-    valid_short_id,
-    valid_stix_id,
-    valid_uuid,
-)
+from .sekoia_places import Links, alert_short_id, path_segment, valid_stix_id, valid_uuid
 
 log = logging.getLogger("notirouter.plugins.sekoia")
 ALERT_PARAMS = {
@@ -65,6 +59,12 @@ class SekoiaEnricher(Enricher[SekoiaOptions]):
             ),
             auth_report=AuthReport(name, options.auth_log_interval),
             auth_pause=options.auth_pause,
+            circuit=Circuit(
+                name,
+                threshold=options.circuit_failures,
+                cooldown=options.circuit_cooldown,
+                cooldown_max=options.circuit_cooldown_max,
+            ),
         )
         self.cache = FlightCache(ttl=options.cache_ttl, max_entries=options.cache_size)
         self.links = Links(options.app_base, options.case_link)
@@ -80,10 +80,7 @@ class SekoiaEnricher(Enricher[SekoiaOptions]):
         communities = self.options.communities
         if communities is not None and event.metadata.community_uuid not in communities:
             return {}
-        created = event.metadata.created_at
-        if created is not None and created.tzinfo is None:
-            created = created.replace(tzinfo=UTC)
-        not_before = created.timestamp() if created is not None else None
+        not_before = self._not_before(event)
         attributes = event.attribute_data()
         if event.type == "alert":
             return await self._alert_event(event.action, attributes, not_before)
@@ -95,13 +92,28 @@ class SekoiaEnricher(Enricher[SekoiaOptions]):
             return {"sekoia": self._report_links(attributes)}
         return {}
 
+    def _not_before(self, event: SekoiaEventBase) -> float | None:
+        """The oldest fetch start whose copy may serve ``event`` (``None``: any in the TTL).
+
+        Measured on this machine's clock, from when the enricher sees the event: the event's
+        ``metadata.created_at`` is Sekoia.io's clock, and any skew between the two would make
+        the cache never hit, or serve a copy fetched before the event. The event happened
+        before it was seen, so a fetch started since then shows it; ``cache_window`` widens
+        that a little, so that a storm of events about one alert shares one request.
+        The copy of an object that the event says was created cannot be from before its
+        creation: any copy within the TTL will do.
+        """
+        if event.action == "created" and event.type in ("alert", "case"):
+            return None
+        return self.cache.now() - self.options.cache_window
+
     async def _alert_event(
         self, action: str, attributes: dict[str, Any], not_before: float | None
     ) -> dict[str, Any]:
         links = self._links(alert_url=self.links.alert(attributes.get("short_id")))
         if action == "deleted":
             return {"sekoia": links}  # the alert is gone: fetching it could only answer 404
-        ref = valid_uuid(attributes.get("uuid")) or valid_short_id(attributes.get("short_id"))
+        ref = valid_uuid(attributes.get("uuid")) or alert_short_id(attributes.get("short_id"))
         fetched = await self._fetch_alert(ref, not_before, links)
         return self._alert_variables(fetched, links)
 
@@ -109,7 +121,7 @@ class SekoiaEnricher(Enricher[SekoiaOptions]):
         self, attributes: dict[str, Any], not_before: float | None
     ) -> dict[str, Any]:
         links = self._links(alert_url=self.links.alert(attributes.get("alert_short_id")))
-        ref = valid_uuid(attributes.get("alert_uuid")) or valid_short_id(
+        ref = valid_uuid(attributes.get("alert_uuid")) or alert_short_id(
             attributes.get("alert_short_id")
         )
         comment_uuid = valid_uuid(attributes.get("uuid"))
@@ -126,7 +138,9 @@ class SekoiaEnricher(Enricher[SekoiaOptions]):
         variables = self._alert_variables(alert, links)
         if isinstance(comment, SekoiaApiError):
             # The webhook carries the comment's text and author id: the message can do without.
-            log.info("enricher %s: comment not fetched: %s", self.name, comment)
+            # A refused key is already reported once per period: not once per event as well.
+            level = logging.DEBUG if comment.reported else logging.INFO
+            log.log(level, "enricher %s: comment not fetched: %s", self.name, comment)
         elif isinstance(comment, BaseException):
             raise comment
         else:
@@ -194,8 +208,9 @@ class SekoiaEnricher(Enricher[SekoiaOptions]):
 
 
 def _failed(error: SekoiaApiError, links: dict[str, str]) -> EnrichmentError:
-    # A refused key is already logged once per period by the client: not again per event.
-    return EnrichmentError(str(error), partial={"sekoia": links}, reported=error.auth)
+    # A refused key (logged once per period) or an open circuit (logged when it opened) is
+    # already reported by the client: not again per event.
+    return EnrichmentError(str(error), partial={"sekoia": links}, reported=error.reported)
 
 
 @hookimpl

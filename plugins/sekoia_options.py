@@ -57,9 +57,18 @@ class SekoiaOptions(EnricherOptions):
     deadline: Seconds = Field(default=60.0, gt=0, le=600)
     cache_ttl: Seconds = Field(default=60.0, ge=0, le=86_400)
     cache_size: int = Field(default=1000, ge=1, le=100_000)
+    # A copy (cached or being fetched) serves an event seen at most this long after its fetch
+    # started: a storm shares one request; 0 makes every non-"created" event fetch anew.
+    cache_window: Seconds = Field(default=0.5, ge=0, le=60)
     auth_log_interval: Seconds = Field(default=300.0, ge=0)
     auth_pause: Seconds = Field(default=30.0, ge=0, le=3600)
     fetch_comments: bool = True
+    # Circuit breaker: after this many requests in a row fail for lack of the API (timeouts,
+    # connection errors, 408, 5xx), fail fast for circuit_cooldown, doubling per failed probe
+    # up to circuit_cooldown_max. 0 disables it.
+    circuit_failures: int = Field(default=5, ge=0, le=1000)
+    circuit_cooldown: Seconds = Field(default=5.0, gt=0, le=3600)
+    circuit_cooldown_max: Seconds = Field(default=300.0, gt=0, le=86_400)
 
     _api_base: str = PrivateAttr(default="")
     _app_url: str = PrivateAttr(default="")
@@ -87,6 +96,12 @@ class SekoiaOptions(EnricherOptions):
     @classmethod
     def _check_case_link(cls, value: str) -> str:
         return check_case_link(value)
+
+    @model_validator(mode="after")
+    def _check_circuit(self) -> SekoiaOptions:
+        if self.circuit_cooldown_max < self.circuit_cooldown:
+            raise ValueError("circuit_cooldown_max must not be shorter than circuit_cooldown")
+        return self
 
     @model_validator(mode="after")
     def _resolve(self) -> SekoiaOptions:

@@ -4,9 +4,11 @@ Each region has an app (UI) host; its API is ``<app host>/api``, except FRA1 who
 API host is ``api.sekoia.io`` (``app.sekoia.io/api`` works too). Links to the UI are built from
 the app host, so an analyst in FRA2 never gets a link to FRA1.
 
-Ids from webhook events are untrusted: only a UUID or a short id of ``[A-Za-z0-9]`` ever goes
-into an API path, so a crafted ``"uuid": "../../v1/apikeys"`` cannot steer the authenticated
-request to another endpoint.
+Ids from webhook events are untrusted: only a UUID or an alert short id of the shape Sekoia.io
+gives them (``AL`` and 6 to 30 letters or digits, e.g. ``ALEY4fqz8moo``) ever goes into an API
+path. A crafted ``"uuid": "../../v1/apikeys"`` cannot steer the authenticated request to another
+endpoint, and neither can a plain word such as ``"short_id": "search"``, which would otherwise
+address ``/v1/sic/alerts/search``.
 """
 
 from __future__ import annotations
@@ -108,6 +110,10 @@ def check_app_url(url: str) -> str:
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _SHORT_ID = re.compile(r"[A-Za-z0-9]{1,64}")
+# Every alert short id in Sekoia.io's docs and samples is "AL" + 10 letters and digits
+# (ALEY4fqz8moo, ALakbd8NXp9W, ALL1A4SKUiU2); the range leaves room for other lengths. The
+# prefix is what matters: no word of the API's own paths under /v1/sic/alerts/ starts with it.
+_ALERT_SHORT_ID = re.compile(r"AL[A-Za-z0-9]{6,30}")
 _STIX_ID = re.compile(r"[a-z][a-z0-9-]{0,62}--" + _UUID.pattern)
 
 
@@ -117,8 +123,21 @@ def valid_uuid(value: Any) -> str | None:
 
 
 def valid_short_id(value: Any) -> str | None:
-    """``value`` if it is a Sekoia.io short id (``[A-Za-z0-9]``, at most 64), else ``None``."""
+    """``value`` if it looks like a short id (``[A-Za-z0-9]``, at most 64), else ``None``.
+
+    Good enough for text and UI links, where nothing is sent with the API key; an API path
+    takes only :func:`alert_short_id`.
+    """
     return value if isinstance(value, str) and _SHORT_ID.fullmatch(value) else None
+
+
+def alert_short_id(value: Any) -> str | None:
+    """``value`` if it has the shape of an alert short id (``AL`` + 6 to 30 ``[A-Za-z0-9]``).
+
+    The only short ids allowed into an API path: an id of any other shape could be one of the
+    API's own path words (``/v1/sic/alerts/search``).
+    """
+    return value if isinstance(value, str) and _ALERT_SHORT_ID.fullmatch(value) else None
 
 
 def valid_stix_id(value: Any) -> str | None:

@@ -21,7 +21,7 @@ from tests.loopback import LoopbackServer
 
 API_KEY = "sk-test-0123456789abcdef-SECRET"
 ALERT_UUID = "adc66869-25e6-4d7f-987b-5e1bcdf8f256"
-ALERT_SHORT_ID = "rANd0MiD"
+ALERT_SHORT_ID = "ALakbd8NXp9W"
 CASE_UUID = "f014aac5-2d38-49f6-a47f-ff602c734d51"
 COMMENT_UUID = "5869b4d8-e3bb-4465-baad-95daf28267c7"
 COMMUNITY = "c766cfab-a604-41c5-b95b-c7cc467f7fc4"
@@ -165,6 +165,9 @@ class FakeSekoia:
         self.cases = {CASE_UUID: copy.deepcopy(CASE)}
         self.failures: list[Failure] = []
         self.delay = 0.0
+        # Object kind ("alert", "comment", "case") -> status answered to every request for it:
+        # a key without the permission for one endpoint (403) is refused there only.
+        self.refuse: dict[str, int] = {}
         server.handler = self._handle
 
     @property
@@ -192,10 +195,19 @@ class FakeSekoia:
     async def _handle(self, request: web.Request, body: bytes) -> web.StreamResponse:
         failure = self._failure()
         delay = failure.delay if failure is not None else self.delay
+        # The answer is the state when the request arrived, however late it is sent: a change
+        # made meanwhile shows only in a later request, as with a real API.
+        response = self._answer(request, failure)
         if delay:
             await asyncio.sleep(delay)
+        return response
+
+    def _answer(self, request: web.Request, failure: Failure | None) -> web.Response:
         if request.headers.get("Authorization") != f"Bearer {API_KEY}":
             return _json(401, {"message": "Unauthorized"})
+        refused = self.refuse.get(_kind(request.path.split("/")))
+        if refused is not None:
+            return _json(refused, {"message": "Forbidden" if refused == 403 else "Unauthorized"})
         if failure is not None:
             return _json(failure.status, {"message": "scripted failure"}, failure.headers)
         found = self._lookup(request.path.split("/"))
@@ -212,6 +224,17 @@ class FakeSekoia:
             case ["", "v1", "sic", "cases", case]:
                 return self.cases.get(case)
         return None
+
+
+def _kind(parts: list[str]) -> str:
+    match parts:
+        case ["", "v1", "sic", "alerts", _, "comments", *_]:
+            return "comment"
+        case ["", "v1", "sic", "alerts", *_]:
+            return "alert"
+        case ["", "v1", "sic", "cases", *_]:
+            return "case"
+    return ""
 
 
 def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> web.Response:

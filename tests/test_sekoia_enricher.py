@@ -107,6 +107,20 @@ async def test_crafted_ids_never_reach_another_endpoint(
     assert sekoia.paths == [f"/v1/sic/alerts/{ALERT_SHORT_ID}"]
 
 
+@pytest.mark.parametrize("word", ["search", "count", "ALabc", "al0123456789", "AL" + "x" * 31])
+async def test_a_short_id_is_used_in_a_path_only_with_the_alert_short_id_shape(
+    build: Callable[..., Enricher[Any]], sekoia: FakeSekoia, word: str
+) -> None:
+    # "search" is a word, not an id: /v1/sic/alerts/search is another endpoint of the API.
+    with pytest.raises(EnrichmentError, match="no valid alert uuid or short id"):
+        await build().enrich(parse(alert_event(uuid="not-a-uuid", short_id=word)))
+    event = comment_event()
+    event["attributes"].update(alert_uuid="not-a-uuid", alert_short_id=word)
+    with pytest.raises(EnrichmentError, match="no valid alert uuid or short id"):
+        await build().enrich(parse(event))
+    assert sekoia.paths == []
+
+
 async def test_fifty_concurrent_events_for_one_alert_make_one_call(
     build: Callable[..., Enricher[Any]], sekoia: FakeSekoia
 ) -> None:
@@ -121,18 +135,70 @@ async def test_fifty_concurrent_events_for_one_alert_make_one_call(
 async def test_cache_serves_later_events_until_the_object_changes(
     build: Callable[..., Enricher[Any]], sekoia: FakeSekoia
 ) -> None:
-    enricher = build(cache_ttl=60)
+    enricher = build(cache_ttl=60, cache_window=0)
     await enricher.enrich(parse(alert_event()))
-    await enricher.enrich(parse(alert_event()))
+    await enricher.enrich(parse(alert_event()))  # created: no copy can predate the creation
     assert len(sekoia.paths) == 1
-    # An update that happened after our copy was fetched: fetch again, keep the old copy.
+    # An update seen after our copy was fetched: fetch again, keep the old copy.
     sekoia.alerts[ALERT_UUID]["urgency"] = {"current_value": 80, "display": "Urgent"}
     later = alert_event("updated", updated={"dynamic_urgency_value": 80})
-    later["metadata"] = metadata(created_at="2999-01-01T00:00:00+00:00")
     variables = await enricher.enrich(parse(later))
     assert len(sekoia.paths) == 2
     assert variables["alert"]["urgency"]["current_value"] == 80
     assert variables["previous_alert"]["urgency"]["current_value"] == 60
+
+
+def stamped(event: dict[str, Any], created_at: str) -> dict[str, Any]:
+    """``event`` with Sekoia.io's timestamp ``created_at`` (from Sekoia.io's clock)."""
+    event["metadata"] = metadata(created_at=created_at)
+    return event
+
+
+async def test_a_sekoia_clock_ahead_of_ours_does_not_defeat_the_cache(
+    build: Callable[..., Enricher[Any]], sekoia: FakeSekoia
+) -> None:
+    # Sekoia.io's clock far ahead of ours: its timestamps are not compared with our times.
+    enricher = build(cache_ttl=60, cache_window="1m")
+    for n in range(3):
+        update = alert_event("updated", updated={"similar": 4 + n})
+        await enricher.enrich(parse(stamped(update, "2999-01-01T00:00:00+00:00")))
+    assert len(sekoia.paths) == 1
+
+
+async def test_a_sekoia_clock_behind_ours_never_serves_a_copy_from_before_the_event(
+    build: Callable[..., Enricher[Any]], sekoia: FakeSekoia
+) -> None:
+    enricher = build(cache_ttl=3600, cache_window="20ms")
+    update = alert_event("updated", updated={"similar": 4})
+    await enricher.enrich(parse(stamped(update, "2001-01-01T00:00:00+00:00")))
+    await asyncio.sleep(0.05)
+    # The alert changes, then an update about it arrives, stamped by a clock years behind:
+    # by that stamp, our copy (fetched before the change) would look newer than the event.
+    sekoia.alerts[ALERT_UUID]["status"] = {"name": "Acknowledged"}
+    update = alert_event("updated", updated={"status_name": "Acknowledged"})
+    variables = await enricher.enrich(parse(stamped(update, "2001-01-01T00:00:01+00:00")))
+    assert variables["alert"]["status"] == {"name": "Acknowledged"}
+    assert len(sekoia.paths) == 2
+
+
+async def test_an_update_does_not_join_a_fetch_started_before_it(
+    build: Callable[..., Enricher[Any]], sekoia: FakeSekoia
+) -> None:
+    enricher = build(cache_ttl=60, cache_window="20ms")
+    sekoia.delay = 0.3  # the first request is answered late, with the state at its arrival
+    first = asyncio.create_task(enricher.enrich(parse(alert_event())))
+    await asyncio.sleep(0.1)  # the first fetch is under way
+    sekoia.alerts[ALERT_UUID]["status"] = {"name": "Acknowledged"}
+    sekoia.delay = 0.0
+    update = alert_event("updated", updated={"status_name": "Acknowledged"})
+    variables = await enricher.enrich(parse(stamped(update, "2999-01-01T00:00:00+00:00")))
+    assert variables["alert"]["status"] == {"name": "Acknowledged"}
+    assert (await first)["alert"]["status"]["name"] == "Pending"
+    assert len(sekoia.paths) == 2
+    # The earlier fetch finished last, but the cache keeps the copy of the later one.
+    variables = await enricher.enrich(parse(alert_event()))
+    assert variables["alert"]["status"] == {"name": "Acknowledged"}
+    assert len(sekoia.paths) == 2
 
 
 async def test_cache_ttl_zero_fetches_every_time(
@@ -149,7 +215,7 @@ async def test_cache_size_is_bounded(
 ) -> None:
     enricher = build(cache_size=3)
     for n in range(10):
-        short_id = f"AL{n}"
+        short_id = f"ALcache{n:04d}"
         sekoia.alerts[short_id] = {"uuid": ALERT_UUID, "short_id": short_id}
         await enricher.enrich(parse(alert_event(uuid=None, short_id=short_id)))
     assert len(enricher.cache) == 3  # type: ignore[attr-defined]
@@ -249,6 +315,60 @@ async def test_403_names_the_missing_permission(
     assert len(sekoia.paths) == 1
 
 
+async def test_a_403_on_comments_pauses_comments_only(
+    build: Callable[..., Enricher[Any]], sekoia: FakeSekoia, caplog: pytest.LogCaptureFixture
+) -> None:
+    sekoia.refuse["comment"] = 403
+    enricher = build(auth_pause=60, cache_ttl=0)  # every event asks the API for the alert
+    variables = await enricher.enrich(parse(comment_event()))
+    assert variables["alert"]["short_id"] == ALERT_SHORT_ID
+    assert "comment" not in variables
+    # The key may still read alerts: the next alert event is enriched, from a new call.
+    variables = await enricher.enrich(parse(alert_event("updated", updated={"similar": 4})))
+    assert variables["alert"]["uuid"] == ALERT_UUID
+    comment_path = f"/v1/sic/alerts/{ALERT_UUID}/comments/{COMMENT_UUID}"
+    assert sekoia.paths.count(f"/v1/sic/alerts/{ALERT_UUID}") == 2
+    # Comments stay paused: a second comment event asks for the alert only.
+    await enricher.enrich(parse(comment_event()))
+    assert sekoia.paths.count(comment_path) == 1
+    assert sekoia.paths.count(f"/v1/sic/alerts/{ALERT_UUID}") == 3
+    reports = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(reports) == 1
+    assert "read alert comments (HTTP 403" in reports[0]
+    assert "SIC_READ_ALERT" not in reports[0]
+    assert "fetch_comments: false" in reports[0]
+
+
+async def test_a_403_on_cases_leaves_alerts_alone(
+    build: Callable[..., Enricher[Any]], sekoia: FakeSekoia, caplog: pytest.LogCaptureFixture
+) -> None:
+    sekoia.refuse["case"] = 403
+    enricher = build(auth_pause=60)
+    with pytest.raises(EnrichmentError, match=r"may not read cases \(HTTP 403\)"):
+        await enricher.enrich(parse(case_event()))
+    with pytest.raises(EnrichmentError, match=r"may not read cases \(HTTP 403\)"):
+        await enricher.enrich(parse(case_event("updated")))
+    assert (await enricher.enrich(parse(alert_event())))["alert"]["uuid"] == ALERT_UUID
+    assert sekoia.paths == [f"/v1/sic/cases/{CASE_UUID}", f"/v1/sic/alerts/{ALERT_UUID}"]
+    reports = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(reports) == 1
+    assert "read cases (HTTP 403" in reports[0]
+    assert "SIC_READ_ALERT" not in reports[0]
+
+
+async def test_a_401_anywhere_pauses_every_endpoint(
+    build: Callable[..., Enricher[Any]], sekoia: FakeSekoia
+) -> None:
+    # A 401 means the key itself is bad: no endpoint would take it.
+    sekoia.refuse["case"] = 401
+    enricher = build(auth_pause=60)
+    with pytest.raises(EnrichmentError, match=r"key rejected \(HTTP 401\)"):
+        await enricher.enrich(parse(case_event()))
+    with pytest.raises(EnrichmentError, match=r"key rejected \(HTTP 401\)"):
+        await enricher.enrich(parse(alert_event()))
+    assert sekoia.paths == [f"/v1/sic/cases/{CASE_UUID}"]
+
+
 async def test_comment_event_fetches_the_alert_and_the_comment(
     build: Callable[..., Enricher[Any]], sekoia: FakeSekoia
 ) -> None:
@@ -327,3 +447,90 @@ async def test_deadline_bounds_the_whole_fetch(
     with pytest.raises(EnrichmentError, match=r"unavailable after [12] attempts?: no answer"):
         await build(timeout=0.2, attempts=10, deadline=0.3).enrich(parse(alert_event()))
     assert 1 <= len(sekoia.paths) <= 2  # not 10: the deadline ended the retries
+
+
+async def test_an_outage_opens_the_circuit_and_an_answer_closes_it(
+    build: Callable[..., Enricher[Any]], sekoia: FakeSekoia, caplog: pytest.LogCaptureFixture
+) -> None:
+    sekoia.fail(Failure(500))
+    enricher = build(attempts=1, circuit_failures=3, circuit_cooldown="50ms", cache_ttl=0)
+    for _ in range(3):
+        with pytest.raises(EnrichmentError, match=r"unavailable after 1 attempt: HTTP 500"):
+            await enricher.enrich(parse(alert_event()))
+    assert len(sekoia.paths) == 3
+    # Open: events fail fast, with the link, and the API is not called.
+    for _ in range(10):
+        with pytest.raises(EnrichmentError, match=r"unavailable \(circuit open\)") as caught:
+            await enricher.enrich(parse(alert_event()))
+        assert caught.value.partial["sekoia"]["alert_url"] == ALERT_URL
+        assert caught.value.reported  # logged once when it opened, not per event
+    with pytest.raises(EnrichmentError, match=r"circuit open"):
+        await enricher.enrich(parse(case_event()))  # every endpoint: the API is down
+    assert len(sekoia.paths) == 3
+    # The API is back: after the cool-down one call probes it, and closes the circuit.
+    sekoia.fail()
+    await asyncio.sleep(0.1)
+    assert (await enricher.enrich(parse(alert_event())))["alert"]["uuid"] == ALERT_UUID
+    assert (await enricher.enrich(parse(case_event())))["case"]["uuid"] == CASE_UUID
+    assert len(sekoia.paths) == 5
+    loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(loud) == 2
+    assert "circuit open" in loud[0] and "3 requests in a row failed" in loud[0]
+    assert "circuit closed" in loud[1]
+
+
+async def test_a_hanging_api_opens_the_circuit(
+    build: Callable[..., Enricher[Any]], sekoia: FakeSekoia
+) -> None:
+    sekoia.fail(Failure(200, delay=0.3))
+    enricher = build(timeout=0.05, attempts=2, circuit_failures=2, circuit_cooldown="1m")
+    with pytest.raises(EnrichmentError, match=r"no answer within"):
+        await enricher.enrich(parse(alert_event()))
+    for _ in range(5):
+        with pytest.raises(EnrichmentError, match=r"circuit open"):
+            await enricher.enrich(parse(comment_event()))
+    assert len(sekoia.paths) == 2
+
+
+async def test_the_circuit_stops_the_retries_of_a_fetch_under_way(
+    build: Callable[..., Enricher[Any]], sekoia: FakeSekoia
+) -> None:
+    # The threshold is reached within one fetch: its remaining attempts are not made.
+    sekoia.fail(Failure(503))
+    enricher = build(attempts=10, circuit_failures=3)
+    with pytest.raises(EnrichmentError, match=r"circuit open"):
+        await enricher.enrich(parse(alert_event()))
+    assert len(sekoia.paths) == 3
+
+
+async def test_a_failed_probe_keeps_the_circuit_open(
+    build: Callable[..., Enricher[Any]], sekoia: FakeSekoia
+) -> None:
+    sekoia.fail(Failure(500))
+    enricher = build(attempts=3, circuit_failures=2, circuit_cooldown="50ms", cache_ttl=0)
+    with pytest.raises(EnrichmentError, match=r"circuit open"):
+        await enricher.enrich(parse(alert_event()))
+    assert len(sekoia.paths) == 2
+    await asyncio.sleep(0.1)
+    # One request probes; it fails: the fetch ends there, and the circuit stays open.
+    with pytest.raises(EnrichmentError, match=r"circuit open"):
+        await enricher.enrich(parse(alert_event()))
+    with pytest.raises(EnrichmentError, match=r"circuit open"):
+        await enricher.enrich(parse(alert_event()))
+    assert len(sekoia.paths) == 3
+
+
+async def test_api_errors_that_are_answers_do_not_open_the_circuit(
+    build: Callable[..., Enricher[Any]], sekoia: FakeSekoia
+) -> None:
+    enricher = build(attempts=1, circuit_failures=2, cache_ttl=0)
+    missing = "0a0a0a0a-0000-4000-8000-000000000000"
+    for _ in range(2):
+        sekoia.fail(Failure(500, times=1))
+        with pytest.raises(EnrichmentError, match="HTTP 500"):
+            await enricher.enrich(parse(alert_event()))
+        # A 404 is an answer: the API is up, and the count of failures in a row starts over.
+        with pytest.raises(EnrichmentError, match="404"):
+            await enricher.enrich(parse(alert_event(uuid=missing)))
+    assert (await enricher.enrich(parse(alert_event())))["alert"]["uuid"] == ALERT_UUID
+    assert len(sekoia.paths) == 5

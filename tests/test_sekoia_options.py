@@ -90,6 +90,8 @@ def test_addresses_per_region(options: str, api: str, app: str) -> None:
         ("case_link: '{app_url}/cases/{name}'", "unknown placeholder 'name'"),
         ("attempts: 0", "attempts"),
         ("timeout: soon", "duration"),
+        ("circuit_cooldown: 1m\ncircuit_cooldown_max: 30s", "circuit_cooldown_max must not"),
+        ("circuit_failures: -1", "circuit_failures"),
         ("unknown_option: 1", "unknown key 'unknown_option'"),
     ],
 )
@@ -107,6 +109,8 @@ def test_durations_and_the_key_is_a_secret() -> None:
     options: Any = loaded.enricher_options["sekoia"]
     assert options.timeout == 0.5
     assert options.cache_ttl == 120
+    assert (options.circuit_failures, options.circuit_cooldown) == (5, 5.0)
+    assert options.circuit_cooldown_max == 300.0
     assert "sk-live-abcdefghijklmnop" in loaded.secrets  # redacted from every log line
     assert "sk-live" not in repr(options)
 

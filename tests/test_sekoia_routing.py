@@ -18,7 +18,9 @@ from tests.sekoia_fixtures import ALERT_UUID, API_KEY, FakeSekoia, alert_event, 
 CONFIG = """
 queue: {path: QUEUE}
 enrichers:
-  sekoia: {type: sekoia, api_key: KEY, base_url: "API", region: fra1}
+  # The updates below are routed back to back, where real ones come seconds apart: without
+  # a window, each is enriched from a request sent after it was seen.
+  sekoia: {type: sekoia, api_key: KEY, base_url: "API", region: fra1, cache_window: 0s}
 sinks: {console: {type: log}}
 routes:
   - name: status-changed
@@ -96,7 +98,7 @@ async def test_a_refused_key_is_one_log_line_not_one_per_event(
         textwrap.dedent(CONFIG)
         .replace("QUEUE", str(tmp_path / "q.db"))
         .replace("KEY", "revoked-key-0123456789")
-        .replace("region: fra1}", "region: fra1, auth_pause: 0}")
+        .replace("cache_window: 0s}", "cache_window: 0s, auth_pause: 0}")
         .replace("API", sekoia.url)
     )
     runtime = Runtime(load_config_text(text, "test.yaml"))

@@ -43,6 +43,7 @@ enrichers:
     attempts: 2
     backoff_initial: 1ms
     backoff_max: 5ms
+    cache_window: 5s  # however slow the test machine, the storm's events share one request
 sinks:
   forward: {{type: webhook, url: "TARGET/notify"}}
 routes:

@@ -70,6 +70,17 @@ def test_template_data_is_the_event_as_sent_plus_updated() -> None:
     assert SOURCE.parse(alert_event()).template_data()["updated"] == {}
 
 
+def test_generic_fallback_still_exposes_updated() -> None:
+    # One attribute of an unexpected type makes the event generic; ``updated`` must survive it.
+    payload = alert_event("updated", similar="150+", updated={"status_name": "Closed"})
+    event = SOURCE.parse(payload)
+    assert type(event) is SekoiaEvent
+    assert event.template_data()["updated"] == {"status_name": "Closed"}
+    unknown = {"type": "rule", "action": "changed", "attributes": {"updated": ["not a dict"]}}
+    assert SOURCE.parse(unknown).template_data()["updated"] == {}
+    assert SOURCE.parse(comment_event()).template_data()["updated"] == {}
+
+
 def test_extra_attributes_are_kept() -> None:
     event = SOURCE.parse(alert_event(assets_uuids=["a"], brand_new={"k": 1}))
     assert event.template_data()["attributes"]["brand_new"] == {"k": 1}
@@ -106,11 +117,12 @@ routes:
         ({"similar": 12}, []),
     ],
 )
+@pytest.mark.parametrize("extra", [{}, {"similar": "150+"}], ids=["typed", "generic"])
 async def test_when_conditions_see_updated(
-    tmp_path: Any, updated: dict[str, Any], matched: list[str]
+    tmp_path: Any, updated: dict[str, Any], matched: list[str], extra: dict[str, Any]
 ) -> None:
     text = textwrap.dedent(CONFIG).replace("QUEUE", str(tmp_path / "q.db"))
     runtime = Runtime(load_config_text(text, "test.yaml"))
-    event = runtime.pipeline.parse("sekoia", alert_event("updated", updated=updated))
+    event = runtime.pipeline.parse("sekoia", alert_event("updated", updated=updated, **extra))
     routed = await runtime.pipeline.route(event, enrich=False)
     assert [route.name for route, _ in routed.messages] == matched
