@@ -21,7 +21,9 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import aiohttp
 from pydantic import AfterValidator, SecretStr
 
-MAX_RESPONSE_BYTES = 64 * 1024
+# Enough for any API object notirouter reads (a Sekoia alert without its STIX bundle is tens of
+# KiB); a bound all the same, so a hostile or broken server cannot exhaust memory.
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 
 
 class TransportError(Exception):
@@ -43,6 +45,7 @@ class HttpRequest:
     json: Any = None
     data: bytes | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    max_response_bytes: int = MAX_RESPONSE_BYTES
 
     def body_bytes(self) -> bytes:
         """The exact bytes that go on the wire."""
@@ -55,11 +58,16 @@ class HttpRequest:
 
 @dataclass(frozen=True, slots=True)
 class HttpResponse:
-    """The answer to an :class:`HttpRequest`: status, lower-cased headers, the first 64 KiB."""
+    """The answer to an :class:`HttpRequest`: status, lower-cased headers and the body.
+
+    The body is read whole up to the request's ``max_response_bytes``; ``truncated`` says
+    whether more was left unread.
+    """
 
     status: int
     headers: Mapping[str, str]
     body: bytes
+    truncated: bool = False
 
     def text(self) -> str:
         """The body decoded as UTF-8 (invalid bytes replaced)."""
@@ -99,6 +107,20 @@ def parse_retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+async def _read_body(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
+    """Read up to ``limit`` bytes. ``content.read(n)`` returns what is buffered, not n bytes:
+    a body arriving in several packets (any TLS answer over one record) needs a loop."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await response.content.read(limit - size)
+        if not chunk:
+            return b"".join(chunks), False
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks), not response.content.at_eof()
 
 
 class HttpClient:
@@ -146,11 +168,12 @@ class HttpClient:
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=timeout),
             ) as response:
-                body = await response.content.read(MAX_RESPONSE_BYTES)
+                body, truncated = await _read_body(response, request.max_response_bytes)
                 return HttpResponse(
                     status=response.status,
                     headers={k.lower(): v for k, v in response.headers.items()},
                     body=body,
+                    truncated=truncated,
                 )
         except TimeoutError:
             raise TransportError(f"no answer within {timeout:g}s") from None

@@ -117,3 +117,29 @@ async def test_timeout_is_transport_error(loopback: LoopbackServer, make_sink: A
     sink = make_sink("webhook", url=loopback.url, timeout=0.3)
     with pytest.raises(TransportError, match="no answer within"):
         await sink.send(MESSAGE)
+
+
+async def test_a_response_body_arriving_in_pieces_is_read_whole(
+    loopback: LoopbackServer, http_client: Any
+) -> None:
+    from aiohttp import web
+
+    from notirouter.http import HttpRequest
+
+    body = b'{"items": "' + b"x" * 300_000 + b'"}'
+
+    async def chunked(request: web.Request, _: bytes) -> web.StreamResponse:
+        response = web.StreamResponse(status=200)
+        await response.prepare(request)
+        for start in range(0, len(body), 7_000):
+            await response.write(body[start : start + 7_000])
+        await response.write_eof()
+        return response
+
+    loopback.handler = chunked
+    answer = await http_client.send(HttpRequest(url=loopback.url, method="GET"), timeout=5)
+    assert answer.body == body and not answer.truncated
+    small = await http_client.send(
+        HttpRequest(url=loopback.url, method="GET", max_response_bytes=1000), timeout=5
+    )
+    assert len(small.body) == 1000 and small.truncated
