@@ -62,12 +62,7 @@ def load_queue_config(path: str | os.PathLike[str]) -> QueueConfig:
     environment: variables used outside ``queue:`` may be unset.
     """
     file = os.fspath(path)
-    try:
-        text = Path(file).read_text(encoding="utf-8")
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise ConfigError([ConfigProblem(Position(file, 1, 1), f"cannot read: {reason}")]) from None
-    document = load_located(text, file, os.environ)
+    document = load_located(_read(file), file, os.environ)
     outside = {
         problem for where, problem in document.unset_paths.items() if where[:1] != ("queue",)
     }
@@ -98,14 +93,17 @@ def load_config(
 ) -> LoadedConfig:
     """Read and validate ``path``; raise :class:`ConfigError` listing every problem."""
     file = os.fspath(path)
+    return load_config_text(_read(file), file, environ=environ, manager_factory=manager_factory)
+
+
+def _read(file: str) -> str:
     try:
-        text = Path(file).read_text(encoding="utf-8")
+        return Path(file).read_text(encoding="utf-8")
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise ConfigError([ConfigProblem(Position(file, 1, 1), f"cannot read: {reason}")]) from None
     except UnicodeDecodeError:
         raise ConfigError([ConfigProblem(Position(file, 1, 1), "not UTF-8 text")]) from None
-    return load_config_text(text, file, environ=environ, manager_factory=manager_factory)
 
 
 def load_config_text(
