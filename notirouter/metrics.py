@@ -9,6 +9,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from notirouter.sink import Outcome
 
 
+QUEUE_STATES = {
+    "events": ("pending", "routed", "failed"),
+    "deliveries": ("pending", "done", "dead"),
+}
+
+
 class Metrics:
     """Counters for the receiver, routing and delivery, and queue depth gauges."""
 
@@ -66,10 +72,15 @@ class Metrics:
         self.attempt_seconds.labels(sink=sink).observe(seconds)
 
     def set_queue_counts(self, counts: dict[str, int]) -> None:
-        """Update the queue gauges from :meth:`SqliteQueue.counts`."""
-        for key, value in counts.items():
-            kind, _, state = key.partition("_")
-            self.queue_jobs.labels(kind=kind, state=state).set(value)
+        """Update the queue gauges from :meth:`SqliteQueue.counts`.
+
+        A state with no rows is absent from ``counts``: it must read 0, not keep the value of
+        the last scrape (a backlog that drained would otherwise look stuck forever).
+        """
+        for kind, states in QUEUE_STATES.items():
+            for state in states:
+                value = counts.get(f"{kind}_{state}", 0)
+                self.queue_jobs.labels(kind=kind, state=state).set(value)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

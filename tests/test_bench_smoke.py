@@ -7,6 +7,8 @@ duplicates), never timings: those depend on the machine and belong in the bench'
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +18,8 @@ BENCH = Path(__file__).resolve().parent.parent / "bench" / "run.py"
 
 def test_quick_bench_delivers_every_event_exactly_once(tmp_path: Path) -> None:
     output = tmp_path / "quick.json"
-    finished = subprocess.run(
+    # Its own process group: if it ever hangs, the servers it started go down with it.
+    bench = subprocess.Popen(
         [
             sys.executable,
             str(BENCH),
@@ -26,11 +29,18 @@ def test_quick_bench_delivers_every_event_exactly_once(tmp_path: Path) -> None:
             "--workdir",
             str(tmp_path),
         ],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        timeout=120,
+        start_new_session=True,
     )
-    assert finished.returncode == 0, finished.stdout + finished.stderr
+    try:
+        out, _ = bench.communicate(timeout=120)
+    finally:
+        if bench.poll() is None:
+            os.killpg(bench.pid, signal.SIGKILL)
+            bench.wait()
+    assert bench.returncode == 0, out
     results = json.loads(output.read_text())
     assert results["ok"] is True
     assert results["runs"], "no scenario ran"

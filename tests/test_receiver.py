@@ -285,3 +285,17 @@ async def test_token_never_appears_in_logs(
     lines = [record.getMessage() for record in caplog.records]
     assert any('"POST /hooks/***" 202' in line for line in lines)
     assert not any(TOKEN in line for line in lines)
+
+
+async def test_queue_gauges_drop_to_zero_when_a_backlog_drains(
+    served: Served, client: aiohttp.ClientSession, loopback: LoopbackServer
+) -> None:
+    served.runtime.metrics.set_queue_counts({"deliveries_pending": 7, "events_pending": 3})
+    await post(client, served, ALERT)
+    await loopback.wait_for(1)
+    await asyncio.sleep(0.2)
+    async with client.get(f"{served.url}/metrics") as r:
+        text = await r.text()
+    assert 'notirouter_queue_jobs{kind="deliveries",state="pending"} 0.0' in text
+    assert 'notirouter_queue_jobs{kind="events",state="pending"} 0.0' in text
+    assert 'notirouter_queue_jobs{kind="deliveries",state="done"} 1.0' in text
