@@ -8,7 +8,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from notirouter.sink import Outcome
 
-
 QUEUE_STATES = {
     "events": ("pending", "routed", "failed"),
     "deliveries": ("pending", "done", "dead"),
