@@ -1,0 +1,96 @@
+"""Compiling the ``routes:`` section: cross-references, conditions and templates.
+
+Everything that can fail is compiled here, at load, so a bad template is a config error with
+its line, never a surprise on the first event.
+"""
+
+from __future__ import annotations
+
+from notirouter.config.checker import Checker
+from notirouter.config.models import AppConfig, RouteConfig
+from notirouter.routing import Renderer, Route
+from notirouter.templating import TemplateCompileError
+
+
+def compile_routes(checker: Checker, app: AppConfig) -> list[Route]:
+    """The valid routes, compiled; every problem is reported to ``checker``."""
+    routes: list[Route] = []
+    names: set[str] = set()
+    for i, config in zip(checker.route_positions, app.routes, strict=True):
+        path: tuple[str | int, ...] = ("routes", i)
+        if config.name in names:
+            checker.add((*path, "name"), f"routes: duplicate route name {config.name!r}")
+        names.add(config.name)
+        for j, sink in enumerate(config.sinks):
+            if sink not in app.sinks and "sinks" not in checker.failed_sections:
+                checker.add(
+                    (*path, "sinks", j),
+                    f"routes.{config.name}: unknown sink {sink!r} "
+                    f"(defined: {', '.join(sorted(app.sinks)) or 'none'})",
+                )
+        for j, enricher in enumerate(config.enrich):
+            if enricher not in app.enrichers and "enrichers" not in checker.failed_sections:
+                checker.add(
+                    (*path, "enrich", j),
+                    f"routes.{config.name}: unknown enricher {enricher!r} "
+                    f"(defined: {', '.join(sorted(app.enrichers)) or 'none'})",
+                )
+        route = _compile_route(checker, config, i, path)
+        if route is not None:
+            routes.append(route)
+    return routes
+
+
+def _compile_route(
+    checker: Checker, config: RouteConfig, index: int, path: tuple[str | int, ...]
+) -> Route | None:
+    ok = True
+
+    def template(value: str | None, *where: str | int) -> Renderer | None:
+        nonlocal ok
+        if value is None:
+            return None
+        try:
+            return checker.templates.compile_template(value)
+        except TemplateCompileError as exc:
+            ok = False
+            checker.add((*path, *where), f"routes.{config.name}.{where[0]}: {exc}")
+            return None
+
+    when = None
+    if config.when is not None:
+        try:
+            when = checker.templates.compile_condition(config.when)
+        except TemplateCompileError as exc:
+            ok = False
+            checker.add((*path, "when"), f"routes.{config.name}.when: does not compile: {exc}")
+    title = template(config.title, "title")
+    text = template(config.text, "text")
+    facts: list[tuple[str, Renderer]] = []
+    for name, value in (config.facts or {}).items():
+        compiled = template(value, "facts", name)
+        if compiled is not None:
+            facts.append((name, compiled))
+    if not ok:
+        return None
+    return Route(
+        name=config.name,
+        position=index,
+        types=_matcher(config.match.type),
+        actions=_matcher(config.match.action),
+        enrich=tuple(config.enrich),
+        sinks=tuple(config.sinks),
+        continue_=config.continue_,
+        when_source=config.when,
+        when=when,
+        title=title,
+        text=text,
+        facts=tuple(facts) if config.facts is not None else None,
+    )
+
+
+def _matcher(value: str | list[str]) -> frozenset[str] | None:
+    values = [value] if isinstance(value, str) else value
+    if "*" in values:
+        return None
+    return frozenset(values)
