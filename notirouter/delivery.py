@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
 from notirouter.claiming import ClaimLoop, Slot
 from notirouter.http import TransportError
-from notirouter.logs import redact
+from notirouter.logs import Redactor
 from notirouter.message import Message
 from notirouter.metrics import Metrics
 from notirouter.queue.records import StoredDelivery
@@ -31,16 +30,20 @@ log = logging.getLogger("notirouter.delivery")
 RETRY_AFTER_CAP = 900.0
 
 
-async def attempt(sink: Sink[Any], message: Message, secrets: Iterable[str] = ()) -> SendResult:
+async def attempt(sink: Sink[Any], message: Message, redact: Redactor) -> SendResult:
     """One attempt, with every failure mode turned into a :class:`SendResult`.
 
-    The detail is stored with the job and shown by ``dead show`` and ``send``: any of the
-    sink's ``secrets`` a service echoed in its answer is redacted from it.
+    The detail is stored with the job and shown by ``dead show`` and ``send``: whatever
+    secret a service echoed in its answer (its hook id, a header) is redacted from it, here,
+    for every sink type alike.
     """
     result = await _attempt(sink, message)
-    if result.detail and secrets:
-        result = replace(result, detail=redact(result.detail, secrets))
-    return result
+    return replace(result, detail=redact(result.detail)) if result.detail else result
+
+
+def sink_redactor(sink: Sink[Any]) -> Redactor:
+    """The secrets of one sink's options, with their parts (URL segments, header tokens)."""
+    return Redactor(expand_secrets(secret_values(sink.options)))
 
 
 async def _attempt(sink: Sink[Any], message: Message) -> SendResult:
@@ -81,7 +84,7 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
         self.bucket = TokenBucket(rate, sink.options.burst) if rate else None
         self.paused_until = 0.0
         self.retry_log = ThrottledLog(log)
-        self.secrets = sorted(expand_secrets(secret_values(sink.options)), key=len, reverse=True)
+        self.redact = sink_redactor(sink)
 
     async def claim(self, limit: int) -> list[StoredDelivery]:
         """This sink's due deliveries."""
@@ -106,7 +109,7 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
         return 1
 
     async def handle(self, delivery: StoredDelivery, slot: Slot) -> None:
-        """Wait for the rate limit, attempt, record the outcome."""
+        """Attempt (the rate limit was waited for before the claim), record the outcome."""
         try:
             message = Message.model_validate_json(delivery.message_json)
         except ValueError as exc:
@@ -117,7 +120,7 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
             return
         try:
             started = time.perf_counter()
-            result = await attempt(self.sink, message, self.secrets)
+            result = await attempt(self.sink, message, self.redact)
             slot.release()  # the lease keeps the job ours while the outcome is recorded
             self.metrics.observe_attempt(
                 self.sink.name, result.outcome, time.perf_counter() - started

@@ -13,25 +13,31 @@ from collections.abc import Iterable
 REDACTED = "***"
 
 
+class Redactor:
+    """Replaces every secret in a text with ``***``; built once, applied to every line."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        # Longest first, so a secret containing another is replaced whole, no suffix left.
+        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        """``text`` with every secret replaced by ``***``."""
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
+
 class RedactingFormatter(logging.Formatter):
     """A formatter that replaces every known secret value with ``***``."""
 
     def __init__(self, fmt: str, secrets: Iterable[str] = ()) -> None:
         super().__init__(fmt)
-        # Longest first, so a secret containing another is replaced whole.
-        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self.redact = Redactor(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
         """Format as usual, then redact."""
-        return redact(super().format(record), self.secrets)
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret replaced by ``***`` (longest first: no suffix survives)."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    return text
+        return self.redact(super().format(record))
 
 
 def configure_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:

@@ -1,8 +1,8 @@
 """``notirouter dead list / show / replay / purge``: what gave up, and putting it back.
 
 These commands read only the ``queue:`` section of the config (an operator need not have every
-sink's secret in the environment), open the queue without creating it, and redact every
-secret the config names from what they print.
+sink's secret in the environment) and open the queue without creating it. Failure details were
+redacted before they were stored, so what they print carries no configured secret.
 """
 
 from __future__ import annotations

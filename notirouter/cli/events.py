@@ -23,7 +23,7 @@ from notirouter.cli.common import (
 )
 from notirouter.delivery import attempt
 from notirouter.events import Event
-from notirouter.logs import configure_logging
+from notirouter.logs import Redactor, configure_logging
 from notirouter.message import Fact, Message, Severity
 from notirouter.pipeline import Routed
 from notirouter.runtime import Runtime
@@ -182,13 +182,14 @@ def send_command(args: argparse.Namespace) -> int:
             routed = await runtime.pipeline.route(event)
             for name, reason in routed.enrichment_errors.items():
                 print(f"enrichment: {name} failed: {reason}")
+            redact = Redactor(runtime.config.secrets)
             jobs = [
                 (route.name, sink, message)
                 for route, message in routed.messages
                 for sink in route.sinks
             ]
             results = await asyncio.gather(
-                *(attempt(runtime.sinks[s], m, runtime.config.secrets) for _, s, m in jobs)
+                *(attempt(runtime.sinks[s], m, redact) for _, s, m in jobs)
             )
             return [
                 (route, sink, result)
@@ -230,7 +231,7 @@ def test_sink_command(args: argparse.Namespace) -> int:
     async def run() -> Any:
         await runtime.open_plugins()
         try:
-            return await attempt(sink, message, runtime.config.secrets)
+            return await attempt(sink, message, Redactor(runtime.config.secrets))
         finally:
             await runtime.close_plugins()
 
