@@ -24,8 +24,6 @@ from starlette.routing import Route
 from notirouter.queue.writer import QueueUnavailable
 
 if TYPE_CHECKING:
-    from contextlib import AbstractAsyncContextManager
-
     from notirouter.runtime import Runtime
 
 log = logging.getLogger("notirouter.receiver")
@@ -75,11 +73,8 @@ async def read_limited(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(
-    runtime: Runtime,
-    lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]] | None = None,
-) -> Starlette:
-    """The Starlette application serving ``runtime``."""
+def create_app(runtime: Runtime) -> Starlette:
+    """The Starlette application serving ``runtime`` (started and stopped by its owner)."""
     # uvicorn's access log prints the request path, and the path holds the hook token: switch
     # it off whoever configured logging, and log our own redacted line instead.
     logging.getLogger("uvicorn.access").disabled = True
@@ -166,7 +161,6 @@ def create_app(
             Route("/metrics", metrics, methods=["GET"]),
         ],
         exception_handlers={HTTPException: http_error},
-        lifespan=lifespan,
     )
     if runtime.config.app.server.access_log:
         app.add_middleware(AccessLogMiddleware)
