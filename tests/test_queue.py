@@ -143,6 +143,7 @@ async def test_deliveries_for_unconfigured_sinks_become_dead_letters(queue: Sqli
         event, [NewDelivery("r", "kept", "{}"), NewDelivery("r", "gone", "{}")]
     )
     assert await bury_orphans(queue, ["kept"]) == {"gone": 1}
+    assert await bury_orphans(queue, ["gone", "kept"]) == {}
     [dead] = await DeadLetters(queue).deliveries()
     assert (dead.sink, dead.last_error) == ("gone", "sink gone is not configured")
     assert [d.sink for d in await queue.claim_deliveries("kept", 10, 30)] == ["kept"]
@@ -163,7 +164,8 @@ async def test_failed_events_are_listed_replayed_and_purged(queue: SqliteQueue) 
     assert await dead.replay_events([event_id, "0" * 32]) == [event_id]
     [again] = await queue.claim_events(1, 30)
     assert (again.id, again.attempts) == (event_id, 1)
-    await queue.retry_event(again, 0, "still broken", dead=True)
+    # Given up on a retry that would have been an hour away: purged from the moment it died.
+    await queue.retry_event(again, 3600, "still broken", dead=True)
     assert await dead.purge() == (0, 1)
     assert await dead.events() == []
 
@@ -189,3 +191,12 @@ async def test_operator_commands_do_not_create_a_queue(tmp_path: Path) -> None:
     with pytest.raises(QueueUnavailable, match="no queue file at"):
         await queue.open(create=False)
     assert not (tmp_path / "missing").exists()
+
+
+async def test_with_no_sink_configured_every_pending_delivery_is_an_orphan(
+    queue: SqliteQueue,
+) -> None:
+    await enqueue(queue, "k")
+    [event] = await queue.claim_events(1, 30)
+    await queue.complete_event(event, [NewDelivery("r", "a", "{}"), NewDelivery("r", "b", "{}")])
+    assert await bury_orphans(queue, []) == {"a": 1, "b": 1}

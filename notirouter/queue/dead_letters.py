@@ -170,18 +170,16 @@ async def bury_orphans(queue: SqliteQueue, sinks: Iterable[str]) -> dict[str, in
     known = sorted(set(sinks))
 
     def write(c: sqlite3.Connection) -> dict[str, int]:
-        placeholders = ",".join("?" * len(known)) or "NULL"
-        buried: dict[str, int] = {}
-        # Only "?" placeholders are interpolated; the sink names are bound parameters.
+        # Only "?" placeholders are interpolated; the sink names are bound parameters. With no
+        # sink configured at all, every pending delivery is an orphan ("NOT IN ()" is invalid).
+        unknown = f" AND sink NOT IN ({','.join('?' * len(known))})" if known else ""
         query = (
             "UPDATE deliveries SET state = 'dead', finished_at = ?,"  # noqa: S608
             " last_error = 'sink ' || sink || ' is not configured'"
-            f" WHERE state = 'pending' AND sink NOT IN ({placeholders}) RETURNING sink"
+            f" WHERE state = 'pending'{unknown} RETURNING sink"
         )
-        rows = c.execute(
-            query,
-            (time.time(), *known),
-        ).fetchall()
+        buried: dict[str, int] = {}
+        rows = c.execute(query, (time.time(), *known)).fetchall()
         for (sink,) in rows:
             buried[sink] = buried.get(sink, 0) + 1
         return buried

@@ -218,7 +218,11 @@ class SqliteQueue:
     async def retry_event(
         self, event: StoredEvent, delay: float, error: str, *, dead: bool
     ) -> None:
-        """Routing failed: try again after ``delay`` seconds, or give up (``dead``)."""
+        """Routing failed: try again after ``delay`` seconds, or give up (``dead``).
+
+        A failed event keeps the time it gave up in ``next_attempt_at`` (``dead purge
+        --older-than`` measures from it).
+        """
 
         def operation(c: sqlite3.Connection) -> None:
             c.execute(
@@ -226,7 +230,7 @@ class SqliteQueue:
                 " WHERE id = ? AND lease = ?",
                 (
                     "failed" if dead else "pending",
-                    time.time() + delay,
+                    time.time() + (0.0 if dead else delay),
                     error,
                     event.id,
                     event.lease,
