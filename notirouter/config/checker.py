@@ -8,7 +8,7 @@ skipped rather than reported as consequences of the first error.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -16,8 +16,10 @@ from notirouter.config.errors import ConfigProblem
 from notirouter.config.located_yaml import LocatedDocument
 from notirouter.config.models import AppConfig, RouteConfig
 from notirouter.plugin_manager import PluginTypes
-from notirouter.sink import attempt_bound
+from notirouter.sink import SinkOptions, attempt_bound
 from notirouter.templating import Templates
+
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
 
 
 class Checker:
@@ -66,6 +68,8 @@ class Checker:
         return AppConfig.model_construct(**sections)
 
     def validate(self, model: Any, data: Any, base: tuple[str | int, ...]) -> Any:
+        """``model`` (a pydantic model or TypeAdapter) applied to ``data`` found at ``base``;
+        ``None`` after reporting every error at its place."""
         validate = model.validate_python if isinstance(model, TypeAdapter) else model.model_validate
         try:
             return validate(data)
@@ -116,9 +120,10 @@ class Checker:
         section: str,
         entries: dict[str, dict[str, Any]],
         known: Mapping[str, type[Any]],
-        base_options: type[BaseModel],
-    ) -> dict[str, BaseModel]:
-        validated: dict[str, BaseModel] = {}
+        base_options: type[OptionsT],
+    ) -> dict[str, OptionsT]:
+        """Each sink's or enricher's options, validated by its type's own ``Options`` model."""
+        validated: dict[str, OptionsT] = {}
         kind = section[:-1]
         for name, raw in entries.items():
             path: tuple[str | int, ...] = (section, name)
@@ -144,6 +149,7 @@ class Checker:
         return validated
 
     def check_hooks(self, app: AppConfig, types: PluginTypes) -> None:
+        """Hook names and tokens are unique; each hook's source is installed."""
         names: dict[str, int] = {}
         tokens: dict[str, str] = {}
         for i, hook in enumerate(app.hooks):
@@ -164,11 +170,11 @@ class Checker:
                     f"hooks.{hook.name}: unknown source {hook.source!r} (installed: {installed})",
                 )
 
-    def check_leases(self, app: AppConfig, sinks: dict[str, BaseModel]) -> None:
+    def check_leases(self, app: AppConfig, sinks: Mapping[str, SinkOptions]) -> None:
         """An attempt must end before its lease does, or another worker sends it again."""
         lease = app.delivery.lease
         for name, options in sinks.items():
-            bound = attempt_bound(getattr(options, "timeout", 0.0))
+            bound = attempt_bound(options.timeout)
             if bound >= lease:
                 self.add(
                     ("sinks", name),

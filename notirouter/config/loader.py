@@ -140,8 +140,8 @@ def load_config_text(
         app=app,
         manager=manager,
         types=types,
-        sink_options=sink_options,  # type: ignore[arg-type]
-        enricher_options=enricher_options,  # type: ignore[arg-type]
+        sink_options=sink_options,
+        enricher_options=enricher_options,
         routes=RouteTable(routes),
         secrets=_secrets(app, [*sink_options.values(), *enricher_options.values()]),
     )
