@@ -111,6 +111,12 @@ async def test_permanent_failure_becomes_a_dead_letter_and_replays(
         [dead] = json.loads(capsys.readouterr().out)
         assert (dead["sink"], dead["route"], dead["attempts"]) == ("a", "r", 1)
         assert dead["error"] == "HTTP 404: no such hook"
+        show = ["dead", "show", "-c", str(path), str(dead["id"])]
+        assert await asyncio.to_thread(main, show) == 0
+        shown = json.loads(capsys.readouterr().out)
+        assert (shown["kind"], shown["sink"], shown["error"]) == ("delivery", "a", dead["error"])
+        assert shown["message"]["route"] == "r"
+        assert shown["event"]["metadata"]["uuid"] == "m1"
         loopback.reply(Reply(200, "ok"))
         assert (
             await asyncio.to_thread(main, ["dead", "replay", "-c", str(path), str(dead["id"])]) == 0

@@ -30,6 +30,7 @@ from notirouter.config.errors import ConfigError
 from notirouter.config.loader import default_config_path, load_queue_config
 from notirouter.config.models import parse_duration
 from notirouter.queue.dead_letters import DeadLetters
+from notirouter.queue.records import DeadLetter, FailedEvent
 from notirouter.queue.sqlite import SqliteQueue
 from notirouter.queue.writer import QueueUnavailable
 
@@ -119,36 +120,40 @@ def _split_ids(ids: list[str]) -> tuple[list[int], list[str]]:
     return deliveries, events
 
 
+def _delivery_row(d: DeadLetter) -> dict[str, Any]:
+    return {
+        "kind": "delivery",
+        "id": d.id,
+        "event_id": d.event_id,
+        "route": d.route,
+        "sink": d.sink,
+        "attempts": d.attempts,
+        "died_at": _time(d.finished_at),
+        "error": d.last_error,
+    }
+
+
+def _event_row(e: FailedEvent) -> dict[str, Any]:
+    return {
+        "kind": "event",
+        "id": e.id,
+        "hook": e.hook,
+        "attempts": e.attempts,
+        "received_at": _time(e.received_at),
+        "error": e.last_error,
+    }
+
+
 def list_command(args: argparse.Namespace) -> int:
     """One line per dead delivery and per failed event."""
 
-    async def work(dead: DeadLetters) -> tuple[list[Any], list[Any], tuple[int, int]]:
+    async def work(
+        dead: DeadLetters,
+    ) -> tuple[list[DeadLetter], list[FailedEvent], tuple[int, int]]:
         return await dead.deliveries(limit=args.limit), await dead.events(), await dead.counts()
 
     letters, failed, (total, _) = _with_dead_letters(args, work)
-    rows = [
-        {
-            "kind": "delivery",
-            "id": d.id,
-            "event_id": d.event_id,
-            "route": d.route,
-            "sink": d.sink,
-            "attempts": d.attempts,
-            "died_at": _time(d.finished_at),
-            "error": d.last_error,
-        }
-        for d in letters
-    ] + [
-        {
-            "kind": "event",
-            "id": e.id,
-            "hook": e.hook,
-            "attempts": e.attempts,
-            "received_at": _time(e.received_at),
-            "error": e.last_error,
-        }
-        for e in failed
-    ]
+    rows = [_delivery_row(d) for d in letters] + [_event_row(e) for e in failed]
     if args.json:
         print_json(rows)
         return EXIT_OK
@@ -178,15 +183,8 @@ def show_command(args: argparse.Namespace) -> int:
                 return None
             d = found[0]
             return {
-                "kind": "delivery",
-                "id": d.id,
-                "event_id": d.event_id,
-                "route": d.route,
-                "sink": d.sink,
-                "attempts": d.attempts,
+                **_delivery_row(d),
                 "created_at": _time(d.created_at),
-                "died_at": _time(d.finished_at),
-                "error": d.last_error,
                 "message": json.loads(d.message_json),
                 "event": _json(d.event_body),
             }
@@ -194,16 +192,7 @@ def show_command(args: argparse.Namespace) -> int:
         if not failed:
             return None
         e = failed[0]
-        return {
-            "kind": "event",
-            "id": e.id,
-            "hook": e.hook,
-            "source": e.source,
-            "received_at": _time(e.received_at),
-            "attempts": e.attempts,
-            "error": e.last_error,
-            "event": _json(e.body),
-        }
+        return {**_event_row(e), "source": e.source, "event": _json(e.body)}
 
     shown = _with_dead_letters(args, work)
     if shown is None:
