@@ -53,6 +53,27 @@ _TEAMS_LINE_START = re.compile(
 
 TRUNCATION_MARKER = "… [truncated]"
 
+# Characters that change how text around them displays while showing nothing themselves: bidi
+# embeddings, overrides, isolates and marks ("invoice\u202efdp.exe" reads "invoiceexe.pdf"),
+# zero-width and invisible formatting characters, and C0/C1 controls other than tab and line
+# breaks. Zero-width (non-)joiners are kept: scripts and emoji sequences need them.
+_INVISIBLE = re.compile(
+    "[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c"
+    "\u200b\u2060-\u2064\ufeff\u180e\u00ad"
+    "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
+)
+
+
+def reveal_invisible(text: str) -> str:
+    """Show bidi controls and invisible characters as visible ``⟨U+202E⟩`` tokens.
+
+    An analyst must see a spoofed file name or host, not be fooled by it: once revealed, the
+    characters no longer reorder or hide anything, in any sink, subject line or log line.
+    """
+    if not _INVISIBLE.search(text):  # the common case: one scan, no copy
+        return text
+    return _INVISIBLE.sub(lambda m: f"⟨U+{ord(m.group()):04X}⟩", text)
+
 
 def neutralise_mentions(text: str) -> str:
     """Make ``@channel``-style and ``<!here>``-style mentions inert, keeping them readable."""

@@ -15,6 +15,7 @@ from typing import Any
 import pluggy
 
 from notirouter.enricher import Enricher, EnrichmentError
+from notirouter.escape import reveal_invisible
 from notirouter.events import Event
 from notirouter.formatting import generic_message
 from notirouter.message import Fact, Message
@@ -135,7 +136,26 @@ class Pipeline:
                     Fact(name=name, value=_render(route, f"facts.{name}", render, context, ""))
                     for name, render in route.facts
                 )
-        return message.model_copy(update=update)
+        return reveal_message(message.model_copy(update=update))
+
+
+def reveal_message(message: Message) -> Message:
+    """The message with every bidi control and invisible character shown (``⟨U+202E⟩``).
+
+    Done once here, for every formatter and every route template, so that no sink (a
+    third-party one included), subject line or log line can display a spoofed value.
+    """
+    return message.model_copy(
+        update={
+            "title": reveal_invisible(message.title),
+            "text": reveal_invisible(message.text),
+            "link_label": reveal_invisible(message.link_label),
+            "facts": tuple(
+                Fact(name=reveal_invisible(fact.name), value=reveal_invisible(fact.value))
+                for fact in message.facts
+            ),
+        }
+    )
 
 
 def base_variables(event: Event) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from notirouter import Event, Fact, Message, Severity, hookimpl
 from notirouter.config.loader import load_config
+from notirouter.escape import reveal_invisible
 from notirouter.pipeline import Pipeline
 from notirouter.plugin_manager import make_plugin_manager
 from notirouter.runtime import Runtime
@@ -122,3 +123,27 @@ def test_dedupe_key_prefers_metadata_uuid(write_config: Callable[..., Path]) -> 
     assert source.dedupe_key(with_uuid, b"anything") == "sekoia:m-1"
     without = source.parse(EVENT)
     assert source.dedupe_key(without, b"a") != source.dedupe_key(without, b"b")
+
+
+async def test_bidi_and_invisible_characters_are_shown_in_every_field(
+    write_config: Callable[..., Path],
+) -> None:
+    spoof = {**EVENT, "attributes": {"uuid": "u-1", "short_id": "invoice\u202efdp.exe\u200b\x1b"}}
+    routes = """  - name: r
+    sinks: [a]
+    title: "{{ attributes.short_id }} (ALx)"
+    facts:
+      "file\u2066": "{{ attributes.short_id }}"
+"""
+    [message] = await route(runtime(write_config, routes).pipeline, spoof)
+    shown = "invoice⟨U+202E⟩fdp.exe⟨U+200B⟩⟨U+001B⟩"
+    assert message.title == f"{shown} (ALx)"
+    assert message.facts == (Fact(name="file⟨U+2066⟩", value=shown),)
+    # The generic message's own facts (no route template) are revealed too.
+    [generic] = await route(runtime(write_config, "  - {name: r, sinks: [a]}").pipeline, spoof)
+    assert Fact(name="short_id", value=shown) in generic.facts
+
+
+def test_reveal_leaves_ordinary_text_alone() -> None:
+    text = "Zoë 🧑\u200d💻 C:\\Windows\\System32 15:06:57Z\n\tnext line"
+    assert reveal_invisible(text) is text
