@@ -17,12 +17,14 @@ from collections.abc import Callable
 from typing import Any
 
 from notirouter import (
+    TRUNCATION_MARKER,
     HttpRequest,
     HttpResponse,
     HttpSink,
     Message,
     SecretUrl,
     SendResult,
+    Severity,
     Sink,
     SinkOptions,
     classify_status,
@@ -57,6 +59,16 @@ MAX_FIELD_SECTIONS = 4
 FACT_NAME_MAX = 150
 FALLBACK_TEXT_MAX = 3_000
 
+# The severity in words, in a style of its own: the higher, the louder. HIGH and CRITICAL
+# differ in their word (and emoji), not only in colour.
+SEVERITY_LINE: dict[Severity, str] = {
+    Severity.INFO: "{} INFO severity",
+    Severity.LOW: "{} LOW severity",
+    Severity.MEDIUM: "{} *MEDIUM* severity",
+    Severity.HIGH: "{} *HIGH* severity",
+    Severity.CRITICAL: "{} *CRITICAL* severity",
+}
+
 
 class SlackOptions(SinkOptions):
     """Options of the ``slack`` sink."""
@@ -77,58 +89,83 @@ class SlackSink(HttpSink[SlackOptions]):
         return HttpRequest(url=self.options.url.get_secret_value(), json=self.payload(message))
 
     def payload(self, message: Message) -> dict[str, Any]:
-        """The webhook body: blocks, a fallback ``text``, and no link previews."""
+        """The webhook body: blocks, a fallback ``text``, and no link previews.
+
+        Every value from the message goes into a ``plain_text`` object (mrkdwn cannot escape
+        ``*``, ``_``, ``~`` or backticks); the only ``mrkdwn`` is our own (the severity, the
+        note on a cut text), ``verbatim`` so that Slack links nothing in it by itself.
+        """
         severity = message.severity
         emoji = SEVERITY_EMOJI[severity]
-        word = severity.value.upper()
         title = one_line(message.title)
-        header = fit(f"{emoji} {title}", HEADER_MAX, escape_plain)
+        header = fit(f"{emoji} {severity.label}: {title}", HEADER_MAX, escape_plain)
         blocks: list[dict[str, Any]] = [
-            {"type": "header", "text": {"type": "plain_text", "text": header, "emoji": True}},
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"*{word}* severity"}]},
+            {"type": "header", "text": _plain(header)},
+            {"type": "context", "elements": [_mrkdwn(SEVERITY_LINE[severity].format(emoji))]},
         ]
-        text = message.text.strip()
-        if text:
-            section_text = fit(text, SECTION_TEXT_MAX, escape_slack)
-            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": section_text}})
-        blocks.extend(self._fact_blocks(message))
         link = safe_link(message.link)
+        blocks.extend(self._text_blocks(message.text.strip(), link))
+        blocks.extend(self._fact_blocks(message))
         if link and len(link) <= BUTTON_URL_MAX:
             label = fit(link_label(message), BUTTON_TEXT_MAX, escape_plain)
-            button = {"type": "button", "text": {"type": "plain_text", "text": label}, "url": link}
+            button = {"type": "button", "text": _plain(label), "url": link}
             blocks.append({"type": "actions", "elements": [button]})
-        fallback = fit(f"{emoji} {word}: {title}", FALLBACK_TEXT_MAX, escape_slack)
+        # Notifications and screen readers read this text; with mrkdwn off, Slack still finds
+        # "<!here>" and links in it, which escape_slack makes inert.
+        fallback = fit(f"{emoji} {severity.label}: {title}", FALLBACK_TEXT_MAX, escape_slack)
         return {
             "text": fallback,
+            "mrkdwn": False,
             "blocks": blocks,
             "unfurl_links": False,
             "unfurl_media": False,
         }
 
+    def _text_blocks(self, text: str, link: str | None) -> list[dict[str, Any]]:
+        # Plain text keeps the paragraphs and line breaks as they are. A text longer than a
+        # section holds is cut with the marker, and says where the whole of it is.
+        if not text:
+            return []
+        shown = fit(text, SECTION_TEXT_MAX, escape_plain)
+        blocks: list[dict[str, Any]] = [{"type": "section", "text": _plain(shown)}]
+        if shown.endswith(TRUNCATION_MARKER) and link:
+            target = link.replace("&", "&amp;")
+            note = f"Cut at Slack's limit of {SECTION_TEXT_MAX:,} characters. Full text: <{target}>"
+            blocks.append({"type": "context", "elements": [_mrkdwn(note)]})
+        return blocks
+
     def _fact_blocks(self, message: Message) -> list[dict[str, Any]]:
-        # A field is "*name*\nvalue": 3 characters of markup around the two escaped parts.
+        # A field is "name\nvalue": one character between the two escaped parts.
         rows, omitted = fit_facts(
             message.facts,
-            escape=escape_slack,
+            escape=escape_plain,
             name_limit=FACT_NAME_MAX,
-            value_limit=FIELD_TEXT_MAX - FACT_NAME_MAX - 3,
+            value_limit=FIELD_TEXT_MAX - FACT_NAME_MAX - 1,
             budget=FACTS_BUDGET,
             max_rows=FIELDS_PER_SECTION * MAX_FIELD_SECTIONS,
-            row_cost=3,
+            row_cost=1,
         )
-        fields = [{"type": "mrkdwn", "text": f"*{name}*\n{value}"} for name, value in rows]
+        fields = [_plain(f"{name}\n{value}") for name, value in rows]
         blocks: list[dict[str, Any]] = [
             {"type": "section", "fields": fields[start : start + FIELDS_PER_SECTION]}
             for start in range(0, len(fields), FIELDS_PER_SECTION)
         ]
         if omitted:
-            note = {"type": "mrkdwn", "text": f"_{omitted_note(omitted)}_"}
-            blocks.append({"type": "context", "elements": [note]})
+            blocks.append({"type": "context", "elements": [_plain(omitted_note(omitted))]})
         return blocks
 
     def classify(self, response: HttpResponse) -> SendResult:
         """200 ``ok`` is success; Slack's error codes come as the body of a 4xx/5xx."""
         return expect_body(response, "ok") or classify_status(response)
+
+
+def _plain(text: str) -> dict[str, Any]:
+    # emoji: false, so that a ":fire:" typed in an alert shows as typed.
+    return {"type": "plain_text", "text": text, "emoji": False}
+
+
+def _mrkdwn(text: str) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": text, "verbatim": True}
 
 
 @hookimpl
