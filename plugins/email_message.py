@@ -25,16 +25,30 @@ from typing import Any
 
 from jinja2 import Template, TemplateError
 
-from notirouter import Message, Severity, defuse_urls, make_environment, truncate
+from notirouter import (
+    TRUNCATION_MARKER,
+    Message,
+    Severity,
+    defuse_urls,
+    make_environment,
+    reveal_invisible,
+    truncate,
+)
 
 MAX_SUBJECT_CHARS = 200
-MAX_TEXT_CHARS = 20_000
+# The title's share of the subject, so that the default subject keeps its "(ALxxxx)" suffix.
+MAX_SUBJECT_TITLE_CHARS = 160
+# Mail has no length limit of its own (servers take megabytes): the text is cut only far
+# beyond anything read in one alert, and then says where the whole of it is.
+MAX_TEXT_CHARS = 200_000
 MAX_FACT_CHARS = 2_000
 
 DEFAULT_SUBJECT = (
     "[{{ severity }}] {{ message.title }}{% if short_id %} ({{ short_id }}){% endif %}"
 )
-"""``[High] Suspicious login (ALEY4fqz8moo)``; the short id is left out when the event has none."""
+"""``[HIGH] Suspicious login (ALEY4fqz8moo)``; the short id is left out when the event has none."""
+
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 
 SEVERITY_COLOURS = {
     Severity.INFO: "#6b7280",
@@ -44,6 +58,16 @@ SEVERITY_COLOURS = {
     Severity.CRITICAL: "#dc2626",
 }
 
+# Each severity's badge has a style of its own beyond its colour: the higher, the heavier;
+# CRITICAL is also outlined, so it differs from HIGH even for a reader who sees no colour.
+SEVERITY_BADGE_STYLES = {
+    Severity.INFO: "font-weight:normal;",
+    Severity.LOW: "font-weight:normal;",
+    Severity.MEDIUM: "font-weight:bold;",
+    Severity.HIGH: "font-weight:bold;",
+    Severity.CRITICAL: "font-weight:bold;outline:2px solid #7f1d1d;",
+}
+
 # An addr-spec we are sure every server and client reads the same way: dot-atom local part,
 # ASCII host name. Quoted local parts, address literals and IDNs are refused at config time.
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
@@ -51,6 +75,10 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _ADDR_SPEC = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*")
 # Characters that must never reach a header: line breaks of every kind and other controls.
 _HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
+# "=?utf-8?b?...?=" typed in a title would be decoded by mail clients (and Python's own
+# header parser) as an RFC 2047 encoded word, bringing back any character, a raw bidi override
+# included: a zero-width space after the "=" leaves it literal text.
+_ENCODED_WORD_START = re.compile(r"=(?=\?)")
 # A thread key used verbatim in a Message-ID must be a plain token; anything else is hashed.
 _ID_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 _SHORT_ID = re.compile(r"[A-Za-z0-9]{1,64}")
@@ -71,18 +99,27 @@ def parse_mailbox(value: str) -> Address:
     return Address(display_name=name, username=local, domain=domain)
 
 
-def clean_header_text(text: str, limit: int = MAX_SUBJECT_CHARS) -> str:
+def one_line(text: str, limit: int = MAX_SUBJECT_CHARS) -> str:
     """``text`` on one line, without control characters, at most ``limit`` characters.
 
-    Untrusted text with CR/LF must not start a new header; Python's email package would
-    refuse it anyway, which would turn a hostile title into a failed delivery.
+    Untrusted text with CR/LF must not start a new header (nor, in the text part, forge a
+    fact row); Python's email package would refuse it in a header anyway, which would turn a
+    hostile title into a failed delivery. A cut text ends with the truncation marker.
     """
-    return truncate(" ".join(_HEADER_UNSAFE.sub(" ", text).split()), limit, "…")
+    return truncate(" ".join(_HEADER_UNSAFE.sub(" ", text).split()), limit)
+
+
+def clean_header_text(text: str, limit: int = MAX_SUBJECT_CHARS) -> str:
+    """``text`` fit for a header: one line (:func:`one_line`), every bidi control or
+    invisible character shown (``⟨U+202E⟩``) even when a template took it straight from the
+    event, and no RFC 2047 encoded word that a client would decode."""
+    text = one_line(reveal_invisible(text), limit)
+    return _ENCODED_WORD_START.sub("=\u200b", text)
 
 
 def severity_label(severity: Severity) -> str:
-    """``High`` for ``Severity.HIGH``: how the subject and the badge show it."""
-    return severity.value.capitalize()
+    """``HIGH`` for ``Severity.HIGH``: how the subject and both parts show it."""
+    return severity.label
 
 
 def short_id(message: Message) -> str:
@@ -276,9 +313,11 @@ class MailComposer:
 
     def subject(self, message: Message) -> str:
         """The configured subject template, rendered and cleaned to one safe line."""
+        summary = message.summary()
+        summary["title"] = one_line(message.title, MAX_SUBJECT_TITLE_CHARS)
         variables: dict[str, Any] = {
             **message.enrichment,
-            "message": message.summary(),
+            "message": summary,
             "event": message.event,
             "enrichment": message.enrichment,
             "severity": severity_label(message.severity),
@@ -295,22 +334,26 @@ class MailComposer:
         text = defuse_urls(truncate(message.text.strip(), MAX_TEXT_CHARS))
         link = message.link if message.link and _is_web_link(message.link) else None
         return {
-            "title": defuse_urls(clean_header_text(message.title, 1000)),
+            "title": defuse_urls(one_line(message.title, 1000)),
             "severity": severity_label(message.severity),
             "colour": SEVERITY_COLOURS[message.severity],
+            "badge_style": SEVERITY_BADGE_STYLES[message.severity],
             "short_id": short_id(message),
             "text": text,
-            "text_lines": text.splitlines() if text else [],
+            # Paragraphs (split at blank lines) of lines: <p> and <br> in the HTML part.
+            "paragraphs": [p.splitlines() for p in _PARAGRAPH_BREAK.split(text) if p.strip()],
+            "cut": text.endswith(TRUNCATION_MARKER),
             # One line per fact, so a value with line breaks cannot forge further fact rows.
             "facts": [
                 {
-                    "name": defuse_urls(clean_header_text(fact.name)),
-                    "value": defuse_urls(clean_header_text(fact.value, MAX_FACT_CHARS)),
+                    "name": defuse_urls(one_line(fact.name)),
+                    "value": defuse_urls(one_line(fact.value, MAX_FACT_CHARS)),
                 }
                 for fact in message.facts
             ],
             "link": link,
-            "link_label": clean_header_text(message.link_label, 100) or "Open",
+            # The label of our own link must not read as another URL either.
+            "link_label": defuse_urls(one_line(message.link_label, 100)) or "Open",
             "route": message.route,
         }
 

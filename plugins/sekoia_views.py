@@ -81,7 +81,7 @@ def short(value: Any, limit: int = MAX_VALUE_CHARS) -> str:
     return truncate(" ".join(text.split()), limit)
 
 
-_LINE_BREAK = re.compile(r"\r\n?|[\v\f\x1c-\x1e\x85\u2028\u2029]")
+_LINE_BREAK = re.compile(r"\r\n?|[\x85\u2028\u2029]")  # other controls: revealed later
 _BLANK_LINES = re.compile(r"\n{3,}")
 
 
