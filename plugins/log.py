@@ -16,7 +16,6 @@ from typing import Any
 
 from notirouter import Message, SendResult, Sink, SinkOptions, hookimpl
 
-
 # JSON escapes C0 controls itself; these it leaves raw, though they reorder or hide text on a
 # terminal (bidi controls, zero-width and format characters, C1 controls) or split a line in
 # a log viewer (U+2028, U+2029, NEL). Written as \uXXXX escapes they show, and a JSON reader
