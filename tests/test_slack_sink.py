@@ -107,12 +107,6 @@ def test_huge_message_says_what_was_cut_and_links_to_the_whole() -> None:
     assert "more facts not shown" in payload["blocks"][-2]["elements"][0]["text"]
 
 
-def test_text_keeps_its_line_breaks() -> None:
-    message = ALERT.model_copy(update={"text": "one\ntwo\n\nthree"})
-    section = build_sink("slack").render(message)["blocks"][2]["text"]
-    assert section["text"] == "one\ntwo\n\nthree"
-
-
 def test_each_severity_has_its_own_word_and_style() -> None:
     headers, lines = set(), set()
     for severity in Severity:
