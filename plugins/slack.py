@@ -1,7 +1,9 @@
 """The ``slack`` sink: a Slack incoming webhook, with Block Kit and a ``text`` fallback.
 
-The blocks: a header (severity emoji and title), a context line with the severity word, the
-text, the facts as section fields, and a button to the link. Every block stays within Slack's
+The blocks: a header (severity emoji, word and title), a context line with the severity in
+its own style, the text (then, if it was cut, a line linking to the whole), the facts as
+section fields, and a button to the link. Every value from the message is a ``plain_text``
+object; the only ``mrkdwn`` is notirouter's own, ``verbatim``. Every block stays within Slack's
 limits, and the whole message stays well under the ~13,000 characters of block text beyond
 which Slack has been seen to reject a message.
 
