@@ -25,60 +25,27 @@ from typing import Any
 
 from jinja2 import Template, TemplateError
 
-from notirouter import (
-    TRUNCATION_MARKER,
-    Message,
-    Severity,
-    defuse_urls,
-    make_environment,
-    reveal_invisible,
-    truncate,
-)
+from notirouter import Message, make_environment
 
-MAX_SUBJECT_CHARS = 200
-# The title's share of the subject, so that the default subject keeps its "(ALxxxx)" suffix.
-MAX_SUBJECT_TITLE_CHARS = 160
-# Mail has no length limit of its own (servers take megabytes): the text is cut only far
-# beyond anything read in one alert, and then says where the whole of it is.
-MAX_TEXT_CHARS = 200_000
-MAX_FACT_CHARS = 2_000
+from .email_text import (
+    HEADER_UNSAFE,
+    MAX_SUBJECT_TITLE_CHARS,
+    body_variables,
+    clean_header_text,
+    one_line,
+    severity_label,
+)
 
 DEFAULT_SUBJECT = (
     "[{{ severity }}] {{ message.title }}{% if short_id %} ({{ short_id }}){% endif %}"
 )
 """``[HIGH] Suspicious login (ALEY4fqz8moo)``; the short id is left out when the event has none."""
 
-_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
-
-SEVERITY_COLOURS = {
-    Severity.INFO: "#6b7280",
-    Severity.LOW: "#2563eb",
-    Severity.MEDIUM: "#d97706",
-    Severity.HIGH: "#ea580c",
-    Severity.CRITICAL: "#dc2626",
-}
-
-# Each severity's badge has a style of its own beyond its colour: the higher, the heavier;
-# CRITICAL is also outlined, so it differs from HIGH even for a reader who sees no colour.
-SEVERITY_BADGE_STYLES = {
-    Severity.INFO: "font-weight:normal;",
-    Severity.LOW: "font-weight:normal;",
-    Severity.MEDIUM: "font-weight:bold;",
-    Severity.HIGH: "font-weight:bold;",
-    Severity.CRITICAL: "font-weight:bold;outline:2px solid #7f1d1d;",
-}
-
 # An addr-spec we are sure every server and client reads the same way: dot-atom local part,
 # ASCII host name. Quoted local parts, address literals and IDNs are refused at config time.
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _ADDR_SPEC = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*")
-# Characters that must never reach a header: line breaks of every kind and other controls.
-_HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
-# "=?utf-8?b?...?=" typed in a title would be decoded by mail clients (and Python's own
-# header parser) as an RFC 2047 encoded word, bringing back any character, a raw bidi override
-# included: a zero-width space after the "=" leaves it literal text.
-_ENCODED_WORD_START = re.compile(r"=(?=\?)")
 # A thread key used verbatim in a Message-ID must be a plain token; anything else is hashed.
 _ID_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 _SHORT_ID = re.compile(r"[A-Za-z0-9]{1,64}")
@@ -89,7 +56,7 @@ def parse_mailbox(value: str) -> Address:
 
     Raises ``ValueError`` for anything else, including several addresses in one string.
     """
-    if _HEADER_UNSAFE.search(value):
+    if HEADER_UNSAFE.search(value):
         raise ValueError("an address must not contain line breaks or control characters")
     parsed = email.utils.getaddresses([value])
     if len(parsed) != 1 or not _ADDR_SPEC.fullmatch(parsed[0][1]):
@@ -97,29 +64,6 @@ def parse_mailbox(value: str) -> Address:
     name, addr_spec = parsed[0]
     local, _, domain = addr_spec.rpartition("@")
     return Address(display_name=name, username=local, domain=domain)
-
-
-def one_line(text: str, limit: int = MAX_SUBJECT_CHARS) -> str:
-    """``text`` on one line, without control characters, at most ``limit`` characters.
-
-    Untrusted text with CR/LF must not start a new header (nor, in the text part, forge a
-    fact row); Python's email package would refuse it in a header anyway, which would turn a
-    hostile title into a failed delivery. A cut text ends with the truncation marker.
-    """
-    return truncate(" ".join(_HEADER_UNSAFE.sub(" ", text).split()), limit)
-
-
-def clean_header_text(text: str, limit: int = MAX_SUBJECT_CHARS) -> str:
-    """``text`` fit for a header: one line (:func:`one_line`), every bidi control or
-    invisible character shown (``⟨U+202E⟩``) even when a template took it straight from the
-    event, and no RFC 2047 encoded word that a client would decode."""
-    text = one_line(reveal_invisible(text), limit)
-    return _ENCODED_WORD_START.sub("=\u200b", text)
-
-
-def severity_label(severity: Severity) -> str:
-    """``HIGH`` for ``Severity.HIGH``: how the subject and both parts show it."""
-    return severity.label
 
 
 def short_id(message: Message) -> str:
@@ -287,7 +231,7 @@ class MailComposer:
     def compose(self, message: Message, now: datetime | None = None) -> Mail:
         """The mail for ``message``, dated ``now`` (default: the current time)."""
         ids = thread_ids(message, self.sender.domain, self.sink_name)
-        variables = self._body_variables(message)
+        variables = body_variables(message, short_id(message))
         text = self._text.render(variables)
         html = self._html.render(variables)
         mail = EmailMessage(policy=SMTP)
@@ -329,35 +273,3 @@ class MailComposer:
             # A template that fails on one event's data should not cost the alert its mail.
             rendered = self._default_subject.render(variables)
         return clean_header_text(rendered) or clean_header_text(message.title) or "notirouter"
-
-    def _body_variables(self, message: Message) -> dict[str, Any]:
-        text = defuse_urls(truncate(message.text.strip(), MAX_TEXT_CHARS))
-        link = message.link if message.link and _is_web_link(message.link) else None
-        return {
-            "title": defuse_urls(one_line(message.title, 1000)),
-            "severity": severity_label(message.severity),
-            "colour": SEVERITY_COLOURS[message.severity],
-            "badge_style": SEVERITY_BADGE_STYLES[message.severity],
-            "short_id": short_id(message),
-            "text": text,
-            # Paragraphs (split at blank lines) of lines: <p> and <br> in the HTML part.
-            "paragraphs": [p.splitlines() for p in _PARAGRAPH_BREAK.split(text) if p.strip()],
-            "cut": text.endswith(TRUNCATION_MARKER),
-            # One line per fact, so a value with line breaks cannot forge further fact rows.
-            "facts": [
-                {
-                    "name": defuse_urls(one_line(fact.name)),
-                    "value": defuse_urls(one_line(fact.value, MAX_FACT_CHARS)),
-                }
-                for fact in message.facts
-            ],
-            "link": link,
-            # The label of our own link must not read as another URL either.
-            "link_label": defuse_urls(one_line(message.link_label, 100)) or "Open",
-            "route": message.route,
-        }
-
-
-def _is_web_link(url: str) -> bool:
-    # Only http(s) becomes a clickable button: never javascript:, data: or file:.
-    return url.lower().startswith(("https://", "http://")) and not _HEADER_UNSAFE.search(url)
