@@ -46,6 +46,8 @@ from ._chat import (
     safe_link,
 )
 
+_ZWSP = "\u200b"  # what escape_plain puts after a "<", "&" or "@" it makes inert
+
 # Block Kit limits (characters).
 HEADER_MAX = 150
 SECTION_TEXT_MAX = 3_000
@@ -54,8 +56,11 @@ FIELDS_PER_SECTION = 10
 MAX_BLOCKS = 50  # per message; ours has at most 9
 BUTTON_TEXT_MAX = 75
 BUTTON_URL_MAX = 3_000
-# Our own budget for all fields together, and the number of field sections, so that the
-# total block text stays far from the undocumented ~13k ceiling.
+# Our own budget for all block text together, about 1,000 below the ~13,200 characters beyond
+# which Slack has rejected a message (msg_blocks_too_long), and for the fields within it.
+BLOCK_TEXT_BUDGET = 12_000
+MAX_TEXT_SECTIONS = 4
+CUT_NOTE_RESERVE = 200
 FACTS_BUDGET = 8_000
 MAX_FIELD_SECTIONS = 4
 FACT_NAME_MAX = 150
@@ -106,12 +111,16 @@ class SlackSink(HttpSink[SlackOptions]):
             {"type": "context", "elements": [_mrkdwn(SEVERITY_LINE[severity].format(emoji))]},
         ]
         link = safe_link(message.link)
-        blocks.extend(self._text_blocks(message.text.strip(), link))
-        blocks.extend(self._fact_blocks(message))
+        tail = self._fact_blocks(message)
         if link and len(link) <= BUTTON_URL_MAX:
             label = fit(link_label(message), BUTTON_TEXT_MAX, escape_plain)
             button = {"type": "button", "text": _plain(label), "url": link}
-            blocks.append({"type": "actions", "elements": [button]})
+            tail.append({"type": "actions", "elements": [button]})
+        # The text gets what the other blocks leave of the budget: at least one section.
+        used = block_text_length([*blocks, *tail]) + CUT_NOTE_RESERVE
+        room = max(SECTION_TEXT_MAX, BLOCK_TEXT_BUDGET - used)
+        blocks.extend(self._text_blocks(message.text.strip(), link, room))
+        blocks.extend(tail)
         # Notifications and screen readers read this text; with mrkdwn off, Slack still finds
         # "<!here>" and links in it, which escape_slack makes inert.
         fallback = fit(f"{emoji} {severity.label}: {title}", FALLBACK_TEXT_MAX, escape_slack)
@@ -123,16 +132,21 @@ class SlackSink(HttpSink[SlackOptions]):
             "unfurl_media": False,
         }
 
-    def _text_blocks(self, text: str, link: str | None) -> list[dict[str, Any]]:
-        # Plain text keeps the paragraphs and line breaks as they are. A text longer than a
-        # section holds is cut with the marker, and says where the whole of it is.
+    def _text_blocks(self, text: str, link: str | None, room: int) -> list[dict[str, Any]]:
+        # Plain text keeps the paragraphs and line breaks as they are, over as many sections
+        # as it needs. A text longer than the room left is cut with the marker, and a note
+        # says where the whole of it is.
         if not text:
             return []
-        shown = fit(text, SECTION_TEXT_MAX, escape_plain)
-        blocks: list[dict[str, Any]] = [{"type": "section", "text": _plain(shown)}]
+        limit = min(room, SECTION_TEXT_MAX * MAX_TEXT_SECTIONS)
+        shown = fit(text, limit, escape_plain)
+        blocks: list[dict[str, Any]] = [
+            {"type": "section", "text": _plain(part)}
+            for part in split_sections(shown, SECTION_TEXT_MAX)
+        ]
         if shown.endswith(TRUNCATION_MARKER) and link:
             target = link.replace("&", "&amp;")
-            note = f"Cut at Slack's limit of {SECTION_TEXT_MAX:,} characters. Full text: <{target}>"
+            note = f"Text cut at {limit:,} characters to fit Slack's limits. Full text: <{target}>"
             blocks.append({"type": "context", "elements": [_mrkdwn(note)]})
         return blocks
 
@@ -159,6 +173,35 @@ class SlackSink(HttpSink[SlackOptions]):
     def classify(self, response: HttpResponse) -> SendResult:
         """200 ``ok`` is success; Slack's error codes come as the body of a 4xx/5xx."""
         return expect_body(response, "ok") or classify_status(response)
+
+
+def split_sections(text: str, limit: int) -> list[str]:
+    """``text`` in parts of at most ``limit`` characters, split at a paragraph, else a line,
+    else a space; a hard split never separates a sign from the zero-width space after it."""
+    parts: list[str] = []
+    while len(text) > limit:
+        for separator in ("\n\n", "\n", " "):
+            cut = text.rfind(separator, 0, limit + 1 - len(separator))
+            if cut > limit // 2:
+                parts.append(text[:cut])
+                text = text[cut + len(separator) :]
+                break
+        else:
+            cut = limit - 1 if text[limit] == _ZWSP else limit
+            parts.append(text[:cut])
+            text = text[cut:]
+    parts.append(text)
+    return [part for part in parts if part.strip()]
+
+
+def block_text_length(blocks: list[dict[str, Any]]) -> int:
+    """Characters of text in ``blocks``: what Slack's undocumented ceiling counts."""
+    objects: list[dict[str, Any]] = []
+    for block in blocks:
+        objects.extend([block["text"]] if "text" in block else block.get("fields", []))
+        for element in block.get("elements", []):
+            objects.append(element["text"] if element["type"] == "button" else element)
+    return sum(len(obj["text"]) for obj in objects)
 
 
 def _plain(text: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 import pytest
+from notirouter.plugins.slack import split_sections
 from slack_sdk.models.blocks import Block
 
 from notirouter.message import Severity
@@ -95,16 +96,24 @@ def test_alert_layout() -> None:
 
 def test_huge_message_says_what_was_cut_and_links_to_the_whole() -> None:
     payload = build_sink("slack").render(HUGE)
-    section = payload["blocks"][2]["text"]["text"]
-    assert section.endswith("… [truncated]")
-    assert len(section) == SECTION_TEXT_MAX  # cut at Slack's limit, not before
-    note = payload["blocks"][3]["elements"][0]
-    assert note == {
-        "type": "mrkdwn",
-        "text": f"Cut at Slack's limit of 3,000 characters. Full text: <{HUGE.link}>",
-        "verbatim": True,
-    }
+    sections = [b for b in payload["blocks"] if b["type"] == "section" and "text" in b]
+    text = "\n".join(section["text"]["text"] for section in sections)
+    assert text.endswith("… [truncated]")
+    assert len(text) > SECTION_TEXT_MAX  # more than one section's worth is shown
+    note = payload["blocks"][2 + len(sections)]["elements"][0]
+    assert note["verbatim"] is True
+    assert note["text"].endswith(f" characters to fit Slack's limits. Full text: <{HUGE.link}>")
     assert "more facts not shown" in payload["blocks"][-2]["elements"][0]["text"]
+
+
+def test_a_long_text_is_shown_whole_over_several_sections() -> None:
+    paragraph = "A line of the alert's details, as Sekoia.io gave it.\n" * 40  # 2,120
+    message = ALERT.model_copy(update={"text": (paragraph + "\n") * 4, "facts": ()})
+    payload = build_sink("slack").render(message)
+    check_block_kit(payload)
+    sections = [b["text"]["text"] for b in payload["blocks"] if b["type"] == "section"]
+    assert len(sections) == 4
+    assert "\n\n".join(sections) == message.text.strip()  # split at paragraphs, nothing cut
 
 
 def test_each_severity_has_its_own_word_and_style() -> None:
@@ -183,3 +192,10 @@ async def test_slack_answers(
     request = loopback.requests[0]
     assert request.path == f"/services/T000/B000/{SECRET}"
     check_block_kit(request.json())
+
+
+def test_a_hard_split_keeps_a_sign_with_its_zero_width_space() -> None:
+    text = "x" * 9 + "<\u200b" + "y" * 20  # no space or line to split at
+    parts = split_sections(text, 10)
+    assert parts[0] == "x" * 9 and parts[1].startswith("<\u200b")
+    assert "".join(parts) == text and all(len(part) <= 10 for part in parts)
