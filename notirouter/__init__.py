@@ -14,6 +14,7 @@ from notirouter.escape import (
     escape_slack,
     escape_teams,
     neutralise_mentions,
+    reveal_invisible,
     truncate,
     truncate_utf8,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "make_environment",
     "neutralise_mentions",
     "parse_retry_after",
+    "reveal_invisible",
     "truncate",
     "truncate_utf8",
 ]

@@ -14,14 +14,17 @@ import re
 ZERO_WIDTH_SPACE = "\u200b"
 
 # "@channel", "@here", "@all", "@everyone" and "@username": a zero-width space after the "@"
-# keeps the text readable while no chat service parses it as a mention any more.
-_AT_MENTION = re.compile(r"@(?=[\w.-])")
+# keeps the text readable while no chat service parses it as a mention any more. A mention
+# starts a word: an "@" right after a letter or digit is inside an email address
+# ("analyst@example.com"), which must stay exactly as typed, or a copied address is wrong.
+_AT_MENTION = re.compile(r"(?<![^\W_])@(?=[\w.-])")
 # Slack's special syntax "<!channel>", "<!here>", "<@U123>", "<#C123>" and "<!subteam^...>".
 _ANGLE_MENTION = re.compile(r"<(?=[!@#])")
 # Every "<" not already followed by a zero-width space. After "<" + U+200B nothing can start:
 # not an HTML tag ("<a", "<img", "</b>": the tag name must follow "<" at once), not a Markdown
-# autolink ("<smb://...>", "<ms-word:...>": the scheme must too), not a Slack "<!here>".
-_OPEN_ANGLE = re.compile("<(?!" + ZERO_WIDTH_SPACE + ")")
+# autolink ("<smb://...>", "<ms-word:...>": the scheme must too), not a Slack "<!here>". For the
+# same reason a "<" before a space or a line end ("a < b") starts nothing and stays as typed.
+_OPEN_ANGLE = re.compile("<(?![" + ZERO_WIDTH_SPACE + r"\s]|$)")
 
 # CommonMark treats a backslash before any ASCII punctuation as a literal character.
 # A translation table does it in one C-level pass (a regex substitution is ~20x slower).
@@ -31,7 +34,8 @@ _MARKDOWN_SPECIAL = str.maketrans({char: "\\" + char for char in "\\`*_{}[]()#+-
 # right after "_" (a word character), so "_https://evil" must be broken too; a false hit such
 # as "metadata:" only gains an invisible character.
 _URL_SCHEME = re.compile(r"(?i)(https?|ftp|mailto|file|javascript|data|vbscript):")
-_WWW_HOST = re.compile(r"(?i)(www)\.")
+# Not after "@": "analyst@www.example.com" is an address, not a link to break.
+_WWW_HOST = re.compile(r"(?i)(?<!@)(www)\.")
 # A protocol-relative "//evil.example/login": linkify-it (markdown-it, which the Adaptive Cards
 # renderer is built on) links it, and a web client resolves it against its own https origin.
 # After a colon it is the rest of a "scheme://" that nothing links without its scheme.
@@ -50,6 +54,10 @@ _TEAMS_LINE_START = re.compile(
     r"([+-](?=[ \t]|$)|#{1,6}(?=[ \t]|$)|>|\d{1,9}(?=[.)](?:[ \t]|$))|[=-](?=[=-]*[ \t]*$))",
     re.MULTILINE,
 )
+
+# "&lt;" typed by an attacker: a field that decodes entities would show "<", one that does
+# not would show "&lt;". A zero-width space after the "&" makes both show the typed text.
+_ENTITY_LIKE = re.compile(r"&(?=#?\w+;)")
 
 TRUNCATION_MARKER = "… [truncated]"
 
@@ -76,7 +84,13 @@ def reveal_invisible(text: str) -> str:
 
 
 def neutralise_mentions(text: str) -> str:
-    """Make ``@channel``-style and ``<!here>``-style mentions inert, keeping them readable."""
+    """Make ``@channel``-style and ``<!here>``-style mentions inert, keeping them readable.
+
+    A zero-width space goes after an ``@`` that starts a word and after a ``<`` that opens
+    Slack's ``<!here>``, ``<@U…>`` or ``<#C…>``; an ``@`` inside an email address
+    (``analyst@example.com``, right after a letter or digit) is left alone, so a copied
+    address is the real one.
+    """
     text = _AT_MENTION.sub("@" + ZERO_WIDTH_SPACE, text)
     return _ANGLE_MENTION.sub("<" + ZERO_WIDTH_SPACE, text)
 
@@ -109,9 +123,12 @@ def escape_plain(text: str) -> str:
 
     Nothing needs escaping there, but mentions are still neutralised, URLs defused and every
     ``<`` made inert, since some clients autolink, resolve or render them in plain text too
-    (a MessageCard's summary, a notification preview).
+    (a MessageCard's summary, a notification preview). An ``&`` that starts something shaped
+    like an entity (``&lt;``, ``&#60;``) gets a zero-width space after it, so the typed text
+    shows whether or not the client decodes entities there.
     """
     text = _AT_MENTION.sub("@" + ZERO_WIDTH_SPACE, text)
+    text = _ENTITY_LIKE.sub("&" + ZERO_WIDTH_SPACE, text)
     return defuse_urls(_OPEN_ANGLE.sub("<" + ZERO_WIDTH_SPACE, text))
 
 
@@ -141,17 +158,19 @@ def _escape_line_start(match: re.Match[str]) -> str:
 
 
 def escape_slack(text: str) -> str:
-    """Escape text for Slack ``mrkdwn``: the three control characters and every mention.
+    """Escape text for Slack ``mrkdwn`` (use it with ``verbatim: true``): links and mentions.
 
-    Slack only decodes ``&amp;``, ``&lt;`` and ``&gt;``; once ``<`` is escaped, no link or
-    special mention (``<!channel>``, ``<https://x|label>``) can be formed.
+    Slack only decodes ``&amp;``, ``&lt;`` and ``&gt;``, ``&`` first so that a typed ``&lt;``
+    shows as those four characters; once ``<`` is escaped no link or special mention
+    (``<!channel>``, ``<https://x|label>``) can form. ``@name`` mentions are neutralised and URL
+    schemes defused (clients link them even in verbatim text).
+
+    mrkdwn has no escape for ``*``, ``_``, ``~`` and backticks (a backslash stays visible, and a
+    zero-width space next to them can even enable formatting): untrusted text belongs in
+    ``plain_text`` objects (:func:`escape_plain`) wherever Block Kit allows them.
     """
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     text = _AT_MENTION.sub("@" + ZERO_WIDTH_SPACE, text)
-    # Formatting characters would toggle bold/italic/strike/code around attacker text.
-    for char in "*_~`":
-        text = text.replace(char, char + ZERO_WIDTH_SPACE)
-    # Slack autolinks bare URLs in mrkdwn: an attacker's URL must not become clickable.
     return defuse_urls(text)
 
 

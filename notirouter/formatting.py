@@ -6,6 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from notirouter.escape import truncate
 from notirouter.events import Event
 from notirouter.message import Fact, Message, Severity
 
@@ -33,4 +34,4 @@ def generic_message(event: Event, variables: Mapping[str, Any]) -> Message:
 def fact_value(value: Any) -> str:
     """A value as one short line of text (JSON for lists and objects)."""
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= MAX_FACT_CHARS else text[: MAX_FACT_CHARS - 1] + "…"
+    return truncate(text, MAX_FACT_CHARS)

@@ -37,6 +37,15 @@ class Severity(StrEnum):
         return cls.CRITICAL
 
     @property
+    def label(self) -> str:
+        """The word a reader sees for it, ``INFO`` to ``CRITICAL``, one per severity.
+
+        Sinks show it in text, next to any colour or emoji, so that the severity reads the
+        same without colour (a colour-blind reader, a notification, a screen reader, a log).
+        """
+        return self.value.upper()
+
+    @property
     def rank(self) -> int:
         """Position on the scale, 0 (info) to 4 (critical), for comparisons."""
         return list(Severity).index(self)

@@ -25,32 +25,27 @@ from typing import Any
 
 from jinja2 import Template, TemplateError
 
-from notirouter import Message, Severity, defuse_urls, make_environment, truncate
+from notirouter import Message, make_environment
 
-MAX_SUBJECT_CHARS = 200
-MAX_TEXT_CHARS = 20_000
-MAX_FACT_CHARS = 2_000
+from .email_text import (
+    HEADER_UNSAFE,
+    MAX_SUBJECT_TITLE_CHARS,
+    body_variables,
+    clean_header_text,
+    one_line,
+    severity_label,
+)
 
 DEFAULT_SUBJECT = (
     "[{{ severity }}] {{ message.title }}{% if short_id %} ({{ short_id }}){% endif %}"
 )
-"""``[High] Suspicious login (ALEY4fqz8moo)``; the short id is left out when the event has none."""
-
-SEVERITY_COLOURS = {
-    Severity.INFO: "#6b7280",
-    Severity.LOW: "#2563eb",
-    Severity.MEDIUM: "#d97706",
-    Severity.HIGH: "#ea580c",
-    Severity.CRITICAL: "#dc2626",
-}
+"""``[HIGH] Suspicious login (ALEY4fqz8moo)``; the short id is left out when the event has none."""
 
 # An addr-spec we are sure every server and client reads the same way: dot-atom local part,
 # ASCII host name. Quoted local parts, address literals and IDNs are refused at config time.
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _ADDR_SPEC = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*")
-# Characters that must never reach a header: line breaks of every kind and other controls.
-_HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
 # A thread key used verbatim in a Message-ID must be a plain token; anything else is hashed.
 _ID_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 _SHORT_ID = re.compile(r"[A-Za-z0-9]{1,64}")
@@ -61,7 +56,7 @@ def parse_mailbox(value: str) -> Address:
 
     Raises ``ValueError`` for anything else, including several addresses in one string.
     """
-    if _HEADER_UNSAFE.search(value):
+    if HEADER_UNSAFE.search(value):
         raise ValueError("an address must not contain line breaks or control characters")
     parsed = email.utils.getaddresses([value])
     if len(parsed) != 1 or not _ADDR_SPEC.fullmatch(parsed[0][1]):
@@ -69,20 +64,6 @@ def parse_mailbox(value: str) -> Address:
     name, addr_spec = parsed[0]
     local, _, domain = addr_spec.rpartition("@")
     return Address(display_name=name, username=local, domain=domain)
-
-
-def clean_header_text(text: str, limit: int = MAX_SUBJECT_CHARS) -> str:
-    """``text`` on one line, without control characters, at most ``limit`` characters.
-
-    Untrusted text with CR/LF must not start a new header; Python's email package would
-    refuse it anyway, which would turn a hostile title into a failed delivery.
-    """
-    return truncate(" ".join(_HEADER_UNSAFE.sub(" ", text).split()), limit, "…")
-
-
-def severity_label(severity: Severity) -> str:
-    """``High`` for ``Severity.HIGH``: how the subject and the badge show it."""
-    return severity.value.capitalize()
 
 
 def short_id(message: Message) -> str:
@@ -250,7 +231,7 @@ class MailComposer:
     def compose(self, message: Message, now: datetime | None = None) -> Mail:
         """The mail for ``message``, dated ``now`` (default: the current time)."""
         ids = thread_ids(message, self.sender.domain, self.sink_name)
-        variables = self._body_variables(message)
+        variables = body_variables(message, short_id(message))
         text = self._text.render(variables)
         html = self._html.render(variables)
         mail = EmailMessage(policy=SMTP)
@@ -276,9 +257,11 @@ class MailComposer:
 
     def subject(self, message: Message) -> str:
         """The configured subject template, rendered and cleaned to one safe line."""
+        summary = message.summary()
+        summary["title"] = one_line(message.title, MAX_SUBJECT_TITLE_CHARS)
         variables: dict[str, Any] = {
             **message.enrichment,
-            "message": message.summary(),
+            "message": summary,
             "event": message.event,
             "enrichment": message.enrichment,
             "severity": severity_label(message.severity),
@@ -290,31 +273,3 @@ class MailComposer:
             # A template that fails on one event's data should not cost the alert its mail.
             rendered = self._default_subject.render(variables)
         return clean_header_text(rendered) or clean_header_text(message.title) or "notirouter"
-
-    def _body_variables(self, message: Message) -> dict[str, Any]:
-        text = defuse_urls(truncate(message.text.strip(), MAX_TEXT_CHARS))
-        link = message.link if message.link and _is_web_link(message.link) else None
-        return {
-            "title": defuse_urls(clean_header_text(message.title, 1000)),
-            "severity": severity_label(message.severity),
-            "colour": SEVERITY_COLOURS[message.severity],
-            "short_id": short_id(message),
-            "text": text,
-            "text_lines": text.splitlines() if text else [],
-            # One line per fact, so a value with line breaks cannot forge further fact rows.
-            "facts": [
-                {
-                    "name": defuse_urls(clean_header_text(fact.name)),
-                    "value": defuse_urls(clean_header_text(fact.value, MAX_FACT_CHARS)),
-                }
-                for fact in message.facts
-            ],
-            "link": link,
-            "link_label": clean_header_text(message.link_label, 100) or "Open",
-            "route": message.route,
-        }
-
-
-def _is_web_link(url: str) -> bool:
-    # Only http(s) becomes a clickable button: never javascript:, data: or file:.
-    return url.lower().startswith(("https://", "http://")) and not _HEADER_UNSAFE.search(url)

@@ -13,6 +13,7 @@ from .sekoia_views import (
     case_changes,
     dig,
     iso_time,
+    paragraphs,
     short,
     thread_key,
     unavailable_line,
@@ -63,7 +64,7 @@ def case_message(action: str, attributes: dict[str, Any], variables: Mapping[str
     lead: list[tuple[str, str]] = []
     if action == "created":
         title = f"New case: {name}"
-        text = "\n".join(filter(None, [short(case.get("description"), 1000), missing]))
+        text = "\n".join(filter(None, [paragraphs(case.get("description")), missing]))
     elif action == "alerts-updated":
         added = updated.get("added_alerts_uuid")
         removed = updated.get("deleted_alerts_uuid")

@@ -21,13 +21,13 @@ from .sekoia_views import (
     alert_view,
     as_mapping,
     dig,
+    paragraphs,
     short,
     titled,
     unavailable_line,
 )
 from .sekoia_views import thread_key as pick_thread_key
 
-MAX_COMMENT_CHARS = 2000
 Builder = Callable[[str, dict[str, Any], Mapping[str, Any]], Message]
 
 
@@ -123,7 +123,7 @@ def comment_message(
     alert_ids = {"uuid": attributes.get("alert_uuid"), "short_id": attributes.get("alert_short_id")}
     view = alert_view(alert if isinstance(alert, Mapping) else None, alert_ids)
     comment = as_mapping(variables.get("comment"))
-    content = short(comment.get("content") or attributes.get("content"), MAX_COMMENT_CHARS)
+    content = paragraphs(comment.get("content") or attributes.get("content"))
     author = short(comment.get("author"))
     if not author:
         kind, who = attributes.get("created_by_type"), attributes.get("created_by")

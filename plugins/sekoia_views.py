@@ -14,9 +14,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from notirouter import truncate
+
 from .sekoia_places import valid_short_id, valid_uuid
 
 MAX_VALUE_CHARS = 300
+MAX_TEXT_CHARS = 100_000
+"""A bound on a multi-line text (details, a comment), far above what any sink shows: each
+sink cuts at its own service's limit, with the truncation marker."""
 URGENCY_KEYS = ("dynamic_urgency_value", "urgency_current_value", "urgency_value", "urgency")
 
 
@@ -73,8 +78,27 @@ def short(value: Any, limit: int = MAX_VALUE_CHARS) -> str:
         text = json.dumps(value, ensure_ascii=False, default=str)
     else:
         text = str(value)
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return truncate(" ".join(text.split()), limit)
+
+
+_LINE_BREAK = re.compile(r"\r\n?|[\x85\u2028\u2029]")  # other controls: revealed later
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+def paragraphs(value: Any, limit: int = MAX_TEXT_CHARS) -> str:
+    """A multi-line text with its paragraphs and line breaks kept, in one form.
+
+    Every kind of line break becomes ``\\n``, trailing spaces go, runs of blank lines become
+    one; indentation and tabs stay (a command line, a stack trace). Sinks escape it and cut it
+    at their service's limit; ``limit`` only bounds memory.
+    """
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        return short(value, limit)
+    lines = [line.rstrip() for line in _LINE_BREAK.sub("\n", value).split("\n")]
+    text = _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip("\n")
+    return truncate(text, limit)
 
 
 def urgency_number(value: Any) -> float | None:
@@ -157,7 +181,7 @@ def alert_view(alert: Mapping[str, Any] | None, attributes: Mapping[str, Any]) -
         first_seen=iso_time(pick(api.get("first_seen_at"), "first_seen_at")),
         last_seen=iso_time(pick(api.get("last_seen_at"), "last_seen_at")),
         occurrences=number(similar) if similar is not None else "",
-        details=short(api.get("details"), 1000),
+        details=paragraphs(api.get("details")),
     )
 
 

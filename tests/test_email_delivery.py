@@ -93,7 +93,7 @@ async def test_451_then_250_is_retried_and_delivered_once(
     assert counts.get("deliveries_done") == 1
     assert smtp.data_attempts == 2
     assert len(smtp.received) == 1
-    assert smtp.received[0].message()["Subject"] == "[Critical] Suspicious login (ALabc)"
+    assert smtp.received[0].message()["Subject"] == "[CRITICAL] Suspicious login (ALabc)"
 
 
 async def test_550_ends_in_a_dead_letter_with_the_server_reply(

@@ -121,7 +121,7 @@ async def test_plain_smtp_delivers_multipart_with_headers(
     ]
     mail = only_mail(smtp)
     assert mail.get_content_type() == "multipart/alternative"
-    assert mail["Subject"] == "[High] Suspicious login (ALEY4fqz8moo)"
+    assert mail["Subject"] == "[HIGH] Suspicious login (ALEY4fqz8moo)"
     assert mail["From"] == "SOC Alerts <notirouter@alerts.example.com>"
     assert mail["To"] == "oncall@example.com"
     assert mail["Cc"] == "soc-lead@example.com"
@@ -159,7 +159,7 @@ async def test_hostile_title_creates_no_header_and_is_escaped_in_html(
     assert mail["Bcc"] is None
     assert len(mail.get_all("Subject") or []) == 1
     assert mail["Subject"].startswith(
-        "[High] Login <script>alert(1)</script> Bcc: victim@evil.test"
+        "[HIGH] Login <script>alert(1)</script> Bcc: victim@evil.test"
     )
     plain, html = parts(mail)
     assert "<script>" not in html
@@ -222,7 +222,7 @@ async def test_threading_across_created_updated_and_comment(
         assert reply["In-Reply-To"] == root
         assert reply["References"] == root
     assert len({m["Message-ID"] for m in (created, updated, commented)}) == 3
-    assert commented["Subject"] == "[High] New comment on Suspicious login (ALEY4fqz8moo)"
+    assert commented["Subject"] == "[HIGH] New comment on Suspicious login (ALEY4fqz8moo)"
 
 
 async def test_sinks_sharing_a_domain_start_their_own_threads(

@@ -236,3 +236,39 @@ def test_other_sources_are_left_to_the_core() -> None:
     event = Event(type="alert", action="created")
     variables = base_variables(event)
     assert make_plugin_manager().hook.format_message(event=event, variables=variables) is None
+
+
+DETAILS = "First paragraph:\r\n  line one\r\nline two   \n\n\n\nSecond paragraph\tends here."
+KEPT = "First paragraph:\n  line one\nline two\n\nSecond paragraph\tends here."
+
+
+def test_alert_details_keep_their_paragraphs_and_line_breaks() -> None:
+    alert = copy.deepcopy(ALERT)
+    alert["details"] = DETAILS
+    message = format_message(alert_event(), {"alert": alert, "sekoia": LINKS})
+    assert KEPT in message.text
+
+
+def test_comment_and_case_description_keep_their_line_breaks() -> None:
+    comment = {**COMMENT, "content": DETAILS}
+    message = format_message(comment_event(), {"alert": ALERT, "comment": comment})
+    assert message.text == KEPT
+    case = {**CASE, "description": DETAILS}
+    assert KEPT in format_message(case_event(), {"case": case}).text
+
+
+def test_long_details_and_comments_are_left_whole_for_the_sinks_to_cut() -> None:
+    # Each sink cuts at its own service's limit; the formatter must not cut first.
+    long_text = ("word " * 2_000).strip()  # 9,999 characters
+    alert = copy.deepcopy(ALERT)
+    alert["details"] = long_text
+    assert long_text in format_message(alert_event(), {"alert": alert}).text
+    comment = {**COMMENT, "content": long_text}
+    assert format_message(comment_event(), {"alert": ALERT, "comment": comment}).text == long_text
+
+
+def test_a_cut_one_line_value_says_so() -> None:
+    alert = copy.deepcopy(ALERT)
+    alert["title"] = "x" * 1_000
+    title = format_message(alert_event(), {"alert": alert}).title
+    assert title.endswith("… [truncated]")

@@ -6,8 +6,10 @@ import re
 from typing import Any
 
 import pytest
+from notirouter.plugins.slack import split_sections
 from slack_sdk.models.blocks import Block
 
+from notirouter.message import Severity
 from notirouter.sink import Outcome
 from tests.chat_helpers import SECRET, build_sink, walk_strings
 from tests.chat_messages import ALERT, ALL, HOSTILE, HUGE
@@ -79,22 +81,55 @@ def test_limits_are_really_checked() -> None:
 def test_alert_layout() -> None:
     payload = build_sink("slack").render(ALERT)
     header, context, section, fields, actions = payload["blocks"]
-    assert header["text"]["text"] == "🔴 " + ALERT.title
-    assert context["elements"][0]["text"] == "*CRITICAL* severity"
-    assert section["text"]["text"].startswith("PowerShell on srv-web-01")
-    assert fields["fields"][0]["text"] == "*Urgency*\n82 (Major)"
+    assert header["text"]["text"] == "🔴 CRITICAL: " + ALERT.title
+    assert context["elements"][0]["text"] == "🔴 *CRITICAL* severity"
+    assert section["text"] == {"type": "plain_text", "text": ALERT.text, "emoji": False}
+    urgency = {"type": "plain_text", "text": "Urgency\n82 (Major)", "emoji": False}
+    assert fields["fields"][0] == urgency
     assert actions["elements"][0]["url"] == ALERT.link
     assert actions["elements"][0]["text"]["text"] == "Open in Sekoia.io"
     assert payload["text"] == "🔴 CRITICAL: " + ALERT.title
+    assert payload["mrkdwn"] is False
     assert payload["unfurl_links"] is False
     assert payload["unfurl_media"] is False
 
 
-def test_huge_message_says_what_was_cut() -> None:
+def test_huge_message_says_what_was_cut_and_links_to_the_whole() -> None:
     payload = build_sink("slack").render(HUGE)
-    section = payload["blocks"][2]["text"]["text"]
-    assert section.endswith("[truncated]")
+    sections = [b for b in payload["blocks"] if b["type"] == "section" and "text" in b]
+    text = "\n".join(section["text"]["text"] for section in sections)
+    assert text.endswith("… [truncated]")
+    assert len(text) > SECTION_TEXT_MAX  # more than one section's worth is shown
+    note = payload["blocks"][2 + len(sections)]["elements"][0]
+    assert note["verbatim"] is True
+    assert note["text"].endswith(f" characters to fit Slack's limits. Full text: <{HUGE.link}>")
     assert "more facts not shown" in payload["blocks"][-2]["elements"][0]["text"]
+
+
+def test_a_long_text_is_shown_whole_over_several_sections() -> None:
+    paragraph = "A line of the alert's details, as Sekoia.io gave it.\n" * 40  # 2,120
+    message = ALERT.model_copy(update={"text": (paragraph + "\n") * 4, "facts": ()})
+    payload = build_sink("slack").render(message)
+    check_block_kit(payload)
+    sections = [b["text"]["text"] for b in payload["blocks"] if b["type"] == "section"]
+    assert len(sections) == 4
+    assert "\n\n".join(sections) == message.text.strip()  # split at paragraphs, nothing cut
+
+
+def test_each_severity_has_its_own_word_and_style() -> None:
+    headers, lines = set(), set()
+    for severity in Severity:
+        message = ALERT.model_copy(update={"severity": severity})
+        blocks = build_sink("slack").render(message)["blocks"]
+        assert blocks[0]["text"]["text"].split(": ")[0].split()[-1] == severity.label
+        headers.add(blocks[0]["text"]["text"])
+        lines.add(blocks[1]["elements"][0]["text"])
+    assert len(headers) == len(lines) == len(Severity)
+    high, critical = (
+        build_sink("slack").render(ALERT.model_copy(update={"severity": s}))["text"]
+        for s in (Severity.HIGH, Severity.CRITICAL)
+    )
+    assert "HIGH" in high and "CRITICAL" in critical  # not only the emoji's colour
 
 
 def test_hostile_mrkdwn_cannot_link_or_mention() -> None:
@@ -107,7 +142,12 @@ def test_hostile_mrkdwn_cannot_link_or_mention() -> None:
         assert "https://" not in text, path
         for mention in ("@channel", "@here", "@everyone", "@all"):
             assert mention not in text, path
-    assert "&lt;!channel&gt;" in payload["blocks"][2]["text"]["text"]
+    assert "<\u200b!channel>" in payload["blocks"][2]["text"]["text"]
+    assert "&lt;!here&gt;" in payload["text"]
+    # Every value from the message is plain text: mrkdwn cannot escape "*" or "_".
+    for block in payload["blocks"][2:]:
+        for obj in [block.get("text"), *block.get("fields", []), *block.get("elements", [])]:
+            assert obj is None or obj["type"] in ("plain_text", "button"), obj
 
 
 def test_rate_limit_defaults_to_one_per_second() -> None:
@@ -152,3 +192,10 @@ async def test_slack_answers(
     request = loopback.requests[0]
     assert request.path == f"/services/T000/B000/{SECRET}"
     check_block_kit(request.json())
+
+
+def test_a_hard_split_keeps_a_sign_with_its_zero_width_space() -> None:
+    text = "x" * 9 + "<\u200b" + "y" * 20  # no space or line to split at
+    parts = split_sections(text, 10)
+    assert parts[0] == "x" * 9 and parts[1].startswith("<\u200b")
+    assert "".join(parts) == text and all(len(part) <= 10 for part in parts)
