@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from notirouter.payload import PayloadRefused, load_payload
+from notirouter.printable import inert
 from notirouter.queue.writer import QueueUnavailable
 
 if TYPE_CHECKING:
@@ -164,10 +165,14 @@ def create_app(runtime: Runtime) -> Starlette:
 
 
 def redact_path(path: str) -> str:
-    """The path as logged: hook tokens are secrets, so ``/hooks/<token>`` loses the token."""
+    """The path as logged: hook tokens are secrets, so ``/hooks/<token>`` loses the token.
+
+    Any other path is the client's text, percent-decoded: ``%0A`` and ``%1B`` are escaped, so
+    it can neither forge a log line nor send an ANSI escape to a terminal.
+    """
     if path.startswith("/hooks/"):
         return "/hooks/***"
-    return path
+    return inert(path)
 
 
 class AccessLogMiddleware:
