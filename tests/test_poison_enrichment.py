@@ -10,7 +10,7 @@ import json
 import logging
 import sqlite3
 import textwrap
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,9 +18,12 @@ from typing import Any
 import httpx
 import pytest
 from aiohttp import web
+from pydantic import SecretStr
 
-from notirouter.config.loader import load_config_text
+from notirouter import Enricher, EnricherOptions, EnrichmentError, Event, hookimpl
+from notirouter.config.loader import load_config, load_config_text
 from notirouter.payload import MAX_NESTING
+from notirouter.plugin_manager import make_plugin_manager
 from notirouter.receiver import create_app
 from notirouter.runtime import Runtime
 from tests.loopback import LoopbackServer
@@ -151,3 +154,45 @@ async def test_a_key_echoed_by_the_api_reaches_no_notification_queue_or_log(
     ]:
         # Not the key, nor the first characters of it a cut would leave.
         assert API_KEY[:8] not in text, where
+
+
+class EchoingOptions(EnricherOptions):
+    token: SecretStr
+
+
+class EchoingEnricher(Enricher[EchoingOptions]):
+    """A third-party enricher whose service quotes the credential in its error."""
+
+    type_name = "echoing"
+    Options = EchoingOptions
+
+    async def enrich(self, event: Event) -> Mapping[str, Any]:
+        token = self.options.token.get_secret_value()
+        raise EnrichmentError(f"401 from the CMDB: token {token} is not valid\ud800")
+
+
+class EchoingPlugin:
+    @hookimpl
+    def register_enrichers(self, register: Callable[[type[Enricher[Any]]], None]) -> None:
+        register(EchoingEnricher)
+
+
+async def test_any_enrichers_secret_is_redacted_from_its_failure_reason(
+    write_config: Callable[..., Path],
+) -> None:
+    path = write_config(
+        """
+enrichers: {cmdb: {type: echoing, token: cmdb-token-0123456789}}
+sinks: {a: {type: log}}
+routes: [{name: r, enrich: [cmdb], sinks: [a]}]
+"""
+    )
+
+    def factory(blocked: Any) -> Any:
+        return make_plugin_manager(blocked=blocked, extra_plugins=[("echo", EchoingPlugin())])
+
+    pipeline = Runtime(load_config(path, environ={}, manager_factory=factory)).pipeline
+    routed = await pipeline.route(pipeline.parse("sekoia", alert_event()))
+    assert routed.enrichment_errors == {"cmdb": "401 from the CMDB: token *** is not valid\ufffd"}
+    [(_, message)] = routed.messages
+    assert "cmdb-token" not in message.model_dump_json()

@@ -10,14 +10,18 @@ import asyncio
 import json
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from notirouter import Event, Message, hookimpl
+from notirouter.config.loader import load_config
 from notirouter.payload import MAX_NESTING
+from notirouter.plugin_manager import make_plugin_manager
+from notirouter.runtime import Runtime
 from tests.conftest import TOKEN
 from tests.loopback import LoopbackServer
 from tests.serving import Served, serve
@@ -235,3 +239,41 @@ async def test_an_event_stored_that_cannot_be_read_back_fails_at_once_and_is_cou
     assert loopback.requests == []
     with sqlite3.connect(queue.path) as connection:
         assert connection.execute("SELECT COUNT(*) FROM deliveries").fetchone() == (0,)
+
+
+class _BrokenFormatter:
+    """A third-party formatter with a bug on some events' data."""
+
+    @hookimpl
+    def format_message(self, event: Event, variables: Mapping[str, Any]) -> Message | None:
+        raise OSError(f"cannot format {event.type}")
+
+
+async def test_a_formatter_that_raises_falls_back_to_the_generic_message_for_every_route(
+    write_config: Callable[..., Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_config(
+        """
+sinks: {a: {type: log}}
+routes:
+  - {name: titled, sinks: [a], continue: true, title: "custom {{ type }}"}
+  - {name: plain, sinks: [a]}
+"""
+    )
+
+    def factory(blocked: Any) -> Any:
+        return make_plugin_manager(
+            blocked=[*blocked, "sekoia_messages"], extra_plugins=[("broken", _BrokenFormatter())]
+        )
+
+    pipeline = Runtime(load_config(path, environ={}, manager_factory=factory)).pipeline
+    for _ in range(3):
+        routed = await pipeline.route(pipeline.parse("sekoia", ALERT))
+        titles = {route.name: message.title for route, message in routed.messages}
+        assert titles == {"titled": "custom alert", "plain": "alert created"}
+    warnings = [r for r in caplog.records if "the formatter failed" in r.getMessage()]
+    assert len(warnings) == 1  # once per event type and minute, not once per event
+    assert warnings[0].getMessage() == (
+        "the formatter failed for a alert event (OSError: cannot format alert); "
+        "using the generic message"
+    )
