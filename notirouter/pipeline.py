@@ -116,6 +116,8 @@ class Pipeline:
                     result = clean_data(dict(result))  # the door's rules hold for API data too
                 except TooDeep as exc:
                     result = EnrichmentError(f"the enrichment result is {exc}")
+                except (TypeError, ValueError):
+                    result = EnrichmentError("the enricher returned something other than a mapping")
             if isinstance(result, EnrichmentError):
                 reason = clean_text(self._redact[name](str(result)))
                 result = EnrichmentError(reason, partial=result.partial, reported=result.reported)

@@ -172,6 +172,11 @@ ROUTES_ISOTIME = """  - name: timed
     when: "(attributes.created_at | isotime) != ''"
     sinks: [other]
     continue: true
+  - name: conditional
+    match: {type: alert}
+    when: "attributes.nothing.here > 3"
+    sinks: [other]
+    continue: true
   - name: recursive
     match: {type: alert}
     sinks: [other]
@@ -206,6 +211,11 @@ async def test_a_template_failure_of_any_type_costs_only_its_own_field(
     failures = [r.getMessage() for r in caplog.records if "title template failed" in r.message]
     assert len(failures) == 1  # rate-limited: the second event's failure is held back
     assert failures[0].startswith("route recursive: title template failed (RecursionError")
+    conditions = [r.getMessage() for r in caplog.records if "when could not" in r.message]
+    assert conditions == [
+        "route conditional: when could not be evaluated ('dict object' has no attribute "
+        "'nothing'); the route does not match"
+    ]
 
 
 async def test_an_event_stored_that_cannot_be_read_back_fails_at_once_and_is_counted(
