@@ -114,9 +114,10 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
             message = Message.model_validate_json(delivery.message_json)
         except ValueError as exc:
             # Stored by a version that wrote another shape: retrying cannot help.
-            await self.queue.finish_delivery(
-                delivery, state="dead", error=f"stored message unreadable: {type(exc).__name__}"
-            )
+            error = f"stored message unreadable: {type(exc).__name__}"
+            await self.queue.finish_delivery(delivery, state="dead", error=error)
+            self.metrics.dead_letters.labels(sink=self.sink.name).inc()
+            log.error("sink %s: delivery %s is dead: %s", self.sink.name, delivery.id, error)
             return
         try:
             started = time.perf_counter()

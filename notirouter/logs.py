@@ -2,6 +2,9 @@
 
 Secrets are redacted in the final formatted line (message, arguments and tracebacks alike), so a
 library that puts a webhook URL or token into an exception message still cannot leak it.
+Messages carry outside text (request paths, event types, services' answers): their newlines
+and control characters are escaped, so that one log record is one line and no ANSI escape
+reaches the terminal or the log viewer.
 """
 
 from __future__ import annotations
@@ -9,6 +12,9 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable
+from typing import Any
+
+from notirouter.printable import inert, inert_lines
 
 REDACTED = "***"
 
@@ -36,8 +42,21 @@ class RedactingFormatter(logging.Formatter):
         self.redact = Redactor(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
-        """Format as usual, then redact."""
+        """Format as usual (control characters escaped), then redact."""
         return self.redact(super().format(record))
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        """The message part on one line: newlines and control characters escaped."""
+        record.message = inert(record.message)
+        return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:
+        """The traceback keeps its lines, but no control character of an exception message."""
+        return inert_lines(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        """A stack keeps its lines, with control characters escaped."""
+        return inert_lines(super().formatStack(stack_info))
 
 
 def configure_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:

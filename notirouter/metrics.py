@@ -48,6 +48,13 @@ class Metrics:
             ["sink"],
             registry=self.registry,
         )
+        self.events_unroutable = Counter(
+            "notirouter_events_unroutable_total",
+            "Events that could not be parsed, routed or serialised, failed at once (see "
+            "'notirouter dead list'), by stage.",
+            ["stage"],
+            registry=self.registry,
+        )
         self._received: dict[tuple[str, str], Any] = {}
         self.queue_jobs = Gauge(
             "notirouter_queue_jobs",

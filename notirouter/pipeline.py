@@ -18,10 +18,12 @@ from notirouter.enricher import Enricher, EnrichmentError
 from notirouter.escape import reveal_invisible
 from notirouter.events import Event
 from notirouter.formatting import generic_message
+from notirouter.logs import Redactor
 from notirouter.message import Fact, Message
-from notirouter.routing import Route, RouteDecision, RouteTable, decide
+from notirouter.payload import TooDeep, clean_data, clean_text
+from notirouter.routing import Renderer, Route, RouteDecision, RouteTable, decide
+from notirouter.secrets import expand_secrets, secret_values
 from notirouter.source import Source
-from notirouter.templating import TemplateRenderError
 from notirouter.throttled_log import ThrottledLog
 
 log = logging.getLogger("notirouter.pipeline")
@@ -63,6 +65,12 @@ class Pipeline:
         self.enrichers = enrichers
         self.routes = routes
         self._failures = ThrottledLog(log)
+        # An API may echo the credential it was sent in an error message; the reason goes into
+        # notification text, the queue and logs, so each enricher's secrets are taken out.
+        self._redact = {
+            name: Redactor(expand_secrets(secret_values(enricher.options)))
+            for name, enricher in enrichers.items()
+        }
 
     def parse(self, source: str, payload: dict[str, Any]) -> Event:
         """Validate a payload with the named source (raises pydantic's ValidationError)."""
@@ -81,6 +89,14 @@ class Pipeline:
             )
         routed = Routed(event, variables, decide(candidates, variables))
         for decision in routed.decisions:
+            if decision.error is not None:
+                self._failures.log(
+                    logging.WARNING,
+                    f"when:{decision.route.name}",
+                    "route %s: when could not be evaluated (%s); the route does not match",
+                    decision.route.name,
+                    decision.error,
+                )
             if decision.matched:
                 routed.messages.append(
                     (decision.route, self.format(event, variables, decision.route))
@@ -95,10 +111,20 @@ class Pipeline:
             *(enricher.enrich(event) for _, enricher in chosen), return_exceptions=True
         )
         for (name, _), result in zip(chosen, results, strict=True):
+            if not isinstance(result, BaseException):
+                try:
+                    result = clean_data(dict(result))  # the door's rules hold for API data too
+                except TooDeep as exc:
+                    result = EnrichmentError(f"the enrichment result is {exc}")
+                except (TypeError, ValueError):
+                    result = EnrichmentError("the enricher returned something other than a mapping")
             if isinstance(result, EnrichmentError):
-                variables["enrichment_errors"][name] = str(result)
-                variables["enrichment"].update(result.partial)
-                variables.update(result.partial)
+                reason = clean_text(self._redact[name](str(result)))
+                result = EnrichmentError(reason, partial=result.partial, reported=result.reported)
+                partial = _clean_partial(result.partial)
+                variables["enrichment_errors"][name] = reason
+                variables["enrichment"].update(partial)
+                variables.update(partial)
                 if result.reported:
                     log.debug("enricher %s failed for a %s event: %s", name, event.type, result)
                 else:
@@ -117,7 +143,21 @@ class Pipeline:
 
     def format(self, event: Event, variables: Mapping[str, Any], route: Route) -> Message:
         """The formatter hook's message (or the generic one), with the route's overrides."""
-        message: Message | None = self.manager.hook.format_message(event=event, variables=variables)
+        message: Message | None
+        try:
+            message = self.manager.hook.format_message(event=event, variables=variables)
+        except Exception as exc:
+            # A formatter that breaks on one event's data must not cost the event its routes.
+            self._failures.log(
+                logging.WARNING,
+                f"format:{event.type}",
+                "the formatter failed for a %s event (%s: %s); using the generic message",
+                event.type,
+                type(exc).__name__,
+                exc,
+                exc_info=exc,
+            )
+            message = None
         if message is None:
             message = generic_message(event, variables)
         update: dict[str, Any] = {
@@ -127,16 +167,40 @@ class Pipeline:
         }
         if route.title or route.text or route.facts is not None:
             context = {**variables, "message": message.summary()}
+            render = self._render
             if route.title is not None:
-                update["title"] = _render(route, "title", route.title, context, message.title)
+                update["title"] = render(route, "title", route.title, context, message.title)
             if route.text is not None:
-                update["text"] = _render(route, "text", route.text, context, message.text)
+                update["text"] = render(route, "text", route.text, context, message.text)
             if route.facts is not None:
                 update["facts"] = tuple(
-                    Fact(name=name, value=_render(route, f"facts.{name}", render, context, ""))
-                    for name, render in route.facts
+                    Fact(name=name, value=render(route, f"facts.{name}", field, context, ""))
+                    for name, field in route.facts
                 )
         return reveal_message(message.model_copy(update=update))
+
+    def _render(
+        self,
+        route: Route,
+        field_name: str,
+        render: Renderer,
+        context: Mapping[str, Any],
+        fallback: str,
+    ) -> str:
+        """One route template; on any failure, the default text (the other fields and routes
+        are unaffected), with one warning per route field and minute."""
+        try:
+            return render(context)
+        except Exception as exc:
+            self._failures.log(
+                logging.WARNING,
+                f"template:{route.name}:{field_name}",
+                "route %s: %s template failed (%s); using the default",
+                route.name,
+                field_name,
+                exc,
+            )
+            return fallback
 
 
 def reveal_message(message: Message) -> Message:
@@ -164,14 +228,9 @@ def base_variables(event: Event) -> dict[str, Any]:
     return {**data, "event": data, "enrichment": {}, "enrichment_errors": {}}
 
 
-def _render(
-    route: Route, field_name: str, render: Any, context: Mapping[str, Any], fallback: str
-) -> str:
+def _clean_partial(partial: Mapping[str, Any]) -> dict[str, Any]:
     try:
-        rendered: str = render(context)
-    except TemplateRenderError as exc:
-        log.warning(
-            "route %s: %s template failed (%s); using the default", route.name, field_name, exc
-        )
-        return fallback
-    return rendered
+        cleaned: dict[str, Any] = clean_data(dict(partial))
+    except TooDeep:
+        return {}
+    return cleaned

@@ -8,7 +8,6 @@ event schema (422 with locations), then a durable commit (202) or 503 if the que
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -21,6 +20,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from notirouter.payload import PayloadRefused, load_payload
+from notirouter.printable import inert
 from notirouter.queue.writer import QueueUnavailable
 
 if TYPE_CHECKING:
@@ -94,16 +95,12 @@ def create_app(runtime: Runtime) -> Starlette:
             count(hook.name, "413")
             return error(413, f"body larger than {max_body} bytes")
         try:
-            payload = json.loads(body)
-        except RecursionError:
-            count(hook.name, "400")
-            return error(400, "malformed JSON: nested too deeply")
-        except (ValueError, UnicodeDecodeError) as exc:
-            count(hook.name, "400")
-            return error(400, f"malformed JSON: {exc}")
-        if not isinstance(payload, dict):
-            count(hook.name, "400")
-            return error(400, "the body must be a JSON object")
+            payload = load_payload(body)  # UTF-8 JSON object, nesting bounded, text cleaned
+        except PayloadRefused as exc:
+            count(hook.name, str(exc.status))
+            if exc.status == 422:
+                return error(422, "invalid event", detail=exc.detail())
+            return error(exc.status, exc.reason)
         source = runtime.sources[hook.source]
         try:
             event = source.parse(payload)
@@ -168,10 +165,14 @@ def create_app(runtime: Runtime) -> Starlette:
 
 
 def redact_path(path: str) -> str:
-    """The path as logged: hook tokens are secrets, so ``/hooks/<token>`` loses the token."""
+    """The path as logged: hook tokens are secrets, so ``/hooks/<token>`` loses the token.
+
+    Any other path is the client's text, percent-decoded: ``%0A`` and ``%1B`` are escaped, so
+    it can neither forge a log line nor send an ANSI escape to a terminal.
+    """
     if path.startswith("/hooks/"):
         return "/hooks/***"
-    return path
+    return inert(path)
 
 
 class AccessLogMiddleware:

@@ -51,6 +51,7 @@ class RouteDecision:
     route: Route
     matched: bool
     reason: str
+    error: str | None = None  # why ``when`` could not be evaluated, if it could not
 
 
 class RouteTable:
@@ -109,15 +110,16 @@ def decide(candidates: Sequence[Route], variables: Mapping[str, Any]) -> list[Ro
         if route.when is not None:
             try:
                 accepted = route.when(variables)
-            except TemplateRenderError as exc:
+            except Exception as exc:  # any failure is this route's only, whatever its type
+                error = str(exc) if isinstance(exc, TemplateRenderError) else repr(exc)
                 failed = [name for name in route.enrich if name in failed_enrichers]
                 if not failed:
-                    decisions.append(RouteDecision(route, False, f"when failed: {exc}"))
+                    decisions.append(RouteDecision(route, False, f"when failed: {error}", error))
                     continue
                 # The condition needs data an enricher could not fetch: fail open. Missing an
                 # urgent alert because the API was down is worse than one message too many.
                 reason += (
-                    f"; when could not be evaluated ({exc}) because enricher "
+                    f"; when could not be evaluated ({error}) because enricher "
                     f"{', '.join(failed)} failed: sent anyway"
                 )
             else:

@@ -29,7 +29,10 @@ def _format_time(value: Any) -> str:
     if value is None or value == "":
         return ""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        moment = datetime.fromtimestamp(value, tz=UTC)
+        try:
+            moment = datetime.fromtimestamp(value, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            return str(value)  # 1e18, NaN: not a time any platform can show; keep the number
     else:
         try:
             moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
@@ -69,16 +72,17 @@ class Templates:
                 return template.render(variables)
             except TemplateError as exc:
                 raise TemplateRenderError(_reason(exc)) from None
-            except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
-                raise TemplateRenderError(f"{type(exc).__name__}: {exc}") from None
+            except Exception as exc:  # any failure of one template is that template's only
+                raise TemplateRenderError(_failure(exc)) from None
 
         return render
 
     def compile_condition(self, source: str) -> Callable[[Mapping[str, Any]], bool]:
         """Compile a ``when`` expression to a predicate.
 
-        Evaluation errors (an undefined value compared with a number) raise
-        :class:`TemplateRenderError`; the caller decides that the route does not match.
+        Evaluation errors of any kind (an undefined value compared with a number, a filter
+        that raised) raise :class:`TemplateRenderError`; the caller decides that the route
+        does not match.
         """
         try:
             expression = self._env.compile_expression(source, undefined_to_none=False)
@@ -90,8 +94,8 @@ class Templates:
                 return bool(expression(**variables))
             except TemplateError as exc:
                 raise TemplateRenderError(_reason(exc)) from None
-            except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
-                raise TemplateRenderError(f"{type(exc).__name__}: {exc}") from None
+            except Exception as exc:  # e.g. OSError, RecursionError: still only this route's
+                raise TemplateRenderError(_failure(exc)) from None
 
         return evaluate
 
@@ -99,6 +103,11 @@ class Templates:
 def _reason(exc: TemplateError) -> str:
     message = exc.message or type(exc).__name__
     return message.splitlines()[0]
+
+
+def _failure(exc: Exception) -> str:
+    text = " ".join(str(exc).split())[:200]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 _SYNTAX_CHECKER = make_environment()

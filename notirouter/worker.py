@@ -10,21 +10,48 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 
-from pydantic import ValidationError
-
 from notirouter.claiming import ClaimLoop, Slot
+from notirouter.events import Event
+from notirouter.message import Message
 from notirouter.metrics import Metrics
+from notirouter.payload import PayloadRefused, load_payload
 from notirouter.pipeline import Pipeline, UnknownSourceError
 from notirouter.queue.records import NewDelivery, StoredEvent
 from notirouter.queue.sqlite import EVENTS_WAKE, SqliteQueue
 from notirouter.queue.writer import QueueUnavailable
 from notirouter.retry import RetryPolicy
+from notirouter.throttled_log import ThrottledLog
 
 log = logging.getLogger("notirouter.worker")
+MAX_REASON_CHARS = 300
+
+
+class Unroutable(Exception):
+    """An event failed at ``stage`` (parse, route, serialise); the cause is ``__cause__``."""
+
+    def __init__(self, stage: str, cause: Exception) -> None:
+        super().__init__(f"cannot {stage}: {describe(cause)}")
+        self.stage = stage
+
+
+def describe(exc: BaseException) -> str:
+    """One short line saying what went wrong (for the log and the failed event's record)."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, PayloadRefused):
+        reason = text  # already says what is wrong with the body
+    else:
+        reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return reason if len(reason) <= MAX_REASON_CHARS else reason[: MAX_REASON_CHARS - 1] + "…"
+
+
+def serialise(message: Message) -> str:
+    """The message as stored, proven readable: a delivery job must not be dead on arrival."""
+    stored = message.model_dump_json()
+    Message.model_validate_json(stored)
+    return stored
 
 
 class EventRouter(ClaimLoop[StoredEvent]):
@@ -48,6 +75,7 @@ class EventRouter(ClaimLoop[StoredEvent]):
         self.policy = policy
         self.metrics = metrics
         self.lease = lease
+        self._tracebacks = ThrottledLog(log)
 
     async def claim(self, limit: int) -> list[StoredEvent]:
         """Due events."""
@@ -58,44 +86,84 @@ class EventRouter(ClaimLoop[StoredEvent]):
         return await self.queue.next_event_due()
 
     async def handle(self, stored: StoredEvent, slot: Slot) -> None:
-        """Route one event; on an unexpected error, schedule it again."""
+        """Route one event: write its jobs, or fail it at once if it cannot be routed.
+
+        Parsing, routing, formatting and serialising are deterministic: an event that fails
+        there fails the same way every time, so it becomes a failed event (logged, counted,
+        in ``dead list``) at once instead of being retried for ``max_age``. Only a source that
+        is not installed, and a queue that cannot record the outcome, are worth retrying.
+        """
         try:
-            await self._route(stored, slot)
+            event, jobs, matched = await self._deliveries(stored)
+        except asyncio.CancelledError:
+            raise
+        except UnknownSourceError as exc:
+            # Reinstalling the plugin or restoring the hook's source delivers it.
+            await self._retry_quietly(stored, str(exc))
+            return
+        except Unroutable as exc:
+            await self._unroutable(stored, exc)
+            return
+        slot.release()  # enrichment is done; writing the jobs needs no slot
+        try:
+            done = await self.queue.complete_event(stored, jobs)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.exception("event %s could not be routed", stored.id)
-            # If even that fails, the lease expires and the event is routed again later.
-            with contextlib.suppress(QueueUnavailable):
-                await self._retry(stored, f"routing error: {type(exc).__name__}")
-
-    async def _route(self, stored: StoredEvent, slot: Slot) -> None:
-        try:
-            payload = json.loads(stored.body)
-            event = self.pipeline.parse(stored.source, payload)
-        except (ValueError, ValidationError, UnknownSourceError) as exc:
-            # The body was valid when accepted: the source changed. Keep retrying so a fix or
-            # a reinstall can still deliver it; after max_age the event is marked failed.
-            await self._retry(stored, f"cannot parse with source {stored.source!r}: {exc}")
+            log.exception("event %s: its delivery jobs could not be written", stored.id)
+            await self._retry_quietly(stored, f"routing error: {type(exc).__name__}")
             return
-        routed = await self.pipeline.route(event)
-        slot.release()  # enrichment is done; writing the jobs needs no slot
-        jobs = [
-            NewDelivery(route.name, sink, message.model_dump_json())
-            for route, message in routed.messages
-            for sink in route.sinks
-        ]
-        if await self.queue.complete_event(stored, jobs):
+        if done:
             self.metrics.events_routed.inc()
-            matched = [route.name for route, _ in routed.messages] or ["none"]
             log.debug(
                 "routed %s/%s event %s: routes %s, %d deliveries",
                 event.type,
                 event.action,
                 stored.id,
-                ",".join(matched),
+                ",".join(matched) or "none",
                 len(jobs),
             )
+
+    async def _deliveries(self, stored: StoredEvent) -> tuple[Event, list[NewDelivery], list[str]]:
+        """Parse, route, format and serialise: the jobs to write, and the routes that matched."""
+        stage = "parse"
+        try:
+            event = self.pipeline.parse(stored.source, load_payload(stored.body))
+            stage = "route"
+            routed = await self.pipeline.route(event)
+            stage = "serialise"
+            stored_messages = [(route, serialise(message)) for route, message in routed.messages]
+            jobs = [
+                NewDelivery(route.name, sink, message_json)
+                for route, message_json in stored_messages
+                for sink in route.sinks
+            ]
+        except UnknownSourceError:
+            raise
+        except Exception as exc:
+            raise Unroutable(stage, exc) from exc
+        return event, jobs, [route.name for route, _ in routed.messages]
+
+    async def _unroutable(self, stored: StoredEvent, exc: Unroutable) -> None:
+        stage, cause, reason = exc.stage, exc.__cause__, str(exc)
+        self.metrics.events_unroutable.labels(stage=stage).inc()
+        # Every such event is logged; the traceback, which says where a formatter or a plugin
+        # broke, once per stage and minute.
+        log.error(
+            "event %s %s; it failed at once, see 'notirouter dead show %s'",
+            stored.id,
+            reason,
+            stored.id,
+            exc_info=cause if self._tracebacks.admits(stage) else None,
+        )
+        # If that fails, the lease expires and the event is routed (and fails) again.
+        with contextlib.suppress(QueueUnavailable):
+            await self.queue.retry_event(stored, 0.0, reason, dead=True)
+
+    async def _retry_quietly(self, stored: StoredEvent, error: str) -> None:
+        # If even that fails, the lease expires and the event is routed again later.
+        with contextlib.suppress(QueueUnavailable):
+            await self._retry(stored, error)
 
     async def _retry(self, stored: StoredEvent, error: str) -> None:
         now = time.time()

@@ -206,7 +206,8 @@ class SekoiaApi:
                 if status in (401, 403):
                     raise self._auth_failure(status, what)
                 if status not in RETRIED_STATUSES:
-                    raise SekoiaApiError(_final_reason(response, what), status=status)
+                    reason = _final_reason(response, what, self._api_key.get_secret_value())
+                    raise SekoiaApiError(reason, status=status)
                 reason = f"HTTP {status}"
                 retry_after = response.retry_after()
             if made >= self.retry.attempts:
@@ -270,7 +271,10 @@ class SekoiaApi:
 
 
 def _json_object(response: HttpResponse, what: str) -> dict[str, object]:
-    value = response.json()
+    try:
+        value = response.json()
+    except RecursionError:  # json gives up on nesting deeper than the interpreter's stack
+        value = None
     if not isinstance(value, dict):
         raise SekoiaApiError(
             f"Sekoia.io API answered the {what} request with something other than a JSON object",
@@ -279,12 +283,21 @@ def _json_object(response: HttpResponse, what: str) -> dict[str, object]:
     return value
 
 
-def _final_reason(response: HttpResponse, what: str) -> str:
+def _final_reason(response: HttpResponse, what: str, api_key: str) -> str:
     if response.status == 404:
         return f"{what} not found in Sekoia.io (HTTP 404)"
     if 300 <= response.status < 400:
         return f"Sekoia.io API redirected (HTTP {response.status}); check base_url"
-    body = response.json()
+    try:
+        body = response.json()
+    except RecursionError:
+        body = None
     detail = body.get("message") if isinstance(body, dict) else None
-    text = f": {' '.join(str(detail).split())[:MAX_DETAIL_CHARS]}" if detail else ""
-    return f"Sekoia.io API refused the {what} request (HTTP {response.status}){text}"
+    if not detail:
+        return f"Sekoia.io API refused the {what} request (HTTP {response.status})"
+    # The API may quote the key it was sent ("invalid token sk-..."). The reason reaches
+    # notification text, the queue and every sink: the key goes before the text is cut, or a
+    # cut through the key would leave its first characters.
+    text = str(detail).replace(api_key, "***") if api_key else str(detail)
+    text = " ".join(text.split())[:MAX_DETAIL_CHARS]
+    return f"Sekoia.io API refused the {what} request (HTTP {response.status}): {text}"

@@ -10,7 +10,9 @@ from typing import Any
 
 from notirouter.config.errors import ConfigError
 from notirouter.config.loader import LoadedConfig, default_config_path, load_config
+from notirouter.payload import PayloadRefused, load_payload
 from notirouter.plugin_manager import PluginError
+from notirouter.printable import inert_json
 
 EXIT_OK = 0
 EXIT_CONFIG = 1
@@ -57,16 +59,13 @@ def load(args: argparse.Namespace) -> LoadedConfig:
 def read_event_file(path: str) -> dict[str, Any]:
     """A JSON object from ``path`` (``-`` for stdin); fail with exit code 3 otherwise."""
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        body = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
     except OSError as exc:
         raise CommandFailed(f"{path}: cannot read: {exc.strerror}", EXIT_INPUT) from None
     try:
-        payload = json.loads(text)
-    except ValueError as exc:
-        raise CommandFailed(f"{path}: malformed JSON: {exc}", EXIT_INPUT) from None
-    if not isinstance(payload, dict):
-        raise CommandFailed(f"{path}: the event must be a JSON object", EXIT_INPUT)
-    return payload
+        return load_payload(body)  # the receiver's rules: what it would refuse, this refuses
+    except PayloadRefused as exc:
+        raise CommandFailed(f"{path}: {exc.reason}", EXIT_INPUT) from None
 
 
 def run_command(function: Any) -> Any:
@@ -87,5 +86,5 @@ def run_command(function: Any) -> Any:
 
 
 def print_json(value: Any) -> None:
-    """Pretty JSON on stdout."""
-    print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+    """Pretty JSON on stdout; control, bidi and surrogate characters as JSON escapes."""
+    print(inert_json(json.dumps(value, indent=2, ensure_ascii=False, default=str)))

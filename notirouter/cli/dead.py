@@ -2,7 +2,8 @@
 
 These commands read only the ``queue:`` section of the config (an operator need not have every
 sink's secret in the environment) and open the queue without creating it. Failure details were
-redacted before they were stored, so what they print carries no configured secret.
+redacted before they were stored, so what they print carries no configured secret. They quote
+services' answers and events' text: control characters are printed escaped, never raw.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from notirouter.cli.common import (
 from notirouter.config.errors import ConfigError
 from notirouter.config.loader import default_config_path, load_queue_config
 from notirouter.config.models import parse_duration
+from notirouter.printable import inert
 from notirouter.queue.dead_letters import DeadLetters
 from notirouter.queue.records import DeadLetter, FailedEvent
 from notirouter.queue.sqlite import SqliteQueue
@@ -160,13 +162,18 @@ def list_command(args: argparse.Namespace) -> int:
     if not rows:
         print("no dead letters")
     for row in rows:
+        # Errors quote what services answered: escape controls, so that a tab or a newline
+        # keeps one dead letter on one line, and an ANSI escape cannot reach the terminal.
+        shown = {
+            key: inert(value) if isinstance(value, str) else value for key, value in row.items()
+        }
         if row["kind"] == "delivery":
             print(
-                f"{row['id']}\t{row['died_at']}\t{row['sink']}\t{row['route']}\t"
-                f"attempts={row['attempts']}\t{row['error']}"
+                f"{shown['id']}\t{shown['died_at']}\t{shown['sink']}\t{shown['route']}\t"
+                f"attempts={shown['attempts']}\t{shown['error']}"
             )
         else:
-            print(f"{row['id']}\tevent not routed\thook {row['hook']}\t{row['error']}")
+            print(f"{shown['id']}\tevent not routed\thook {shown['hook']}\t{shown['error']}")
     if total > len(letters):
         print(f"... {total - len(letters)} more (use --limit)", file=sys.stderr)
     return EXIT_OK

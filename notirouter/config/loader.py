@@ -20,6 +20,7 @@ from notirouter.config.errors import ConfigError, ConfigProblem, Position
 from notirouter.config.located_yaml import load_located
 from notirouter.config.models import AppConfig, QueueConfig
 from notirouter.config.routes import compile_routes
+from notirouter.config.yaml_bounds import MAX_CONFIG_BYTES, size_problem
 from notirouter.enricher import EnricherOptions
 from notirouter.plugin_manager import PluginTypes, collect_types, make_plugin_manager
 from notirouter.routing import RouteTable
@@ -98,7 +99,12 @@ def load_config(
 
 def _read(file: str) -> str:
     try:
-        return Path(file).read_text(encoding="utf-8")
+        with Path(file).open("rb") as stream:
+            data = stream.read(MAX_CONFIG_BYTES + 1)  # never more than the limit and a byte
+        too_large = size_problem(file, data)
+        if too_large is not None:
+            raise ConfigError([too_large])
+        return data.decode("utf-8")
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise ConfigError([ConfigProblem(Position(file, 1, 1), f"cannot read: {reason}")]) from None
