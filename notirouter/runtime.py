@@ -41,15 +41,19 @@ class Runtime:
         self.sources: dict[str, Source] = {
             name: cls() for name, cls in config.types.sources.items()
         }
+        # Each sink and enricher has its own connection budget over the shared session: one
+        # service that hangs holds only its own. A sink needs one per attempt in flight; an
+        # enricher one per event being routed.
+        enricher_budget = app.delivery.route_workers
         self.enrichers: dict[str, Enricher[Any]] = {
             name: config.types.enrichers[options.type](
-                name, options, EnricherContext(name=name, http=self.http)
+                name, options, EnricherContext(name, self.http.with_budget(enricher_budget))
             )
             for name, options in config.enricher_options.items()
         }
         self.sinks: dict[str, Sink[Any]] = {
             name: config.types.sinks[options.type](
-                name, options, SinkContext(name=name, http=self.http)
+                name, options, SinkContext(name, self.http.with_budget(options.concurrency))
             )
             for name, options in config.sink_options.items()
         }
