@@ -347,4 +347,3 @@ class SqliteQueue:
             return found
 
         return await self.read(operation)
-
