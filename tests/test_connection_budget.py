@@ -13,6 +13,7 @@ import pytest
 from notirouter.http import HttpClient, HttpRequest, TransportError
 from tests.conftest import TOKEN
 from tests.loopback import LoopbackServer
+from tests.sekoia_fixtures import API_KEY, FakeSekoia, alert_event, metadata
 from tests.serving import Served, serve
 
 
@@ -102,6 +103,50 @@ async def test_a_hanging_sink_at_full_concurrency_does_not_starve_a_healthy_one(
         assert len(received) == 20
         assert len(silent.connections) == 256  # never more than its own budget
         await silent.stop()
+
+
+async def test_a_hanging_sink_does_not_starve_the_enricher(
+    tmp_path: Path,
+    write_config: Callable[..., Path],
+    silent: SilentServer,
+    loopback: LoopbackServer,
+) -> None:
+    api = LoopbackServer()
+    await api.start()
+    sekoia = FakeSekoia(api)
+    config = write_config(
+        f"""
+        hooks:
+          - {{name: sekoia, token: {TOKEN}}}
+        queue: {{path: "{tmp_path / "q.db"}"}}
+        enrichers:
+          sekoia: {{type: sekoia, api_key: {API_KEY}, base_url: "{sekoia.url}", region: fra1,
+                   attempts: 1, timeout: 5}}
+        sinks:
+          stuck: {{type: webhook, url: "http://127.0.0.1:{silent.port}/x", concurrency: 256,
+                  timeout: 60}}
+          healthy: {{type: webhook, url: "{loopback.url}/ok"}}
+        routes:
+          - {{name: to-stuck, match: {{action: created}}, sinks: [stuck]}}
+          - {{name: enriched, match: {{action: updated}}, enrich: [sekoia], sinks: [healthy]}}
+        """
+    )
+    try:
+        async with serve(config) as served:
+            await post_events(served, "created", range(256))
+            await silent.wait_for_connections(256)
+            event = alert_event("updated")
+            event["metadata"] = metadata(uuid="00000000-0000-4000-8000-000000000001")
+            async with aiohttp.ClientSession() as client:
+                url = f"{served.url}/hooks/{TOKEN}"
+                async with client.post(url, json=event) as response:
+                    assert response.status == 202
+            body = (await loopback.wait_for(1, timeout=15))[0].json()
+            # Enriched: the alert's title came from the API, not the degraded fallback.
+            assert body["title"] == "Alert updated: Suspicious PowerShell download"
+            await silent.stop()
+    finally:
+        await api.stop()
 
 
 async def test_a_client_budget_is_its_own(silent: SilentServer, loopback: LoopbackServer) -> None:

@@ -8,10 +8,12 @@ disconnects half-way through its body costs nothing but a debug line.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
 import sqlite3
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -110,6 +112,57 @@ async def test_readiness_comes_back_once_the_file_is_repaired(
             assert response.status == 200
         assert (await post(client, served, 2))[0] == 202
     assert any("stores again" in r.getMessage() for r in caplog.records)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB file system of its own, so that a test can fill it."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip("a small file system to fill needs the right to mount one (root)")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    """Write a file until the file system is full; return it."""
+    filler = directory / "filler"
+    with filler.open("wb", buffering=0) as file:
+        for _ in range(10_000):  # 4 MiB in 4 KiB writes, with room to spare
+            try:
+                file.write(b"\0" * 4096)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                break
+    return filler
+
+
+async def test_a_full_disk_fails_readiness_until_space_is_freed(
+    small_disk: Path, write_config: Callable[..., Path]
+) -> None:
+    async with (
+        serve(write_config(config_text(small_disk / "queue.db"))) as served,
+        aiohttp.ClientSession() as client,
+    ):
+        assert (await post(client, served, 1))[0] == 202
+        filler = fill(small_disk)
+        status, retry_after, _ = await post(client, served, 2)
+        assert (status, retry_after) == (503, "5")
+        async with client.get(f"{served.url}/readyz") as response:
+            assert response.status == 503  # SELECT 1 would still run on a full disk
+        filler.unlink()
+        async with client.get(f"{served.url}/readyz") as response:
+            assert response.status == 200
+        assert (await post(client, served, 3))[0] == 202
 
 
 async def test_a_client_aborting_mid_body_is_no_error_and_stores_nothing(
