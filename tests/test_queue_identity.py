@@ -179,3 +179,23 @@ async def test_a_queue_from_before_markers_gets_one_and_opens(
     async with serve(config) as running, aiohttp.ClientSession() as client:
         assert await post(client, running, 1) == (202, None)
     assert marker_path(db).exists()
+
+
+async def test_init_sets_aside_the_lost_queues_write_ahead_log(
+    db: Path, write_config: Callable[..., Path]
+) -> None:
+    config = write_config(config_text(db))
+    wal = db.with_name(db.name + "-wal")
+    async with serve(config) as running, aiohttp.ClientSession() as client:
+        assert await post(client, running, 1) == (202, None)
+        kept = wal.read_bytes()
+    # As after a crash: the file is gone, its write-ahead log with the last commits is not.
+    db.unlink()
+    wal.write_bytes(kept)
+    refused = run_serve(config)
+    assert refused.returncode == 1 and str(wal) in refused.stderr
+    async with serve(config, init_queue=True) as fresh:
+        assert await fresh.runtime.queue.counts() == {}  # empty, as asked
+    # SQLite would have deleted the old log opening the new file: it is kept, set aside.
+    aside = list(db.parent.glob(db.name + "-wal.set-aside-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == kept

@@ -42,12 +42,34 @@ def check_before_open(path: Path, *, init: bool) -> bool:
     if marker.exists() and not init:
         rescued = sorted(path.parent.glob(path.name + ".rescued-*"))
         hint = f"; a rescued copy is at {rescued[-1]}" if rescued else ""
+        if _sidecar(path, "-wal").exists():
+            hint += f"; keep {_sidecar(path, '-wal')} with it (recent commits may be there)"
         raise QueueFileMissing(
             f"the queue file {path} is missing, but a queue was created there ({marker} says "
             f"so): its pending events and deliveries were in that file{hint}. Restore it, or "
             "start a new, empty queue with `notirouter serve --init`"
         )
+    _set_aside_sidecars(path)
     return True
+
+
+def _sidecar(path: Path, suffix: str) -> Path:
+    return path.with_name(path.name + suffix)
+
+
+def _set_aside_sidecars(path: Path) -> None:
+    """Keep a lost queue's write-ahead log: move it out of the way of the new file.
+
+    SQLite deletes a leftover ``-wal`` when it opens a new, empty database file, and with it
+    the lost queue's last commits (everything since its last checkpoint).
+    """
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    for suffix in ("-wal", "-shm"):
+        sidecar = _sidecar(path, suffix)
+        if sidecar.exists():
+            aside = sidecar.with_name(f"{sidecar.name}.set-aside-{stamp}")
+            os.replace(sidecar, aside)
+            log.warning("moved %s, left over from a lost queue, to %s", sidecar, aside)
 
 
 def record_created(path: Path, *, new: bool, replaced_lost: bool) -> None:
