@@ -21,9 +21,11 @@ def read_probe(connection: sqlite3.Connection) -> None:
 
 def write_probe(connection: sqlite3.Connection) -> None:
     """The probe after a failure: what storing an event writes, undone before the commit."""
+    # A pending row, as an event is stored, so that every index an event touches is written.
+    # No claim can see it: claims run on this same connection, after this transaction.
     connection.execute(
-        "INSERT INTO events (id, dedupe_key, hook, source, received_at, body, next_attempt_at,"
-        " state) VALUES (?, ?, '', '', 0, x'', 0, 'probe')",
+        "INSERT INTO events (id, dedupe_key, hook, source, received_at, body, next_attempt_at)"
+        " VALUES (?, ?, '', '', 0, x'', 0)",
         (PROBE_ID, PROBE_ID),
     )
     connection.execute("DELETE FROM events WHERE id = ?", (PROBE_ID,))
