@@ -43,8 +43,9 @@ class Runtime:
         }
         # Each sink and enricher has its own connection budget over the shared session: one
         # service that hangs holds only its own. A sink needs one per attempt in flight; an
-        # enricher one per event being routed.
-        enricher_budget = app.delivery.route_workers
+        # enricher two per event being routed (the Sekoia enricher fetches a comment and its
+        # alert at once).
+        enricher_budget = 2 * app.delivery.route_workers
         self.enrichers: dict[str, Enricher[Any]] = {
             name: config.types.enrichers[options.type](
                 name, options, EnricherContext(name, self.http.with_budget(enricher_budget))
