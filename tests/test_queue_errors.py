@@ -13,6 +13,7 @@ import logging
 import socket
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -163,6 +164,55 @@ async def test_a_full_disk_fails_readiness_until_space_is_freed(
         async with client.get(f"{served.url}/readyz") as response:
             assert response.status == 200
         assert (await post(client, served, 3))[0] == 202
+
+
+def leave_queue_unclosed(db: Path) -> None:
+    """Store an event and exit without closing, as a killed process does (-wal, -shm stay)."""
+    code = (
+        "import asyncio, os\n"
+        "from notirouter.queue.sqlite import SqliteQueue\n"
+        "async def main():\n"
+        f"    queue = SqliteQueue({str(db)!r})\n"
+        "    await queue.open()\n"
+        "    await queue.enqueue(hook='sekoia', source='sekoia', dedupe_key='old', body=b'{}')\n"
+        "    os._exit(0)\n"
+        "asyncio.run(main())\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+
+
+@pytest.fixture
+def read_only_directory(tmp_path: Path) -> Iterator[Path]:
+    """A directory holding a queue, then mounted read-only (as after a disk error)."""
+    directory = tmp_path / "ro"
+    directory.mkdir()
+    leave_queue_unclosed(directory / "queue.db")
+    bound = subprocess.run(
+        ["mount", "--bind", str(directory), str(directory)], capture_output=True, check=False
+    )
+    if bound.returncode != 0:
+        pytest.skip("a read-only file system needs the right to mount one (root)")
+    try:
+        subprocess.run(
+            ["mount", "-o", "remount,bind,ro", str(directory), str(directory)], check=True
+        )
+        yield directory
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], check=False)
+
+
+async def test_a_read_only_file_system_answers_503_and_fails_readiness(
+    read_only_directory: Path, write_config: Callable[..., Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    config = write_config(config_text(read_only_directory / "queue.db"))
+    async with serve(config) as served, aiohttp.ClientSession() as client:
+        answers = [await post(client, served, n) for n in range(3)]
+        async with client.get(f"{served.url}/readyz") as response:
+            ready = response.status
+    assert [(status, retry_after) for status, retry_after, _ in answers] == [(503, "5")] * 3
+    assert ready == 503
+    assert not [r for r in caplog.records if r.exc_info is not None], caplog.text
+    assert any("readonly" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
 
 
 async def test_a_client_aborting_mid_body_is_no_error_and_stores_nothing(
