@@ -7,6 +7,7 @@ one existed unless told to with ``--init``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sqlite3
@@ -60,6 +61,14 @@ async def readiness(client: aiohttp.ClientSession, served: Served) -> int:
         return response.status
 
 
+async def wait_for_lost_file_error(caplog: pytest.LogCaptureFixture) -> None:
+    """The writer copies the lost file, then logs, just after refusing the first events."""
+    for _ in range(500):
+        if lost_file_errors(caplog):
+            return
+        await asyncio.sleep(0.01)
+
+
 def lost_file_errors(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [
         r
@@ -81,6 +90,7 @@ async def test_deleting_the_queue_file_stops_accepting_and_fails_readiness(
         assert await readiness(client, served) == 503
         # It stays that way: the process writes into a file nobody can open any more.
         assert await post(client, served, 3) == (503, "5")
+        await wait_for_lost_file_error(caplog)
     errors = lost_file_errors(caplog)
     assert len(errors) == 1, caplog.text
     assert str(db) in errors[0].getMessage()
@@ -97,6 +107,7 @@ async def test_replacing_the_queue_file_stops_accepting_and_fails_readiness(
         os.replace(other, db)
         assert await post(client, served, 2) == (503, "5")
         assert await readiness(client, served) == 503
+        await wait_for_lost_file_error(caplog)
     assert len(lost_file_errors(caplog)) == 1, caplog.text
 
 
@@ -107,6 +118,7 @@ async def test_the_lost_queue_is_rescued_next_to_its_path(
         assert await post(client, served, 1) == (202, None)
         db.unlink()
         assert (await post(client, served, 2))[0] == 503
+        await wait_for_lost_file_error(caplog)
     rescued = sorted(db.parent.glob(db.name + ".rescued-*"))
     assert len(rescued) == 1
     assert rescued[0].name in lost_file_errors(caplog)[0].getMessage()

@@ -138,6 +138,7 @@ class GroupCommitWriter:
         wakes: set[str] = set()
         changes = connection.total_changes
         failure: str | None = None
+        lost: FileLost | None = None
         try:
             # A lone operation needs no savepoint (most batches at low load): if it fails, the
             # whole transaction is rolled back instead.
@@ -172,10 +173,9 @@ class GroupCommitWriter:
         except FileLost as exc:
             self._rollback(connection)
             self.lost = failure = str(exc)
+            lost = exc
             outcomes = [(job.future, False, QueueUnavailable(self.lost)) for job in batch]
             wakes = set()
-            if self._on_lost is not None:
-                self._on_lost(connection, exc)
         except (sqlite3.Error, OSError) as exc:
             self._rollback(connection)
             failure = str(exc)
@@ -189,6 +189,8 @@ class GroupCommitWriter:
                 connection.execute("PRAGMA shrink_memory")
         self._note_health(failure, connection.total_changes != changes)
         self._finish(outcomes, wakes)
+        if lost is not None and self._on_lost is not None:
+            self._on_lost(connection, lost)  # after answering: a copy of a big file takes time
 
     @staticmethod
     def _rollback(connection: sqlite3.Connection) -> None:
