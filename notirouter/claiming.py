@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from typing import Generic, TypeVar
 
 from notirouter.queue.writer import QueueUnavailable
+from notirouter.throttled_log import ThrottledLog
 
 log = logging.getLogger("notirouter.claiming")
 
@@ -50,6 +51,7 @@ class ClaimLoop(ABC, Generic[ItemT]):
         self.concurrency = concurrency
         self.slots = asyncio.Semaphore(concurrency)
         self.tasks: set[asyncio.Task[None]] = set()
+        self.queue_errors = ThrottledLog(log)  # a queue that is down fails every claim alike
 
     @abstractmethod
     async def claim(self, limit: int) -> list[ItemT]:
@@ -90,7 +92,9 @@ class ClaimLoop(ABC, Generic[ItemT]):
                 batch = await self.claim(wanted)
             except QueueUnavailable as exc:
                 batch = []
-                log.error("%s: cannot claim work (%s)", self.label, exc)
+                self.queue_errors.log(
+                    logging.ERROR, "claim", "%s: cannot claim work (%s)", self.label, exc
+                )
                 await asyncio.sleep(QUEUE_ERROR_PAUSE)
             except Exception:
                 # A bug or an unexpected database error must not end the loop for good.

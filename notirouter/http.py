@@ -4,11 +4,16 @@ Plugins never open their own clients. Measured on this machine, a shared aiohttp
 about 11,500 requests/s to a loopback sink at 8 connections where httpx manages under 1,000,
 and the gap widens under concurrency, exactly when an alert storm hits (DESIGN.md §4).
 Error messages never include the URL: webhook URLs carry their secret in the path or query.
+
+Each sink and enricher gets its own connection budget over that one session
+(:meth:`HttpClient.with_budget`): a service that hangs holds at most its own budget of
+connections, never the ones another service needs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import email.utils
 import json
 import math
@@ -123,50 +128,86 @@ async def _read_body(response: aiohttp.ClientResponse, limit: int) -> tuple[byte
     return b"".join(chunks), not response.content.at_eof()
 
 
+class _SharedSession:
+    """The one aiohttp session every :class:`HttpClient` of a process sends through."""
+
+    def __init__(self, user_agent: str) -> None:
+        self.user_agent = user_agent
+        self.session: aiohttp.ClientSession | None = None
+
+    async def get(self) -> aiohttp.ClientSession:
+        if self.session is None:
+            # No pool-wide limit: every client has its own budget, so the pool never holds more
+            # than their sum, and one owner can never use up connections another one needs.
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+            self.session = aiohttp.ClientSession(
+                connector=connector,
+                headers={"User-Agent": self.user_agent},
+                auto_decompress=True,
+            )
+        return self.session
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+
 class HttpClient:
     """The process-wide outbound HTTP client handed to plugins.
+
+    At most ``max_connections`` requests of this client are in flight at once (each holds one
+    connection); :meth:`with_budget` gives a sink or an enricher a client of its own budget over
+    the same session. A request waiting for a free place counts against its timeout.
 
     Redirects are not followed: a webhook endpoint that redirects is misconfigured, and
     following it could forward the payload somewhere unexpected.
     """
 
     def __init__(self, *, max_connections: int = 256, user_agent: str = "notirouter") -> None:
-        self._max_connections = max_connections
-        self._user_agent = user_agent
-        self._session: aiohttp.ClientSession | None = None
+        self.max_connections = max_connections
+        self._shared = _SharedSession(user_agent)
+        self._budget = asyncio.Semaphore(max_connections)
+
+    def with_budget(self, max_connections: int) -> HttpClient:
+        """A client over the same session, with its own budget of ``max_connections``."""
+        client = copy.copy(self)
+        client.max_connections = max_connections
+        client._budget = asyncio.Semaphore(max_connections)
+        return client
 
     async def start(self) -> None:
         """Open the shared session (inside the running event loop)."""
-        if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                headers={"User-Agent": self._user_agent},
-                auto_decompress=True,
-            )
+        await self._shared.get()
 
     async def aclose(self) -> None:
-        """Close the session and its connections."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Close the shared session and its connections (for every client sharing it)."""
+        await self._shared.close()
 
     async def send(self, request: HttpRequest, *, timeout: float) -> HttpResponse:
         """Send ``request``; raise :class:`TransportError` when no HTTP answer arrives in time."""
-        if self._session is None:
-            await self.start()
-        assert self._session is not None
+        session = await self._shared.get()
         headers = dict(request.headers)
         if request.json is not None and request.data is None:
             headers.setdefault("Content-Type", "application/json; charset=utf-8")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         try:
-            async with self._session.request(
+            async with asyncio.timeout_at(deadline):
+                await self._budget.acquire()
+        except TimeoutError:
+            raise TransportError(
+                f"no connection free within {timeout:g}s (all {self.max_connections} of this "
+                "budget busy)"
+            ) from None
+        try:
+            async with session.request(
                 request.method,
                 request.url,
                 data=request.body_bytes(),
                 headers=headers,
                 allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=timeout),
+                timeout=aiohttp.ClientTimeout(total=max(deadline - loop.time(), 0.001)),
             ) as response:
                 body, truncated = await _read_body(response, request.max_response_bytes)
                 return HttpResponse(
@@ -186,6 +227,8 @@ class HttpClient:
             raise TransportError(f"network error ({type(exc).__name__})") from None
         except ValueError:
             raise TransportError("invalid URL") from None
+        finally:
+            self._budget.release()
 
 
 # Path segments and query values this long may be credentials (a Mattermost hook id, a Slack or

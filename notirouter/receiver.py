@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from notirouter.payload import PayloadRefused, load_payload
 from notirouter.printable import inert
 from notirouter.queue.writer import QueueUnavailable
+from notirouter.throttled_log import ThrottledLog
 
 if TYPE_CHECKING:
     from notirouter.runtime import Runtime
@@ -81,6 +82,7 @@ def create_app(runtime: Runtime) -> Starlette:
     logging.getLogger("uvicorn.access").disabled = True
     max_body = runtime.config.app.server.max_body_bytes
     count = runtime.metrics.count_received
+    refusals = ThrottledLog(log)  # during an outage every event is refused the same way
 
     async def receive_hook(request: Request) -> Response:
         hook = runtime.hooks.find(request.path_params["token"])
@@ -94,6 +96,12 @@ def create_app(runtime: Runtime) -> Starlette:
         except BodyTooLarge:
             count(hook.name, "413")
             return error(413, f"body larger than {max_body} bytes")
+        except ClientDisconnect:
+            # The client gave up before its body was complete: nothing was stored, nobody reads
+            # the answer, and it is no server error.
+            count(hook.name, "aborted")
+            log.debug("hook %s: the client disconnected before sending its whole body", hook.name)
+            return error(400, "incomplete body")
         try:
             payload = load_payload(body)  # UTF-8 JSON object, nesting bounded, text cleaned
         except PayloadRefused as exc:
@@ -120,7 +128,9 @@ def create_app(runtime: Runtime) -> Starlette:
             )
         except QueueUnavailable as exc:
             count(hook.name, "503")
-            log.error("hook %s: event refused, queue unavailable: %s", hook.name, exc)
+            refusals.log(
+                logging.ERROR, hook.name, "hook %s: events refused (503): %s", hook.name, exc
+            )
             return JSONResponse(
                 {"error": "queue unavailable, retry later"},
                 status_code=503,

@@ -18,7 +18,7 @@ from notirouter.http import HttpClient
 from notirouter.metrics import Metrics
 from notirouter.pipeline import Pipeline
 from notirouter.queue.dead_letters import bury_orphans, prune
-from notirouter.queue.sqlite import SqliteQueue
+from notirouter.queue.sqlite import QueueUnavailable, SqliteQueue
 from notirouter.retry import RetryPolicy
 from notirouter.sink import Sink, SinkContext
 from notirouter.source import Source
@@ -41,15 +41,20 @@ class Runtime:
         self.sources: dict[str, Source] = {
             name: cls() for name, cls in config.types.sources.items()
         }
+        # Each sink and enricher has its own connection budget over the shared session: one
+        # service that hangs holds only its own. A sink needs one per attempt in flight; an
+        # enricher two per event being routed (the Sekoia enricher fetches a comment and its
+        # alert at once).
+        enricher_budget = 2 * app.delivery.route_workers
         self.enrichers: dict[str, Enricher[Any]] = {
             name: config.types.enrichers[options.type](
-                name, options, EnricherContext(name=name, http=self.http)
+                name, options, EnricherContext(name, self.http.with_budget(enricher_budget))
             )
             for name, options in config.enricher_options.items()
         }
         self.sinks: dict[str, Sink[Any]] = {
             name: config.types.sinks[options.type](
-                name, options, SinkContext(name=name, http=self.http)
+                name, options, SinkContext(name, self.http.with_budget(options.concurrency))
             )
             for name, options in config.sink_options.items()
         }
@@ -93,9 +98,12 @@ class Runtime:
                 log.exception("error while closing %s", name)
         await self.http.aclose()
 
-    async def start(self) -> None:
-        """Open everything and start the routing workers and one dispatcher per sink."""
-        await self.queue.open()
+    async def start(self, *, init_queue: bool = False) -> None:
+        """Open everything and start the routing workers and one dispatcher per sink.
+
+        ``init_queue`` (``serve --init``): create an empty queue even where one was lost.
+        """
+        await self.queue.open(init=init_queue)
         await self.open_plugins()
         delivery = self.config.app.delivery
         self._router = EventRouter(
@@ -144,6 +152,8 @@ class Runtime:
                 pruned = await prune(self.queue, window)
                 if pruned:
                     log.info("pruned %d finished events", pruned)
+            except QueueUnavailable as exc:
+                log.error("queue housekeeping failed: %s", exc)  # the cause, not a traceback
             except Exception:
                 log.exception("queue housekeeping failed")
             await asyncio.sleep(PRUNE_INTERVAL_SECONDS)

@@ -24,8 +24,13 @@ class Served:
 
 
 @contextlib.asynccontextmanager
-async def serve(config_path: Path, environ: dict[str, str] | None = None) -> AsyncIterator[Served]:
-    """Start ``notirouter serve`` in-process on 127.0.0.1 and a free port."""
+async def serve(
+    config_path: Path, environ: dict[str, str] | None = None, *, init_queue: bool = False
+) -> AsyncIterator[Served]:
+    """Start ``notirouter serve`` in-process on 127.0.0.1 and a free port.
+
+    ``init_queue`` is ``serve --init``.
+    """
     config = load_config(config_path, environ=environ)
     runtime = Runtime(config)
     server = uvicorn.Server(
@@ -38,7 +43,7 @@ async def serve(config_path: Path, environ: dict[str, str] | None = None) -> Asy
             lifespan="off",
         )
     )
-    await runtime.start()
+    await runtime.start(init_queue=init_queue)
     task = asyncio.create_task(server.serve())
     try:
         async with asyncio.timeout(10):

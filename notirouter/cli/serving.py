@@ -30,6 +30,11 @@ def add_commands(commands: Any) -> None:
     serve.add_argument("--host", help="listen address (default: server.host)")
     serve.add_argument("--port", type=int, help="listen port (default: server.port; 0: any free)")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.add_argument(
+        "--init",
+        action="store_true",
+        help="start a new, empty queue even where one existed and its file is missing",
+    )
     serve.set_defaults(handler=run_command(serve_command))
 
     check = commands.add_parser(
@@ -96,12 +101,12 @@ def serve_command(args: argparse.Namespace) -> int:
     server = _Server(uv_config, [hook.name for hook in config.app.hooks])
     # uvicorn's loop factory: uvloop when installed (uvicorn[standard]), as `uvicorn` would pick.
     with asyncio.Runner(loop_factory=uv_config.get_loop_factory()) as runner:
-        return runner.run(_serve(runtime, server))
+        return runner.run(_serve(runtime, server, init_queue=args.init))
 
 
-async def _serve(runtime: Runtime, server: uvicorn.Server) -> int:
+async def _serve(runtime: Runtime, server: uvicorn.Server, *, init_queue: bool = False) -> int:
     try:
-        await runtime.start()
+        await runtime.start(init_queue=init_queue)
     except QueueUnavailable as exc:
         log.error("%s", exc)
         return EXIT_CONFIG

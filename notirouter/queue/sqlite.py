@@ -5,6 +5,10 @@ Events are committed before the receiver answers 202. Routing workers and sink d
 by a process that died (``kill -9``) simply becomes due again when the lease runs out. A
 ``lease`` token guards completions, so a worker whose lease expired cannot overwrite the outcome
 of the worker that took over.
+
+The writer checks before each commit that the path still names the file it opened
+(:mod:`notirouter.queue.file_identity`), and a queue is never created where one existed
+(:mod:`notirouter.queue.existence`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+from notirouter.queue.existence import check_before_open, marker_path, record_created
+from notirouter.queue.file_identity import FileIdentity, FileLost, check_identity, report_lost
+from notirouter.queue.readiness import read_probe, write_probe
 from notirouter.queue.records import (
     EnqueueResult,
     NewDelivery,
@@ -55,20 +62,26 @@ class SqliteQueue:
         self.dedupe_window = dedupe_window
         self.busy_timeout = busy_timeout
         self._wakeups: dict[str, asyncio.Event] = {}
-        self._writer = GroupCommitWriter(self._connect, self._wake)
+        self._writer = GroupCommitWriter(
+            self._connect, self._wake, guard=self._check_file, on_lost=self._file_lost
+        )
         self._reader: sqlite3.Connection | None = None
         self._reader_lock = threading.Lock()
         self._create = True
+        self._init = False
+        self._identity: FileIdentity | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def open(self, *, create: bool = True) -> None:
+    async def open(self, *, create: bool = True, init: bool = False) -> None:
         """Start the writer thread; create the file and schema unless ``create`` is false.
 
         Operator commands open with ``create=False``: a wrong path must say so, not show an
-        empty queue.
+        empty queue. ``serve`` creates the file only where no queue existed, or with ``init``
+        (``serve --init``) where one was lost.
         """
         self._create = create
+        self._init = init
         self._writer.start(asyncio.get_running_loop())
 
     async def close(self) -> None:
@@ -82,6 +95,10 @@ class SqliteQueue:
     def _connect(self) -> sqlite3.Connection:
         if not self._create and not self.path.exists():
             raise FileNotFoundError(f"no queue file at {self.path}")
+        new = lost = False
+        if self._create:
+            lost = marker_path(self.path).exists()
+            new = check_before_open(self.path, init=self._init)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(
             self.path, isolation_level=None, timeout=self.busy_timeout, check_same_thread=True
@@ -92,7 +109,17 @@ class SqliteQueue:
             f"PRAGMA synchronous={'FULL' if self.synchronous == 'full' else 'NORMAL'}"
         )
         connection.executescript(SCHEMA)
+        self._identity = FileIdentity.of(self.path)
+        if self._create:
+            record_created(self.path, new=new, replaced_lost=new and lost)
         return connection
+
+    def _check_file(self, connection: sqlite3.Connection) -> None:
+        if self._identity is not None:
+            check_identity(self.path, self._identity)
+
+    def _file_lost(self, connection: sqlite3.Connection, lost: FileLost) -> None:
+        report_lost(connection, self.path, lost)
 
     async def write(self, operation: Operation, *, wakes: tuple[str, ...] = ()) -> Any:
         """Run ``operation(connection)`` in the next group-committed transaction."""
@@ -131,9 +158,16 @@ class SqliteQueue:
             self.wakeup(key).set()
 
     async def ping(self) -> bool:
-        """Whether the queue can run a transaction now (for ``/readyz``)."""
+        """Whether the queue can store events now (for ``/readyz``).
+
+        Normally one transaction that reads nothing; after a failure, a probe that writes
+        (a read-only or damaged file still runs ``SELECT 1``).
+        """
+        if self._writer.lost is not None:
+            return False
+        probe = write_probe if self._writer.failing is not None else read_probe
         try:
-            await self._writer.submit(lambda c: c.execute("SELECT 1").fetchone())
+            await self._writer.submit(probe)
         except QueueUnavailable:
             return False
         return True

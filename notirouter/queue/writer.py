@@ -5,12 +5,19 @@ gathered while the previous transaction was being committed, runs it in one tran
 operation in its own savepoint, so one failure does not undo its neighbours), commits once,
 then resolves all the futures. Under load many events share one fsync; at rest an operation
 commits immediately. Callers learn of a commit failure, so nothing is acknowledged unstored.
+
+A SQLite error, whether in an operation or at the commit (a malformed file, a read-only or
+failing disk), reaches the caller as :class:`QueueUnavailable`, and the writer remembers it as
+``failing`` until a transaction that changes rows commits again (readiness reads it). Before
+each commit a ``guard`` may check that the file is still the one opened; once it is not
+(:class:`~notirouter.queue.file_identity.FileLost`), every later transaction is refused.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import queue
 import sqlite3
 import threading
@@ -18,8 +25,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from notirouter.queue.file_identity import FileLost
+from notirouter.throttled_log import ThrottledLog
+
+log = logging.getLogger("notirouter.queue")
 T = TypeVar("T")
 Operation = Callable[[sqlite3.Connection], Any]
+Guard = Callable[[sqlite3.Connection], None]
+LostHandler = Callable[[sqlite3.Connection, FileLost], None]
 MAX_BATCH = 1024
 
 
@@ -41,9 +54,19 @@ class GroupCommitWriter:
         self,
         connect: Callable[[], sqlite3.Connection],
         on_commit: Callable[[set[str]], None],
+        *,
+        guard: Guard | None = None,
+        on_lost: LostHandler | None = None,
     ) -> None:
         self._connect = connect
         self._on_commit = on_commit
+        self._guard = guard
+        self._on_lost = on_lost
+        self.failing: str | None = None
+        """Why the last transaction failed in SQLite; ``None`` once one commits changes."""
+        self.lost: str | None = None
+        """Why the file is no longer the one opened; once set, every transaction is refused."""
+        self._failure_log = ThrottledLog(log)
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -107,8 +130,15 @@ class GroupCommitWriter:
             connection.close()
 
     def _commit(self, connection: sqlite3.Connection, batch: list[_Job]) -> None:
+        if self.lost is not None:
+            refusal = QueueUnavailable(self.lost)
+            self._finish([(job.future, False, refusal) for job in batch], set())
+            return
         outcomes: list[tuple[asyncio.Future[Any], bool, Any]] = []
         wakes: set[str] = set()
+        changes = connection.total_changes
+        failure: str | None = None
+        lost: FileLost | None = None
         try:
             # A lone operation needs no savepoint (most batches at low load): if it fails, the
             # whole transaction is rolled back instead.
@@ -125,21 +155,63 @@ class GroupCommitWriter:
                         connection.execute("RELEASE op")
                     else:
                         connection.execute("ROLLBACK")
-                    outcomes.append((job.future, False, exc))
+                    if isinstance(exc, sqlite3.Error):
+                        failure = str(exc)
+                        unavailable = QueueUnavailable(f"the queue could not store: {exc}")
+                        outcomes.append((job.future, False, unavailable))
+                    else:
+                        outcomes.append((job.future, False, exc))
                     continue
                 if isolate:
                     connection.execute("RELEASE op")
                 outcomes.append((job.future, True, result))
                 wakes.update(job.wakes)
             if connection.in_transaction:
+                if self._guard is not None:
+                    self._guard(connection)
                 connection.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if connection.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    connection.execute("ROLLBACK")
-            failure = QueueUnavailable(f"the queue could not commit: {exc}")
-            outcomes = [(job.future, False, failure) for job in batch]
+        except FileLost as exc:
+            self._rollback(connection)
+            self.lost = failure = str(exc)
+            lost = exc
+            outcomes = [(job.future, False, QueueUnavailable(self.lost)) for job in batch]
             wakes = set()
+        except (sqlite3.Error, OSError) as exc:
+            self._rollback(connection)
+            failure = str(exc)
+            unavailable = QueueUnavailable(f"the queue could not commit: {exc}")
+            outcomes = [(job.future, False, unavailable) for job in batch]
+            wakes = set()
+        if failure is not None:
+            # Pages read from a damaged file stay in the connection's cache: drop them, so
+            # that a file repaired in place is read afresh.
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute("PRAGMA shrink_memory")
+        self._note_health(failure, connection.total_changes != changes)
+        self._finish(outcomes, wakes)
+        if lost is not None and self._on_lost is not None:
+            self._on_lost(connection, lost)  # after answering: a copy of a big file takes time
+
+    @staticmethod
+    def _rollback(connection: sqlite3.Connection) -> None:
+        if connection.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute("ROLLBACK")
+
+    def _note_health(self, failure: str | None, changed: bool) -> None:
+        if failure is not None:
+            if self.lost is None:  # a lost file is reported, loudly, by its handler
+                self._failure_log.log(
+                    logging.ERROR, "storage", "the queue cannot store: %s", failure
+                )
+            self.failing = failure
+        elif changed and self.failing is not None:
+            log.warning("the queue stores again (the last failure was: %s)", self.failing)
+            self.failing = None
+
+    def _finish(
+        self, outcomes: list[tuple[asyncio.Future[Any], bool, Any]], wakes: set[str]
+    ) -> None:
         assert self._loop is not None
         # RuntimeError: the event loop is gone, so nobody is waiting any more.
         with contextlib.suppress(RuntimeError):
