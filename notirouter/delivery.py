@@ -20,6 +20,7 @@ from notirouter.message import Message
 from notirouter.metrics import Metrics
 from notirouter.queue.records import StoredDelivery
 from notirouter.queue.sqlite import SqliteQueue, sink_wake
+from notirouter.queue.writer import QueueUnavailable
 from notirouter.ratelimit import TokenBucket
 from notirouter.retry import RetryPolicy
 from notirouter.secrets import expand_secrets, secret_values
@@ -129,6 +130,11 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
             await self._record(delivery, result)
         except asyncio.CancelledError:
             raise  # the lease expires and another attempt follows: at-least-once
+        except QueueUnavailable as exc:
+            # The queue logged the cause once; no traceback per delivery in flight.
+            log.warning(
+                "delivery %s to sink %s could not be recorded: %s", delivery.id, self.sink.name, exc
+            )
         except Exception:
             log.exception(
                 "delivery %s to sink %s could not be recorded", delivery.id, self.sink.name

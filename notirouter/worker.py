@@ -109,6 +109,10 @@ class EventRouter(ClaimLoop[StoredEvent]):
             done = await self.queue.complete_event(stored, jobs)
         except asyncio.CancelledError:
             raise
+        except QueueUnavailable as exc:
+            # The queue itself said why, once, loudly; the event stays claimable after its lease.
+            log.warning("event %s: its delivery jobs could not be written: %s", stored.id, exc)
+            return
         except Exception as exc:
             log.exception("event %s: its delivery jobs could not be written", stored.id)
             await self._retry_quietly(stored, f"routing error: {type(exc).__name__}")
