@@ -42,7 +42,10 @@ _PROTOCOL_RELATIVE = re.compile(r"(?<!:)//(?=[^\s/])")
 # markup there, so that a Windows path keeps its backslashes on every client.
 # A backslash is doubled only before ASCII punctuation or a line end, where it would act.
 _TEAMS_BACKSLASH = re.compile(r"\\(?=[!-/:-@\[-`{-~]|$)", re.MULTILINE)
-_TEAMS_INLINE = str.maketrans({char: "\\" + char for char in "*_~`[]"})
+_TEAMS_INLINE = str.maketrans({char: "\\" + char for char in "*_~`[]|&{"})
+# The "@" of an e-mail address (after a letter or digit): linkify would make a mailto link.
+_TEAMS_ADDRESS_AT = re.compile(r"(?<=[^\W_])@")
+_TEAMS_INDENT = re.compile(r"^[ \t]+", re.MULTILINE)
 # Block markers only count at the start of a line: a list item ("- ", "+ ", "1. "), a heading
 # ("# "), a quote (">"), or a setext underline / thematic break ("===", "---").
 _TEAMS_LINE_START = re.compile(
@@ -119,18 +122,25 @@ def escape_teams(text: str) -> str:
     """Escape text for the Markdown subset of Microsoft Teams (TextBlock, Fact, MessageCard).
 
     Only the characters that can start markup in Teams are backslash-escaped (emphasis, code,
-    link brackets, and block markers at the start of a line); a backslash is doubled only where
-    it would otherwise escape the next character. Mentions are neutralised and URLs defused.
+    link brackets, table pipes, block markers at the start of a line, the ``&`` of an entity
+    and the ``{`` of a ``{{DATE(...)}}`` card function); a backslash is doubled only where it
+    would otherwise escape the next character, and blanks that start a line (an indented code
+    block) become ``&#32;``. Mentions are neutralised, URLs defused, and the ``@`` of an e-mail
+    address is escaped so that no ``mailto:`` link is made; the address itself is unchanged.
 
-    Every ``<`` gets a zero-width space after it (see :func:`escape_plain`): a MessageCard
-    renders HTML (``<a href>``, ``<img>``) and an Adaptive Card TextBlock reads
-    ``<smb://host/share>`` as an autolink. A zero-width space is not markup, so it works the
-    same in both formats and on every client, where a backslash before ``<`` is read
-    inconsistently and whether each client decodes ``&lt;`` is not documented.
+    Every ``<`` gets a zero-width space after it: a MessageCard renders HTML (``<a href>``,
+    ``<img>``) and an Adaptive Card TextBlock reads ``<smb://host/share>`` as an autolink. A
+    zero-width space is not markup, so it works the same in both formats and on every client,
+    where a backslash before ``<`` is read inconsistently.
     """
-    text = escape_plain(text)
+    # Imported here: escape_chat builds on this module.
+    from notirouter.escape_chat import neutralise_chat_mentions
+
+    text = defuse_urls(_OPEN_ANGLE.sub("<" + ZERO_WIDTH_SPACE, neutralise_chat_mentions(text)))
     text = _TEAMS_BACKSLASH.sub(r"\\\\", text).translate(_TEAMS_INLINE)
-    return _TEAMS_LINE_START.sub(_escape_line_start, text)
+    text = _TEAMS_ADDRESS_AT.sub(r"\\@", text)
+    text = _TEAMS_LINE_START.sub(_escape_line_start, text)
+    return _TEAMS_INDENT.sub(lambda m: "&#32;" * len(m.group().expandtabs(4)), text)
 
 
 def _escape_line_start(match: re.Match[str]) -> str:
