@@ -31,6 +31,7 @@ from notirouter import (
     SinkContext,
     SinkOptions,
     classify_status,
+    defuse_urls,
     escape_mattermost,
     escape_mattermost_plain,
     hookimpl,
@@ -59,6 +60,11 @@ FACTS_BUDGET = 12_000
 MAX_FACTS = 40
 # A field this short (and on one line) is shown half-width, two per row.
 SHORT_FIELD = 40
+
+
+def _fallback(text: str) -> str:
+    # Plain text where a notification may still link a URL: schemes keep a zero-width break.
+    return defuse_urls(escape_mattermost_plain(text))
 
 
 class MattermostOptions(SinkOptions):
@@ -111,8 +117,8 @@ class MattermostSink(HttpSink[MattermostOptions]):
             room = POST_TEXT_MAX - len(headline) - 1
             text += "\n" + fit(message.text.strip(), room, escape_mattermost)
         attachment: dict[str, Any] = {
-            # Notifications show the fallback as plain text.
-            "fallback": fit(f"{word}: {title}", TITLE_MAX, escape_mattermost_plain),
+            # Notifications show the fallback as plain text; the apps never show it.
+            "fallback": fit(f"{word}: {title}", TITLE_MAX, _fallback),
             "color": SEVERITY_COLOUR[severity],
         }
         link = safe_link(message.link)

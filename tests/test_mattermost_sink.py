@@ -122,6 +122,14 @@ def test_hostile_values_are_escaped() -> None:
     assert "<" not in body["text"]
 
 
+def test_fallback_is_plain_and_inert() -> None:
+    fallback = build_sink("mattermost").render(HOSTILE)["attachments"][0]["fallback"]
+    assert fallback.startswith(
+        "HIGH: @\u200bchannel <\u200b!here> [Reset your password](https\u200b:"
+    )
+    assert "\\" not in fallback  # plain text: no escapes
+
+
 def web_app_shows(text: str) -> tuple[str, list[str]]:
     """The visible text and the links of Mattermost's web app for one Markdown value."""
     rendered = service_renderers().render("mattermost", text)

@@ -47,7 +47,6 @@ def announced(text: str) -> str:
 def mattermost_parts(payload: dict[str, Any]) -> list[Part]:
     parts = [Part("mattermost", payload["text"])]
     for attachment in payload.get("attachments", []):
-        parts.append(Part(None, attachment["fallback"]))  # notifications: plain text
         title = announced(attachment["title"])
         if attachment.get("title_link"):  # shown as the link's plain text
             parts.append(Part(None, title, link=attachment["title_link"]))
