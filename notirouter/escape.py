@@ -85,7 +85,10 @@ def neutralise_mentions(text: str) -> str:
 
 
 def escape_markdown(text: str) -> str:
-    """Escape text for Markdown as Mattermost and Discord read it (Teams: :func:`escape_teams`).
+    """Escape text for CommonMark, for a sink whose service has no escaper of its own.
+
+    The built-in sinks use their service's own rules instead: :func:`escape_teams`,
+    ``escape_mattermost`` and ``escape_discord`` (:mod:`notirouter.escape_chat`).
 
     Every punctuation character that could start markup is backslash-escaped, mentions are
     neutralised, and URL schemes are broken with a zero-width space so that autolinking

@@ -109,7 +109,7 @@ def neutralise_chat_mentions(text: str) -> str:
 # Discord's Markdown (simple-markdown rules) honours a backslash before any character that is
 # not a letter, a digit or a space, so every character that can start markup gets one: no
 # zero-width character is needed, and "\@everyone" is shown as "@everyone" and pings nobody.
-_DISCORD_TABLE = str.maketrans({char: "\\" + char for char in "\\*_~`|<>[]()#-+.!@:"})
+_DISCORD_TABLE = str.maketrans({char: "\\" + char for char in "\\*_~`|<>[]()#-+.!@:="})
 
 
 def escape_discord(text: str) -> str:

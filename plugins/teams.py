@@ -28,7 +28,6 @@ from notirouter import (
     Sink,
     SinkOptions,
     classify_status,
-    escape_plain,
     escape_teams,
     escape_teams_plain,
     hookimpl,
@@ -211,14 +210,14 @@ class TeamsSink(HttpSink[TeamsOptions]):
         card: dict[str, Any] = {
             "@type": "MessageCard",
             "@context": "http://schema.org/extensions",
-            "summary": fit(one_line(message.title), TITLE_BYTES, escape_plain, json_len),
+            "summary": fit(one_line(message.title), TITLE_BYTES, escape_teams_plain, json_len),
             "themeColor": SEVERITY_COLOUR[severity].lstrip("#"),
             "title": f"{SEVERITY_EMOJI[severity]} {title}",
             "sections": [section],
         }
         link = safe_link(message.link)
         if link:
-            label = fit(link_label(message), LABEL_BYTES, escape_plain, json_len)
+            label = fit(link_label(message), LABEL_BYTES, escape_teams_plain, json_len)
             target = {"os": "default", "uri": link}
             card["potentialAction"] = [{"@type": "OpenUri", "name": label, "targets": [target]}]
         return card

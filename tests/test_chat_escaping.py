@@ -24,6 +24,7 @@ from notirouter.escape import (
     escape_slack,
     escape_teams,
 )
+from notirouter.escape_chat import escape_discord, escape_mattermost
 from notirouter.http import url_secrets
 from notirouter.message import Fact, Message, Severity
 from tests.chat_helpers import CHAT_SINKS, build_sink, walk_strings
@@ -76,7 +77,12 @@ def tokens(md: MarkdownIt, text: str) -> Iterator[Token]:
         yield from token.children or ()
 
 
-ESCAPES = {"markdown": escape_markdown, "teams": escape_teams}
+ESCAPES = {
+    "markdown": escape_markdown,
+    "teams": escape_teams,
+    "mattermost": escape_mattermost,
+    "discord": escape_discord,
+}
 
 
 @pytest.mark.parametrize("markup", sorted(ESCAPES))

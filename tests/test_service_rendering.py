@@ -75,17 +75,7 @@ def discord_parts(payload: dict[str, Any]) -> list[Part]:
 def teams_breaks_url_schemes(name: str) -> bool:
     # Teams' own clients do not render with one known Markdown: a URL scheme keeps its
     # zero-width break there (defuse_urls); addresses, paths and times do not get one.
-    return name in {"bare-url", "www-host", "javascript", "ordinary:url-with-underscores"} or (
-        name
-        in {
-            "angle-autolink",
-            "slack-link",
-            "markdown-link",
-            "image",
-            "html-link",
-            "protocol-relative",
-        }
-    )
+    return name == "ordinary:url-with-underscores"
 
 
 @pytest.mark.parametrize("field", FIELDS)
