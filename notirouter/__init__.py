@@ -13,6 +13,7 @@ from notirouter.escape import (
     escape_plain,
     escape_slack,
     escape_teams,
+    neutralise_chat_mentions,
     neutralise_mentions,
     truncate,
     truncate_utf8,
@@ -23,7 +24,6 @@ from notirouter.escape_chat import (
     escape_mattermost,
     escape_mattermost_plain,
     escape_teams_plain,
-    neutralise_chat_mentions,
 )
 from notirouter.events import Event
 from notirouter.hookspecs import hookimpl

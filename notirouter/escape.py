@@ -136,14 +136,22 @@ def escape_teams(text: str) -> str:
     zero-width space is not markup, so it works the same in both formats and on every client,
     where a backslash before ``<`` is read inconsistently.
     """
-    # Imported here: escape_chat builds on this module.
-    from notirouter.escape_chat import neutralise_chat_mentions
-
     text = defuse_urls(_OPEN_ANGLE.sub("<" + ZERO_WIDTH_SPACE, neutralise_chat_mentions(text)))
     text = _TEAMS_BACKSLASH.sub(r"\\\\", text).translate(_TEAMS_INLINE)
     text = _TEAMS_ADDRESS_AT.sub(r"\\@", text)
     text = _TEAMS_LINE_START.sub(_escape_line_start, text)
     return _TEAMS_INDENT.sub(lambda m: "&#32;" * len(m.group().expandtabs(4)), text)
+
+
+# An "@" that starts a mention: not after a letter or digit, and followed by a name. The "@"
+# of an e-mail address follows a letter or digit and is not one.
+CHAT_MENTION_AT = r"(?<![^\W_])@(?=[\w.-])"
+_CHAT_MENTION = re.compile(CHAT_MENTION_AT)
+
+
+def neutralise_chat_mentions(text: str) -> str:
+    """A zero-width space after the ``@`` of each mention, never inside an e-mail address."""
+    return _CHAT_MENTION.sub("@" + ZERO_WIDTH_SPACE, text)
 
 
 def _escape_line_start(match: re.Match[str]) -> str:

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import re
 
-from notirouter.escape import ZERO_WIDTH_SPACE, defuse_urls
+from notirouter.escape import (
+    CHAT_MENTION_AT,
+    ZERO_WIDTH_SPACE,
+    defuse_urls,
+    neutralise_chat_mentions,
+)
 
-# An "@" that starts a mention: not after a letter or digit, and followed by a name. The "@"
-# of an e-mail address follows a letter or digit and is not one.
-_MENTION_AT = r"(?<![^\W_])@(?=[\w.-])"
+# The "@" of an e-mail address: after a letter or digit.
 _EMAIL_AT = r"(?<=[^\W_])@"
-_MENTION = re.compile(_MENTION_AT)
 
 # --- Mattermost -------------------------------------------------------------------------------
 # The web app's Markdown (Mattermost's fork of marked) honours a backslash only before these;
@@ -41,7 +43,7 @@ _MATTERMOST_CHARS = {
 # blanks that start a line (four would make an indented code block); any other character.
 _MATTERMOST = re.compile(
     r"(?P<backslash>\\(?=[!-/:-@\[-`{-~]|$))"
-    rf"|(?P<mention>{_MENTION_AT})|(?P<address>{_EMAIL_AT})"
+    rf"|(?P<mention>{CHAT_MENTION_AT})|(?P<address>{_EMAIL_AT})"
     r"|(?P<wink>;(?=-?\)))|(?P<indent>^[ \t]+)"
     "|[" + re.escape("".join(_MATTERMOST_CHARS)) + "]",
     re.MULTILINE,
@@ -98,11 +100,6 @@ def escape_mattermost_plain(text: str) -> str:
     """
     text = neutralise_chat_mentions(text)
     return _MATTERMOST_PLAIN_BREAKS.sub(lambda m: m.group() + ZERO_WIDTH_SPACE, text)
-
-
-def neutralise_chat_mentions(text: str) -> str:
-    """A zero-width space after the ``@`` of each mention, never inside an e-mail address."""
-    return _MENTION.sub("@" + ZERO_WIDTH_SPACE, text)
 
 
 # --- Discord ----------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from notirouter.escape import (
     escape_plain,
     escape_slack,
     escape_teams,
+    neutralise_chat_mentions,
 )
 from notirouter.escape_chat import escape_discord, escape_mattermost
 from notirouter.http import url_secrets
@@ -279,3 +280,12 @@ def test_url_secrets_cover_path_tokens_and_query_values() -> None:
     for part in ("123456789012345678", "AbCdEfGhIjKlMnOpQrSt", "ZyXwVuTsRqPoNmLk1"):
         assert part in found
     assert "webhooks" not in found
+
+
+def test_chat_mentions_spare_email_addresses() -> None:
+    text = "mail analyst@example.com or @channel (@here) _@all a.b@c.example"
+    assert neutralise_chat_mentions(text) == (
+        "mail analyst@example.com or @\u200bchannel (@\u200bhere) _@\u200ball a.b@c.example"
+    )
+    for escape in (escape_teams, escape_mattermost, escape_discord):
+        assert ZERO_WIDTH_SPACE not in escape("analyst@example.com"), escape

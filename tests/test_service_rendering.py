@@ -22,6 +22,7 @@ typed and nothing more. The renderers (``tests/renderers``, installed by ``make 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -39,13 +40,22 @@ def teams_parts(payload: dict[str, Any]) -> list[Part]:
     return [Part("teams", payload["attachments"][0]["content"])]
 
 
+# What the server stores from a webhook: Slack's "<!channel>" becomes "@channel" in the text,
+# title and field values of attachments (ExpandAnnouncement), and Slack links "<url|label>"
+# become Markdown links in the post text, attachment text and field values.
+SLACK_LINK = re.compile(r"<([^\n<|>]+)\|([^\n>]+)>")
+
+
 def announced(text: str) -> str:
-    """What the server stores: Slack's "<!channel>" becomes "@channel" (ExpandAnnouncement)."""
     return text.replace("<!channel>", "@channel")
 
 
+def stored(text: str) -> str:
+    return SLACK_LINK.sub(r"[\2](\1)", announced(text))
+
+
 def mattermost_parts(payload: dict[str, Any]) -> list[Part]:
-    parts = [Part("mattermost", payload["text"])]
+    parts = [Part("mattermost", stored(payload["text"]))]
     for attachment in payload.get("attachments", []):
         title = announced(attachment["title"])
         if attachment.get("title_link"):  # shown as the link's plain text
@@ -53,9 +63,9 @@ def mattermost_parts(payload: dict[str, Any]) -> list[Part]:
         else:
             parts.append(Part("mattermost-title", title))
         if "text" in attachment:
-            parts.append(Part("mattermost", announced(attachment["text"])))
+            parts.append(Part("mattermost", stored(attachment["text"])))
         for field in attachment.get("fields", []):
-            value = announced(field["value"])
+            value = stored(field["value"])
             parts += [Part("mattermost-plain", field["title"]), Part("mattermost", value)]
     return parts
 
