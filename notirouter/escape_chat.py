@@ -39,12 +39,13 @@ _MATTERMOST_CHARS = {
 }
 # One pass, so that no replacement is escaped again. In order: a backslash the web app (or
 # CommonMark) would read as an escape or a line break, before ASCII punctuation or at a line
-# end ("C:\Windows" shows as it is everywhere); a mention; the "@" of an address; a ";)" wink;
+# end ("C:\Windows" shows as it is everywhere); a mention; the "@" of an address; the ";" of
+# a ";)" wink and the "-" of an "x-d" face;
 # blanks that start a line (four would make an indented code block); any other character.
 _MATTERMOST = re.compile(
     r"(?P<backslash>\\(?=[!-/:-@\[-`{-~]|$))"
     rf"|(?P<mention>{CHAT_MENTION_AT})|(?P<address>{_EMAIL_AT})"
-    r"|(?P<wink>;(?=-?\)))|(?P<indent>^[ \t]+)"
+    r"|(?P<wink>;(?=-?\)))|(?P<xd>(?<=\b[xX])-(?=[dD]\b))|(?P<indent>^[ \t]+)"
     "|[" + re.escape("".join(_MATTERMOST_CHARS)) + "]",
     re.MULTILINE,
 )
@@ -60,6 +61,8 @@ def _mattermost_replacement(match: re.Match[str]) -> str:
         return "&#64;"
     if kind == "wink":
         return "&#59;"
+    if kind == "xd":
+        return "&#45;"
     if kind == "indent":
         return match.group().replace(" ", "&#32;").replace("\t", "&#9;")
     return _MATTERMOST_CHARS[match.group()]
@@ -84,7 +87,8 @@ def escape_mattermost(text: str) -> str:
 # character breaks each; ordinary text gets none.
 _MATTERMOST_PLAIN_BREAKS = re.compile(
     r"<(?=[!@#])|(?<!\w)(?:#(?=[^\W\d_])|~(?=\w)|:(?=[\w+-]+:(?!\w))"
-    r"|[:;](?=-?(?:[()\[\]/|$@]|[dpsox](?!\w)|['`\u2019]-?\()))|(?<![\w<])<(?=/?3(?!\w))",
+    r"|[:;](?=-?(?:[()\[\]/|$@]|[dpsox](?!\w)|['`\u2019]-?\()))|(?<![\w<])<(?=/?3(?!\w))"
+    r"|(?<=\bx)-(?=d\b)",
     re.IGNORECASE,
 )
 # What the web app links as an e-mail address even where it shows no Markdown.

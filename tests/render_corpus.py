@@ -58,7 +58,7 @@ HOSTILE: dict[str, str] = {
     "numbered": "1. item",
     "table": "| a | b |",
     "hashtag": "#hashtag #incident-42",
-    "emoticons": ":smile: :) ;) :D :p <3 </3",
+    "emoticons": ":smile: :) ;) :D :p <3 </3 x-d",
     "latex": "$x^2$ and $$y$$",
     "card-function": "{{DATE(2026-01-14T15:06:57Z, SHORT)}} {{TIME(2026-01-14T15:06:57Z)}}",
     "backslashes": "\\[not a link\\] \\*x\\* \\\\ \\@channel end\\",

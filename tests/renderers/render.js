@@ -106,6 +106,7 @@ const HASHTAG = /(^|[^\p{L}\d_])(#\p{L}[\p{L}\d\-_.]*[\p{L}\d])/gu;
 const EMAIL = /(^|[^\p{L}\d])([\p{L}\p{Nd}!#$%&'*+\-/=?^_`{|}~.]+@[\p{L}\d.\-]+[.]\p{L}{2,5})(?=$|[^\p{L}])/gu;
 const NAMED_EMOJI = /(^|[^\w])(:[\w+-]+:)(?!\w)/g;
 const EMOTICON = /(^|\s)(:-?\)|;-?\)|:-?D|:-?P|:-?\(|:-?\/|:-?\||:o|&lt;3|&lt;\/3)(?=$|\s)/gi;
+const XD = /(^|\b)(x-d)(?=$|\b)/gi;
 
 function formatText(html, { mentions = true } = {}) {
     // Placeholders keep one rule from matching inside what another produced, as its tokens do.
@@ -120,6 +121,7 @@ function formatText(html, { mentions = true } = {}) {
     out = out.replace(HASHTAG, (_, pre, tag) => pre + keep(`<a class="mention-link" data-hashtag="${tag}">${tag}</a>`));
     out = out.replace(NAMED_EMOJI, (_, pre, name) => pre + keep(`<span data-emoticon="${name}">${name}</span>`));
     out = out.replace(EMOTICON, (_, pre, face) => pre + keep(`<span data-emoticon="${face}">${face}</span>`));
+    out = out.replace(XD, (_, pre, face) => pre + keep(`<span data-emoticon="${face}">${face}</span>`));
     return out.replace(/\u0000(\d+)\u0000/g, (_, i) => tokens[Number(i)]);
 }
 
