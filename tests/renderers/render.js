@@ -76,9 +76,10 @@ const gfm = marked.InlineLexer.rules.gfm;
 // The fork honours a backslash only before \ ` * { } [ ] ( ) # + - . ! _ > | ~ (and "\\" only
 // when no word character follows); 0.3.6 also takes "\\" before a letter.
 gfm.escape = /^\\([\\`*{}\[\]()#+\-.!_>|~]|\\(?!\w))/;
+// The fork's autolinks: <scheme:/...>, <user@host> and <www.host>.
+gfm.autolink = /^<((?:[^ >]+(@|:\/)|www\d{0,3}\.)[^ >]+)>/;
 // The fork's text run also stops before a URL scheme, "www.", "$" and "_" at a word boundary,
 // where its URL matcher may start.
-gfm.autolink = /^<((?:[^ >]+(@|:\/)|www\d{0,3}\.)[^ >]+)>/;
 gfm.text = /^(`+|[^`])(?:[\s\S]*?(?:(?=[\\<!\[`*~]|\b[a-z][a-z0-9.+-]{1,31}:|\bwww\d{0,3}\.|\B\$|\b_|$)|[^ ](?= {2,}\n))|(?= {2,}\n))/;
 // The web app's URL matcher (GFM autolinks): a scheme, "www." or "host.tld/", up to white
 // space or "<", without trailing punctuation; only schemes the server autolinks.
