@@ -27,7 +27,9 @@ from typing import Any
 
 import pytest
 
-from tests.render_corpus import FIELDS, Part, check_field
+from tests.chat_helpers import build_sink
+from tests.chat_messages import ONE_PER_SEVERITY
+from tests.render_corpus import FIELDS, Part, check_field, render_payloads
 from tests.service_renderers import ServiceRenderers, service_renderers
 
 
@@ -101,3 +103,19 @@ def test_mattermost_shows_every_value_as_typed(renderers: ServiceRenderers, fiel
 @pytest.mark.parametrize("field", FIELDS)
 def test_discord_shows_every_value_as_typed(renderers: ServiceRenderers, field: str) -> None:
     check_field(renderers, "discord", field, discord_parts)
+
+
+@pytest.mark.parametrize("sink_type", ["mattermost", "discord"])
+def test_each_severity_has_its_own_word_and_colour(
+    renderers: ServiceRenderers, sink_type: str
+) -> None:
+    parts = mattermost_parts if sink_type == "mattermost" else discord_parts
+    payloads = [build_sink(sink_type).render(message) for message in ONE_PER_SEVERITY]
+    headlines = [r.text.split("\n")[0] for r in render_payloads(renderers, payloads, parts)]
+    words = [headline.split(" · ")[0].split()[-1] for headline in headlines]
+    assert words == [message.severity.value.upper() for message in ONE_PER_SEVERITY]
+    if sink_type == "mattermost":
+        colours = {payload["attachments"][0]["color"] for payload in payloads}
+    else:
+        colours = {payload["embeds"][0]["color"] for payload in payloads}
+    assert len(colours) == len(payloads)
