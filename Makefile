@@ -5,8 +5,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 LINTED = notirouter plugins tests $(wildcard bench)
+# The chat services' own renderers (Node.js), for the conformance tests.
+RENDERERS = tests/renderers
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint renderers bench clean
 
 $(BIN)/notirouter: pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("notirouter needs Python >= 3.11") if sys.version_info < (3, 11) else None'
@@ -27,11 +29,22 @@ lint: $(VENV)/.test-deps
 	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy notirouter plugins
 
-test: lint
+# npm ci from the committed lock, again only when the lock changes. Without npm the renderer
+# tests skip with a printed reason (and fail in CI, which has Node.js).
+$(RENDERERS)/node_modules/.installed: $(RENDERERS)/package.json $(RENDERERS)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd $(RENDERERS) && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else \
+		echo "note: npm not found: the service renderer tests (tests/renderers) will be skipped"; \
+	fi
+
+renderers: $(RENDERERS)/node_modules/.installed
+
+test: lint renderers
 	$(BIN)/pytest -q
 
 bench: $(VENV)/.test-deps
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info var
+	rm -rf $(VENV) build *.egg-info var $(RENDERERS)/node_modules

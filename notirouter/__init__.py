@@ -13,10 +13,18 @@ from notirouter.escape import (
     escape_plain,
     escape_slack,
     escape_teams,
+    neutralise_at_mentions,
     neutralise_mentions,
     reveal_invisible,
     truncate,
     truncate_utf8,
+)
+from notirouter.escape_chat import (
+    MATTERMOST_ADDRESS,
+    escape_discord,
+    escape_mattermost,
+    escape_mattermost_plain,
+    escape_teams_plain,
 )
 from notirouter.events import Event
 from notirouter.hookspecs import hookimpl
@@ -38,6 +46,7 @@ from notirouter.templating import TemplateText, make_environment
 __version__ = "0.1.0"
 
 __all__ = [
+    "MATTERMOST_ADDRESS",
     "TRUNCATION_MARKER",
     "Enricher",
     "EnricherContext",
@@ -63,14 +72,19 @@ __all__ = [
     "__version__",
     "classify_status",
     "defuse_urls",
+    "escape_discord",
     "escape_html",
     "escape_markdown",
+    "escape_mattermost",
+    "escape_mattermost_plain",
     "escape_plain",
     "escape_slack",
     "escape_teams",
+    "escape_teams_plain",
     "hookimpl",
     "json_bytes",
     "make_environment",
+    "neutralise_at_mentions",
     "neutralise_mentions",
     "parse_retry_after",
     "reveal_invisible",

@@ -17,7 +17,8 @@ ZERO_WIDTH_SPACE = "\u200b"
 # keeps the text readable while no chat service parses it as a mention any more. A mention
 # starts a word: an "@" right after a letter or digit is inside an email address
 # ("analyst@example.com"), which must stay exactly as typed, or a copied address is wrong.
-_AT_MENTION = re.compile(r"(?<![^\W_])@(?=[\w.-])")
+MENTION_AT = r"(?<![^\W_])@(?=[\w.-])"
+_AT_MENTION = re.compile(MENTION_AT)
 # Slack's special syntax "<!channel>", "<!here>", "<@U123>", "<#C123>" and "<!subteam^...>".
 _ANGLE_MENTION = re.compile(r"<(?=[!@#])")
 # Every "<" not already followed by a zero-width space. After "<" + U+200B nothing can start:
@@ -46,7 +47,10 @@ _PROTOCOL_RELATIVE = re.compile(r"(?<!:)//(?=[^\s/])")
 # markup there, so that a Windows path keeps its backslashes on every client.
 # A backslash is doubled only before ASCII punctuation or a line end, where it would act.
 _TEAMS_BACKSLASH = re.compile(r"\\(?=[!-/:-@\[-`{-~]|$)", re.MULTILINE)
-_TEAMS_INLINE = str.maketrans({char: "\\" + char for char in "*_~`[]"})
+_TEAMS_INLINE = str.maketrans({char: "\\" + char for char in "*_~`[]|&{"})
+# The "@" of an e-mail address (after a letter or digit): linkify would make a mailto link.
+_TEAMS_ADDRESS_AT = re.compile(r"(?<=[^\W_])@")
+_TEAMS_INDENT = re.compile(r"^[ \t]+", re.MULTILINE)
 # Block markers only count at the start of a line: a list item ("- ", "+ ", "1. "), a heading
 # ("# "), a quote (">"), or a setext underline / thematic break ("===", "---").
 _TEAMS_LINE_START = re.compile(
@@ -91,12 +95,14 @@ def neutralise_mentions(text: str) -> str:
     (``analyst@example.com``, right after a letter or digit) is left alone, so a copied
     address is the real one.
     """
-    text = _AT_MENTION.sub("@" + ZERO_WIDTH_SPACE, text)
-    return _ANGLE_MENTION.sub("<" + ZERO_WIDTH_SPACE, text)
+    return _ANGLE_MENTION.sub("<" + ZERO_WIDTH_SPACE, neutralise_at_mentions(text))
 
 
 def escape_markdown(text: str) -> str:
-    """Escape text for Markdown as Mattermost and Discord read it (Teams: :func:`escape_teams`).
+    """Escape text for CommonMark, for a sink whose service has no escaper of its own.
+
+    The built-in sinks use their service's own rules instead: :func:`escape_teams`,
+    ``escape_mattermost`` and ``escape_discord`` (:mod:`notirouter.escape_chat`).
 
     Every punctuation character that could start markup is backslash-escaped, mentions are
     neutralised, and URL schemes are broken with a zero-width space so that autolinking
@@ -127,7 +133,7 @@ def escape_plain(text: str) -> str:
     like an entity (``&lt;``, ``&#60;``) gets a zero-width space after it, so the typed text
     shows whether or not the client decodes entities there.
     """
-    text = _AT_MENTION.sub("@" + ZERO_WIDTH_SPACE, text)
+    text = neutralise_at_mentions(text)
     text = _ENTITY_LIKE.sub("&" + ZERO_WIDTH_SPACE, text)
     return defuse_urls(_OPEN_ANGLE.sub("<" + ZERO_WIDTH_SPACE, text))
 
@@ -136,18 +142,31 @@ def escape_teams(text: str) -> str:
     """Escape text for the Markdown subset of Microsoft Teams (TextBlock, Fact, MessageCard).
 
     Only the characters that can start markup in Teams are backslash-escaped (emphasis, code,
-    link brackets, and block markers at the start of a line); a backslash is doubled only where
-    it would otherwise escape the next character. Mentions are neutralised and URLs defused.
+    link brackets, table pipes, block markers at the start of a line, the ``&`` of an entity
+    and the ``{`` of a ``{{DATE(...)}}`` card function); a backslash is doubled only where it
+    would otherwise escape the next character, and blanks that start a line (an indented code
+    block) become ``&#32;``. Mentions are neutralised, URLs defused, and the ``@`` of an e-mail
+    address is escaped so that no ``mailto:`` link is made; the address itself is unchanged.
 
-    Every ``<`` gets a zero-width space after it (see :func:`escape_plain`): a MessageCard
-    renders HTML (``<a href>``, ``<img>``) and an Adaptive Card TextBlock reads
-    ``<smb://host/share>`` as an autolink. A zero-width space is not markup, so it works the
-    same in both formats and on every client, where a backslash before ``<`` is read
-    inconsistently and whether each client decodes ``&lt;`` is not documented.
+    Every ``<`` gets a zero-width space after it: a MessageCard renders HTML (``<a href>``,
+    ``<img>``) and an Adaptive Card TextBlock reads ``<smb://host/share>`` as an autolink. A
+    zero-width space is not markup, so it works the same in both formats and on every client,
+    where a backslash before ``<`` is read inconsistently.
     """
-    text = escape_plain(text)
+    text = defuse_urls(_OPEN_ANGLE.sub("<" + ZERO_WIDTH_SPACE, neutralise_at_mentions(text)))
     text = _TEAMS_BACKSLASH.sub(r"\\\\", text).translate(_TEAMS_INLINE)
-    return _TEAMS_LINE_START.sub(_escape_line_start, text)
+    text = _TEAMS_ADDRESS_AT.sub(r"\\@", text)
+    text = _TEAMS_LINE_START.sub(_escape_line_start, text)
+    return _TEAMS_INDENT.sub(lambda m: "&#32;" * len(m.group().expandtabs(4)), text)
+
+
+def neutralise_at_mentions(text: str) -> str:
+    """A zero-width space after the ``@`` of each mention, never inside an e-mail address.
+
+    :func:`neutralise_mentions` also breaks Slack's ``<!here>`` forms; a markup that escapes
+    ``<`` itself needs only this.
+    """
+    return _AT_MENTION.sub("@" + ZERO_WIDTH_SPACE, text)
 
 
 def _escape_line_start(match: re.Match[str]) -> str:
@@ -170,7 +189,7 @@ def escape_slack(text: str) -> str:
     ``plain_text`` objects (:func:`escape_plain`) wherever Block Kit allows them.
     """
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    text = _AT_MENTION.sub("@" + ZERO_WIDTH_SPACE, text)
+    text = neutralise_at_mentions(text)
     return defuse_urls(text)
 
 

@@ -130,18 +130,20 @@ def fit_facts(
     max_rows: int,
     measure: Measure = len,
     row_cost: int = 0,
+    name_escape: Escape | None = None,
 ) -> tuple[list[tuple[str, str]], int]:
     """Escaped (name, value) rows that fit ``budget`` in total, and how many facts were left out.
 
     Facts keep their order (the formatter puts the important ones first); the fact that
     crosses the budget is cut with a visible marker, later ones are counted as omitted.
+    Names are escaped with ``name_escape`` where the service shows them differently.
     """
     rows: list[tuple[str, str]] = []
     used = 0
     for fact in facts:
         if len(rows) >= max_rows:
             break
-        name = fit(one_line(fact.name) or EMPTY_VALUE, name_limit, escape, measure)
+        name = fit(one_line(fact.name) or EMPTY_VALUE, name_limit, name_escape or escape, measure)
         room = min(value_limit, budget - used - measure(name) - row_cost)
         # Not worth a row if little more than the truncation marker would fit.
         if room < min(value_limit, 2 * len(TRUNCATION_MARKER)):

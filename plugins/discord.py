@@ -29,7 +29,7 @@ from notirouter import (
     Sink,
     SinkOptions,
     classify_status,
-    escape_markdown,
+    escape_discord,
     hookimpl,
 )
 
@@ -57,8 +57,7 @@ FOOTER_MAX = 2_048
 EMBED_TOTAL_MAX = 6_000
 # Our share of the 6,000 for the fields; the description takes what is left.
 FACTS_BUDGET = 3_000
-TITLE_MAX = 200
-LABEL_MAX = 100
+LABEL_MAX = 256
 
 
 class DiscordOptions(SinkOptions):
@@ -99,11 +98,11 @@ class DiscordSink(HttpSink[DiscordOptions]):
         severity = message.severity
         word = severity.value.upper()
         title = one_line(message.title)
-        # At most ~430 units: far below CONTENT_MAX whatever the title holds.
-        headline = fit(title, TITLE_MAX, escape_markdown, utf16_len)
-        content = f"{SEVERITY_EMOJI[severity]} **{word}** · {headline}"
+        # The headline is the notification: the whole title, up to Discord's content limit.
+        prefix = f"{SEVERITY_EMOJI[severity]} **{word}** · "
+        content = prefix + fit(title, CONTENT_MAX - utf16_len(prefix), escape_discord, utf16_len)
         embed: dict[str, Any] = {
-            "title": fit(title, EMBED_TITLE_MAX, escape_markdown, utf16_len),
+            "title": fit(title, EMBED_TITLE_MAX, escape_discord, utf16_len),
             "color": int(SEVERITY_COLOUR[severity].lstrip("#"), 16),
             "footer": {"text": f"{word} severity"},
         }
@@ -111,7 +110,7 @@ class DiscordSink(HttpSink[DiscordOptions]):
         link_line = ""
         if link:
             embed["url"] = link
-            label = fit(link_label(message), LABEL_MAX, escape_markdown, utf16_len)
+            label = fit(link_label(message), LABEL_MAX, escape_discord, utf16_len)
             link_line = f"[{label}]({link})"
         fields = self._fields(message)
         if fields:
@@ -120,7 +119,7 @@ class DiscordSink(HttpSink[DiscordOptions]):
         used += sum(utf16_len(f["name"]) + utf16_len(f["value"]) for f in fields)
         room = min(EMBED_DESCRIPTION_MAX, EMBED_TOTAL_MAX - used) - utf16_len(link_line) - 2
         text = message.text.strip()
-        description = fit(text, room, escape_markdown, utf16_len) if text else ""
+        description = fit(text, room, escape_discord, utf16_len) if text else ""
         description = "\n\n".join(part for part in (description, link_line) if part)
         if description:
             embed["description"] = description
@@ -138,7 +137,7 @@ class DiscordSink(HttpSink[DiscordOptions]):
     def _fields(self, message: Message) -> list[dict[str, Any]]:
         rows, omitted = fit_facts(
             message.facts,
-            escape=escape_markdown,
+            escape=escape_discord,
             name_limit=FIELD_NAME_MAX,
             value_limit=FIELD_VALUE_MAX,
             budget=FACTS_BUDGET,

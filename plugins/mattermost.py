@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import Field, HttpUrl
 
 from notirouter import (
+    MATTERMOST_ADDRESS,
     HttpRequest,
     HttpResponse,
     HttpSink,
@@ -30,8 +31,9 @@ from notirouter import (
     SinkContext,
     SinkOptions,
     classify_status,
-    escape_markdown,
-    escape_plain,
+    defuse_urls,
+    escape_mattermost,
+    escape_mattermost_plain,
     hookimpl,
 )
 
@@ -51,13 +53,18 @@ from ._chat import (
 # Mattermost's post limit, in Unicode code points (runes).
 POST_TEXT_MAX = 16_383
 TITLE_MAX = 500
-LABEL_MAX = 100
+LABEL_MAX = 500
 FACT_NAME_MAX = 200
 FACT_VALUE_MAX = 2_000
 FACTS_BUDGET = 12_000
 MAX_FACTS = 40
 # A field this short (and on one line) is shown half-width, two per row.
 SHORT_FIELD = 40
+
+
+def _fallback(text: str) -> str:
+    # Plain text where a notification may still link a URL: schemes keep a zero-width break.
+    return defuse_urls(escape_mattermost_plain(text))
 
 
 class MattermostOptions(SinkOptions):
@@ -102,22 +109,28 @@ class MattermostSink(HttpSink[MattermostOptions]):
         word = severity.value.upper()
         title = one_line(message.title)
         headline = (
-            f"{SEVERITY_EMOJI[severity]} **{word}** · {fit(title, TITLE_MAX, escape_markdown)}"
+            f"{SEVERITY_EMOJI[severity]} **{word}** · {fit(title, TITLE_MAX, escape_mattermost)}"
         )
         text = headline
         if message.text.strip():
+            # Line breaks and paragraphs are kept: the post shows them as they are.
             room = POST_TEXT_MAX - len(headline) - 1
-            text += "\n" + fit(message.text.strip(), room, escape_markdown)
+            text += "\n" + fit(message.text.strip(), room, escape_mattermost)
         attachment: dict[str, Any] = {
-            "fallback": fit(f"{word}: {title}", TITLE_MAX, escape_plain),
+            # Notifications show the fallback as plain text; the apps never show it.
+            "fallback": fit(f"{word}: {title}", TITLE_MAX, _fallback),
             "color": SEVERITY_COLOUR[severity],
-            "title": fit(title, TITLE_MAX, escape_markdown),
         }
         link = safe_link(message.link)
         if link:
-            label = fit(link_label(message), LABEL_MAX, escape_markdown)
+            # With a title_link, web and mobile show the title as the link's plain text:
+            # nothing there is Markdown, so nothing is backslash-escaped.
+            attachment["title"] = fit(title, TITLE_MAX, escape_mattermost_plain)
             attachment["title_link"] = link
+            label = fit(link_label(message), LABEL_MAX, escape_mattermost)
             attachment["text"] = f"[{label}]({link})"
+        else:
+            attachment["title"] = fit(title, TITLE_MAX, escape_mattermost)
         fields = self._fields(message)
         if fields:
             attachment["fields"] = fields
@@ -136,20 +149,25 @@ class MattermostSink(HttpSink[MattermostOptions]):
     def _fields(self, message: Message) -> list[dict[str, Any]]:
         rows, omitted = fit_facts(
             message.facts,
-            escape=escape_markdown,
+            escape=escape_mattermost,
+            name_escape=escape_mattermost_plain,  # field titles are shown without Markdown
             name_limit=FACT_NAME_MAX,
             value_limit=FACT_VALUE_MAX,
             budget=FACTS_BUDGET,
             max_rows=MAX_FACTS,
         )
-        fields: list[dict[str, Any]] = [
-            {
-                "title": name,
-                "value": value,
-                "short": len(value) <= SHORT_FIELD and "\n" not in value,
-            }
-            for name, value in rows
-        ]
+        fields: list[dict[str, Any]] = []
+        for fact, (name, value) in zip(message.facts, rows, strict=False):
+            if MATTERMOST_ADDRESS.search(fact.name):
+                # A field title is not Markdown, and an address there would become a mailto
+                # link: show the name above the value instead, where it can be escaped.
+                name_limit = FACT_NAME_MAX
+                name, value = (
+                    "",
+                    fit(one_line(fact.name), name_limit, escape_mattermost) + "\n" + value,
+                )
+            short = len(value) <= SHORT_FIELD and "\n" not in value
+            fields.append({"title": name, "value": value, "short": short})
         if omitted:
             fields.append({"title": "…", "value": omitted_note(omitted), "short": False})
         return fields

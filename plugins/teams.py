@@ -28,8 +28,8 @@ from notirouter import (
     Sink,
     SinkOptions,
     classify_status,
-    escape_plain,
     escape_teams,
+    escape_teams_plain,
     hookimpl,
     json_bytes,
 )
@@ -61,19 +61,35 @@ MAX_FACTS = 40
 FACT_OVERHEAD = 26
 
 ADAPTIVE_CARD = "application/vnd.microsoft.card.adaptive"
+# Each severity looks different even without colour: its own word, container style, text
+# colour, size and weight (CRITICAL and HIGH must never look alike).
 CONTAINER_STYLE: dict[Severity, str] = {
     Severity.CRITICAL: "attention",
-    Severity.HIGH: "attention",
-    Severity.MEDIUM: "warning",
-    Severity.LOW: "accent",
+    Severity.HIGH: "warning",
+    Severity.MEDIUM: "accent",
+    Severity.LOW: "good",
     Severity.INFO: "emphasis",
 }
 TEXT_COLOUR: dict[Severity, str] = {
     Severity.CRITICAL: "attention",
-    Severity.HIGH: "attention",
-    Severity.MEDIUM: "warning",
-    Severity.LOW: "accent",
+    Severity.HIGH: "warning",
+    Severity.MEDIUM: "accent",
+    Severity.LOW: "good",
     Severity.INFO: "default",
+}
+BADGE_SIZE: dict[Severity, str] = {
+    Severity.CRITICAL: "ExtraLarge",
+    Severity.HIGH: "Large",
+    Severity.MEDIUM: "Medium",
+    Severity.LOW: "Default",
+    Severity.INFO: "Small",
+}
+BADGE_WEIGHT: dict[Severity, str] = {
+    Severity.CRITICAL: "Bolder",
+    Severity.HIGH: "Bolder",
+    Severity.MEDIUM: "Default",
+    Severity.LOW: "Default",
+    Severity.INFO: "Lighter",
 }
 # A legacy connector reports failures in the body of a 200: "... returned HTTP error 429 ...".
 _CONNECTOR_ERROR = re.compile(r"HTTP error (\d{3})")
@@ -135,7 +151,7 @@ class TeamsSink(HttpSink[TeamsOptions]):
 
     def _adaptive(self, message: Message, text: str, rows: list[tuple[str, str]]) -> dict[str, Any]:
         severity = message.severity
-        title = fit(one_line(message.title), TITLE_BYTES, escape_plain, json_len)
+        title = fit(one_line(message.title), TITLE_BYTES, escape_teams_plain, json_len)
         body: list[dict[str, Any]] = [
             {
                 "type": "Container",
@@ -145,7 +161,8 @@ class TeamsSink(HttpSink[TeamsOptions]):
                     {
                         "type": "TextBlock",
                         "text": severity_badge(severity),
-                        "weight": "Bolder",
+                        "size": BADGE_SIZE[severity],
+                        "weight": BADGE_WEIGHT[severity],
                         "color": TEXT_COLOUR[severity],
                         "wrap": True,
                     },
@@ -173,7 +190,7 @@ class TeamsSink(HttpSink[TeamsOptions]):
         }
         link = safe_link(message.link)
         if link:
-            label = fit(link_label(message), LABEL_BYTES, escape_plain, json_len)
+            label = fit(link_label(message), LABEL_BYTES, escape_teams_plain, json_len)
             card["actions"] = [{"type": "Action.OpenUrl", "title": label, "url": link}]
         if self.options.full_width:
             card["msteams"] = {"width": "Full"}
@@ -193,14 +210,14 @@ class TeamsSink(HttpSink[TeamsOptions]):
         card: dict[str, Any] = {
             "@type": "MessageCard",
             "@context": "http://schema.org/extensions",
-            "summary": fit(one_line(message.title), TITLE_BYTES, escape_plain, json_len),
+            "summary": fit(one_line(message.title), TITLE_BYTES, escape_teams_plain, json_len),
             "themeColor": SEVERITY_COLOUR[severity].lstrip("#"),
             "title": f"{SEVERITY_EMOJI[severity]} {title}",
             "sections": [section],
         }
         link = safe_link(message.link)
         if link:
-            label = fit(link_label(message), LABEL_BYTES, escape_plain, json_len)
+            label = fit(link_label(message), LABEL_BYTES, escape_teams_plain, json_len)
             target = {"os": "default", "uri": link}
             card["potentialAction"] = [{"@type": "OpenUri", "name": label, "targets": [target]}]
         return card

@@ -23,7 +23,9 @@ from notirouter.escape import (
     escape_plain,
     escape_slack,
     escape_teams,
+    neutralise_at_mentions,
 )
+from notirouter.escape_chat import escape_discord, escape_mattermost
 from notirouter.http import url_secrets
 from notirouter.message import Fact, Message, Severity
 from tests.chat_helpers import CHAT_SINKS, build_sink, walk_strings
@@ -76,7 +78,12 @@ def tokens(md: MarkdownIt, text: str) -> Iterator[Token]:
         yield from token.children or ()
 
 
-ESCAPES = {"markdown": escape_markdown, "teams": escape_teams}
+ESCAPES = {
+    "markdown": escape_markdown,
+    "teams": escape_teams,
+    "mattermost": escape_mattermost,
+    "discord": escape_discord,
+}
 
 
 @pytest.mark.parametrize("markup", sorted(ESCAPES))
@@ -126,8 +133,9 @@ def test_mentions_are_neutralised(escape: Callable[[str], str]) -> None:
     assert not re.search(r"@(channel|here|all|everyone)|<[!@]", text)
 
 
-# What a chat client would read as a mention, in any of the four services.
-LIVE_MENTION = re.compile(r"@(channel|here|all|everyone)\b|<[!@#]")
+# What a chat client would read as a mention, in any of the four services (Discord shows a
+# backslash-escaped "\@everyone" as text).
+LIVE_MENTION = re.compile(r"(?<!\\)@(channel|here|all|everyone)\b|(?<!\\)<[!@#]")
 
 
 @pytest.mark.parametrize("sink_type", CHAT_SINKS)
@@ -147,8 +155,8 @@ def is_markdown(sink_type: str, path: str) -> bool:
     """Whether the service renders this field as Markdown (the others are plain text)."""
     if sink_type == "teams":  # TextRuns, fallbackText and action titles are plain
         return "inlines" not in path and "fallbackText" not in path and "actions" not in path
-    if sink_type == "mattermost":
-        return not path.endswith("fallback")
+    if sink_type == "mattermost":  # field titles, a linked title and the fallback are plain
+        return path == "text" or path.endswith((".text", ".value"))
     return sink_type == "discord"  # Slack mrkdwn has no [label](url) syntax
 
 
@@ -159,7 +167,10 @@ def test_hostile_message_yields_no_link_anywhere(sink_type: str) -> None:
         assert not URL_FIELDS.search(path), path  # javascript: is never a link
         if path.endswith(("$schema", "@context")):
             continue  # the card's own schema identifiers
-        assert not re.search(r"(?i)(https?|javascript):", text.replace("\\", "")), (path, text)
+        if sink_type == "mattermost" and not is_markdown(sink_type, path):
+            continue  # plain text shows a URL and links nothing (test_service_rendering.py)
+        # An unescaped scheme (Mattermost writes "&#58;", Discord "\:"; both show ":").
+        assert not re.search(r"(?i)(https?|javascript):", text), (path, text)
         if is_markdown(sink_type, path):
             found = {t.type for t in tokens(md, text)}
             assert not found & LIVE_TOKENS, (path, found)
@@ -191,9 +202,11 @@ def test_urls_after_punctuation_never_autolink(sink_type: str) -> None:
     for path, text in walk_strings(build_sink(sink_type).render(AUTOLINK_BAIT)):
         if path.endswith(("$schema", "@context")):
             continue
-        # Every scheme, "www." and "//host" keeps its zero-width break, whatever precedes it.
-        bare = text.replace("\\", "")
-        assert not re.search(r"(?i)(https?|ftp):|www\.|(?<!:)//[^\s/]", bare), (path, text)
+        # Every scheme, "www." and "//host" keeps its zero-width break, whatever precedes it
+        # (Mattermost and Discord escape them in their own syntax: test_service_rendering.py).
+        if sink_type in ("teams", "slack"):
+            bare = text.replace("\\", "")
+            assert not re.search(r"(?i)(https?|ftp):|www\.|(?<!:)//[^\s/]", bare), (path, text)
         if is_markdown(sink_type, path):
             found = {t.type for t in tokens(md, text)}
             assert not found & LIVE_TOKENS, (path, found)
@@ -206,7 +219,9 @@ def test_hostile_link_label_stays_text(sink_type: str) -> None:
     assert urls
     assert set(urls) == {HOSTILE_LINKED.link}
     for path, text in walk_strings(rendered):
-        if not URL_FIELDS.search(path) and not path.endswith(("$schema", "@context")):
+        # Plain text shows a URL, it does not link it.
+        own = URL_FIELDS.search(path) or path.endswith(("$schema", "@context"))
+        if not own and is_markdown(sink_type, path):
             assert not re.search(r"(?i)https?:(?!//app\.sekoia\.io/)", text), (path, text)
 
 
@@ -265,3 +280,12 @@ def test_url_secrets_cover_path_tokens_and_query_values() -> None:
     for part in ("123456789012345678", "AbCdEfGhIjKlMnOpQrSt", "ZyXwVuTsRqPoNmLk1"):
         assert part in found
     assert "webhooks" not in found
+
+
+def test_chat_mentions_spare_email_addresses() -> None:
+    text = "mail analyst@example.com or @channel (@here) _@all a.b@c.example"
+    assert neutralise_at_mentions(text) == (
+        "mail analyst@example.com or @\u200bchannel (@\u200bhere) _@\u200ball a.b@c.example"
+    )
+    for escape in (escape_teams, escape_mattermost, escape_discord):
+        assert ZERO_WIDTH_SPACE not in escape("analyst@example.com"), escape

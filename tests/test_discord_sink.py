@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
 
 from notirouter.delivery import attempt, sink_redactor
+from notirouter.message import Fact
 from notirouter.sink import Outcome
 from tests.chat_helpers import SECRET, build_sink, walk_strings
 from tests.chat_messages import ALERT, ALL, HOSTILE, HUGE
 from tests.loopback import LoopbackServer, Reply
+from tests.service_renderers import service_renderers
 
 WEBHOOK_ID = "1234567890123456789"
 
@@ -71,10 +74,33 @@ def test_hostile_text_pings_nobody_and_links_nowhere() -> None:
     body = build_sink("discord").render(HOSTILE)
     embed = body["embeds"][0]
     assert "url" not in embed
+    assert body["allowed_mentions"] == {"parse": []}  # belt and braces: no ping whatever
     for path, text in walk_strings(body):
         assert "https://" not in text, path
-        for mention in ("@everyone", "@here", "<@", "<#"):
-            assert mention not in text, path
+        # Discord shows "\@everyone" and "\<@1>" as text: only unescaped ones would ping.
+        assert not re.search(r"(?<!\\)(@everyone|@here|<@|<#)", text), path
+
+
+def test_headline_and_fields_use_discords_own_limits() -> None:
+    title = "Suspicious PowerShell download on srv-web-01 " * 30  # 1,350 characters
+    facts = (Fact(name="n" * 300, value="v" * 1_500),)
+    body = build_sink("discord").render(ALERT.model_copy(update={"title": title, "facts": facts}))
+    check_discord_limits(body)
+    assert body["content"] == "🔴 **CRITICAL** · " + title.strip().replace("-", "\\-")
+    embed = body["embeds"][0]
+    assert units(embed["title"]) == 256
+    (field,) = embed["fields"]
+    assert units(field["name"]) == 256
+    assert units(field["value"]) == 1_024
+    assert field["value"].endswith("… \\[truncated\\]")
+
+
+def test_rendered_description_keeps_lines_and_the_link() -> None:
+    text = "Details:\nline two\n\nSecond paragraph"
+    body = build_sink("discord").render(ALERT.model_copy(update={"text": text}))
+    rendered = service_renderers().render("discord", body["embeds"][0]["description"])
+    assert rendered.text == f"{text}\n\nOpen in Sekoia.io"
+    assert rendered.links == [ALERT.link]
 
 
 def test_options() -> None:

@@ -8,11 +8,13 @@ from typing import Any
 import pytest
 
 from notirouter.delivery import attempt, sink_redactor
-from notirouter.message import Severity
+from notirouter.escape import ZERO_WIDTH_SPACE
+from notirouter.message import Fact, Severity
 from notirouter.sink import Outcome
 from tests.chat_helpers import SECRET, build_sink
 from tests.chat_messages import ALERT, ALL, HOSTILE, HUGE
 from tests.loopback import LoopbackServer, Reply
+from tests.service_renderers import service_renderers
 
 POST_MAX_RUNES = 16_383
 
@@ -103,6 +105,9 @@ def test_long_text_is_cut_cleanly() -> None:
     body = build_sink("mattermost").render(HUGE)
     assert POST_MAX_RUNES - 40 < len(body["text"]) <= POST_MAX_RUNES
     assert body["text"].endswith("… \\[truncated\\]")
+    assert "\n" in body["text"]  # its lines are kept
+    # The link to the whole alert is still there, in the attachment.
+    assert body["attachments"][0]["title_link"] == HUGE.link
     assert body["attachments"][0]["fields"][-1]["value"].endswith("more facts not shown")
 
 
@@ -111,8 +116,64 @@ def test_hostile_values_are_escaped() -> None:
     attachment = body["attachments"][0]
     assert "title_link" not in attachment  # javascript: is not a link
     assert "text" not in attachment
-    assert "\\[Reset your password\\]\\(https\u200b\\:" in body["text"]
-    assert "<\u200b" in body["text"]  # Mattermost's Slack-style <!channel> cannot match
+    # The fork of marked has no escape for ":" or "<": character references instead.
+    assert "\\[Reset your password\\]\\(https&#58;//evil\\.example/login\\)" in body["text"]
+    assert "&#60;\\!here&#62;" in body["text"]  # Slack-style <!here> cannot match
+    assert "<" not in body["text"]
+
+
+def test_fallback_is_plain_and_inert() -> None:
+    fallback = build_sink("mattermost").render(HOSTILE)["attachments"][0]["fallback"]
+    assert fallback.startswith(
+        "HIGH: @\u200bchannel <\u200b!here> [Reset your password](https\u200b:"
+    )
+    assert "\\" not in fallback  # plain text: no escapes
+
+
+def web_app_shows(text: str) -> tuple[str, list[str]]:
+    """The visible text and the links of Mattermost's web app for one Markdown value."""
+    rendered = service_renderers().render("mattermost", text)
+    return rendered.text.strip().replace(ZERO_WIDTH_SPACE, ""), rendered.links
+
+
+def test_no_visible_backslash_and_no_link_from_the_issue_examples() -> None:
+    message = ALERT.model_copy(
+        update={
+            "title": "New alert: 15:06:57Z",
+            "text": "C:\\Windows\\System32 <1540296962:/login> <@U024BE7LH> analyst@example.com",
+            "facts": (Fact(name="Host: srv-01", value="\\\\srv-01\\share <@U024BE7LH>"),),
+        }
+    )
+    body = build_sink("mattermost").render(message)
+    shown, links = web_app_shows(body["text"])
+    assert shown == (
+        "🔴 CRITICAL · New alert: 15:06:57Z\n"
+        "C:\\Windows\\System32 <1540296962:/login> <@U024BE7LH> analyst@example.com"
+    )
+    assert links == []  # no numeric-IP link, no mailto
+    field = body["attachments"][0]["fields"][0]
+    assert field["title"] == "Host: srv-01"  # shown without Markdown: nothing escaped
+    assert web_app_shows(field["value"]) == ("\\\\srv-01\\share <@U024BE7LH>", [])
+
+
+def test_a_linked_title_is_plain_text_without_escapes() -> None:
+    # Web and mobile show an attachment title that has a title_link as plain text.
+    title = "Suspicious PowerShell download on srv-web-01 (10.0.4.12): C:\\Temp\\a_b.ps1"
+    body = build_sink("mattermost").render(ALERT.model_copy(update={"title": title}))
+    attachment = body["attachments"][0]
+    assert attachment["title_link"] == ALERT.link
+    assert attachment["title"] == title
+    assert attachment["fallback"] == f"CRITICAL: {title}"
+
+
+def test_text_keeps_its_line_breaks_and_paragraphs() -> None:
+    text = "Details:\nline two\n\nSecond paragraph"
+    body = build_sink("mattermost").render(ALERT.model_copy(update={"text": text}))
+    rendered = service_renderers().render("mattermost", body["text"])
+    assert [p.text for p in rendered.tags("p")] == [
+        "🔴 CRITICAL · Suspicious PowerShell download on srv-web-01\nDetails:\nline two",
+        "Second paragraph",
+    ]
 
 
 def test_rate_limit_default_and_override() -> None:

@@ -19,8 +19,10 @@ from notirouter.http import json_bytes
 from notirouter.message import Fact, Message, Severity
 from notirouter.sink import Outcome
 from tests.chat_helpers import SECRET, build_sink, walk_strings
-from tests.chat_messages import ALERT, ALL, HOSTILE, HUGE
+from tests.chat_messages import ALERT, ALL, HOSTILE, HUGE, ONE_PER_SEVERITY
 from tests.loopback import LoopbackServer, Reply
+from tests.render_corpus import FIELDS, corpus, message_with
+from tests.service_renderers import service_renderers
 
 # The official Adaptive Cards 1.5 schema, copied byte for byte (see conformance/README.md), so
 # the test needs nothing outside the checkout.
@@ -72,6 +74,14 @@ def test_every_card_is_a_valid_adaptive_card_within_budget(
     assert not kinds & {"Action.Submit", "Action.Execute"}
 
 
+@pytest.mark.parametrize("field", FIELDS)
+def test_cards_with_hostile_values_are_valid(
+    validator: jsonschema.Draft6Validator, field: str
+) -> None:
+    for value in corpus(field).values():
+        assert_valid(validator, card_of(build_sink("teams").render(message_with(field, value))))
+
+
 def test_default_card_version_is_1_4_and_full_width() -> None:
     card = card_of(build_sink("teams").render(ALERT))
     assert card["version"] == "1.4"
@@ -107,6 +117,21 @@ def test_huge_message_is_cut_with_visible_markers() -> None:
         text = json.dumps(request.json, ensure_ascii=False)
         assert "truncated" in text
         assert "more facts not shown" in text
+        assert HUGE.link in text  # the button to the whole alert is kept
+
+
+def test_each_severity_looks_different_even_without_colour() -> None:
+    cards = [card_of(build_sink("teams").render(message)) for message in ONE_PER_SEVERITY]
+    assert len({card["body"][0]["style"] for card in cards}) == len(cards)
+    looks = set()
+    for rendered in service_renderers().render_many("teams", cards):
+        assert not rendered.errors
+        badge = next(e for e in rendered.elements if "ac-textBlock" in e.classes)
+        # What is left of the badge's look once its colour is taken away, and its word.
+        uncoloured = re.sub(r"(background-)?color:[^;]*;", "", badge.attrs["style"])
+        looks.add((badge.text.split()[-1], uncoloured))
+    assert len({word for word, _ in looks}) == len(cards)
+    assert len({style for _, style in looks}) == len(cards)
 
 
 def test_hostile_text_is_inert() -> None:
