@@ -3,8 +3,9 @@
 With nginx installed, the real nginx serves deploy/nginx/notirouter.conf over TLS in front of a
 real notirouter, on loopback; only what a test machine must change is changed (listen address,
 certificate and log paths, the upstream port). With caddy installed, ``caddy validate`` checks
-the Caddyfile. Without them these tests skip with the reason (the README's copies are checked
-against these files in test_readme_configs.py either way).
+the Caddyfile, and the real Caddy serves it (its own CA, ``tls internal``, instead of a public
+certificate) in front of a real notirouter. Without them these tests skip with the reason (the
+README's copies are checked against these files in test_readme_configs.py either way).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import socket
 import ssl
@@ -193,3 +195,101 @@ def test_caddy_validates_the_caddyfile() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "Valid configuration" in result.stdout + result.stderr
+
+
+def caddy_site(tmp_path: Path, listen: int, upstream: int) -> Path:
+    """deploy/caddy/Caddyfile made to run on this machine: no admin endpoint, its own CA
+    (``tls internal``) and storage, free ports, logs and upstream in ``tmp_path``."""
+    site = CADDYFILE.read_text(encoding="utf-8")
+    local = (
+        "{\n\tadmin off\n\tskip_install_trust\n"
+        f"\tstorage file_system {tmp_path}/data\n"
+        f"\thttp_port {free_port()}\n\thttps_port {listen}\n"
+        f"\tlog default {{\n\t\toutput file {tmp_path}/caddy.log"
+    )
+    site = replace_once(site, "{\n\tlog default {", local)
+    site = replace_once(
+        site, "notirouter.example.com {", f"https://127.0.0.1:{listen} {{\n\ttls internal"
+    )
+    site = replace_once(site, "/var/log/caddy/", f"{tmp_path}/")
+    site = replace_once(site, "reverse_proxy 127.0.0.1:8000", f"reverse_proxy 127.0.0.1:{upstream}")
+    path = tmp_path / "Caddyfile"
+    path.write_text(site, encoding="utf-8")
+    return path
+
+
+@contextlib.contextmanager
+def running_caddy(tmp_path: Path, upstream: int) -> Iterator[tuple[int, ssl.SSLContext]]:
+    """The real Caddy serving the site in front of ``upstream``: its port, a trusting context."""
+    listen = free_port()
+    caddyfile = caddy_site(tmp_path, listen, upstream)
+    process = subprocess.Popen(
+        ["caddy", "run", "--adapter", "caddyfile", "--config", str(caddyfile)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)},
+    )
+    root = tmp_path / "data" / "pki" / "authorities" / "local" / "root.crt"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            if root.exists():
+                with socket.socket() as sock:
+                    if sock.connect_ex(("127.0.0.1", listen)) == 0:
+                        break
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            assert time.monotonic() < deadline, "caddy did not start listening"
+            time.sleep(0.05)
+        yield listen, ssl.create_default_context(cafile=str(root))
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+async def test_through_caddy_an_event_is_accepted_and_the_token_never_logged(
+    tmp_path: Path,
+) -> None:
+    need("caddy")
+    config = tmp_path / "notirouter.yaml"
+    config.write_text(
+        f"hooks: [{{name: sekoia, token: {TOKEN}}}]\n"
+        f'queue: {{path: "{tmp_path / "q.db"}"}}\n'
+        "sinks: {console: {type: log}}\n"
+        "routes: [{name: all, sinks: [console]}]\n",
+        encoding="utf-8",
+    )
+    body = EVENT.read_bytes()
+    headers = {"Content-Type": "application/json"}
+    served = serve(config)
+    upstream = await served.__aenter__()
+    port = int(upstream.url.rsplit(":", 1)[1])
+    stopped = False
+    try:
+        with running_caddy(tmp_path, port) as (listen, trust):
+            async with httpx.AsyncClient(verify=trust, timeout=10) as client:
+                url = f"https://127.0.0.1:{listen}/hooks/{TOKEN}"
+                accepted = await client.post(url, content=body, headers=headers)
+                health = await client.get(f"https://127.0.0.1:{listen}/readyz")
+                await served.__aexit__(None, None, None)
+                stopped = True
+                down = await client.post(url, content=body, headers=headers)
+            await asyncio.sleep(0.2)  # let caddy write its log lines
+    finally:
+        if not stopped:
+            await served.__aexit__(None, None, None)
+    assert accepted.status_code == 202, accepted.text
+    assert health.status_code == 404  # health and metrics stay on the loopback
+    assert down.status_code == 502  # notirouter stopped: caddy cannot reach it
+    access = [
+        json.loads(line)
+        for line in (tmp_path / "notirouter.access.log").read_text(encoding="utf-8").splitlines()
+    ]
+    assert [(a["request"]["uri"], a["status"]) for a in access] == [
+        ("/hooks/***", 202),
+        ("/readyz", 404),
+        ("/hooks/***", 502),
+    ]
+    errors = (tmp_path / "caddy.log").read_text(encoding="utf-8")
+    assert '"uri": "/hooks/***"' in errors  # the 502's error line, with its request
+    for log in (tmp_path / "notirouter.access.log", tmp_path / "caddy.log"):
+        assert TOKEN not in log.read_text(encoding="utf-8"), f"the token is in {log.name}"
