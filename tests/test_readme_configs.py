@@ -157,3 +157,19 @@ def test_every_copied_file_in_the_readme_is_identical_to_the_file() -> None:
     copied = {b.file for b in copies}
     for promised in ("deploy/nginx/notirouter.conf", "deploy/caddy/Caddyfile"):
         assert promised in copied, f"the README has no copy of {promised}"
+
+
+def test_every_file_the_readme_names_in_deploy_and_examples_exists() -> None:
+    text = README.read_text(encoding="utf-8")
+    named = {m.rstrip(".") for m in re.findall(r"\b(?:deploy|examples)/[\w./*-]+", text)}
+    assert "deploy/systemd/notirouter.service" in named
+    for path in sorted(named):
+        if (ROOT / f"{path}.example").is_file():
+            continue  # made by the user from its example (deploy/notirouter.env)
+        assert list(ROOT.glob(path)), f"the README names {path}, which does not exist"
+    # The Sekoia.io walk-through names example events by file name alone.
+    section = text.split("## Connect Sekoia.io", 1)[1].split("\n## ", 1)[0]
+    events = set(re.findall(r"`([\w*-]+\.json)`", section))
+    assert events, "the walk-through names no example event"
+    for name in sorted(events):
+        assert list((ROOT / "examples" / "events").glob(name)), f"no example event {name}"
