@@ -197,6 +197,39 @@ def test_the_image_is_multi_stage_non_root_with_the_queue_on_a_volume() -> None:
                 assert f"!{source}" in ignore.splitlines(), f"{source} is not in the context"
 
 
+def image_environment() -> dict[str, str]:
+    """The ``ENV`` of the runtime stage, as ``docker run`` gives it to notirouter."""
+    instructions = dockerfile_instructions()
+    runtime = instructions[[name for name, _ in instructions].index("FROM", 1) :]
+    found = {}
+    for name, args in runtime:
+        if name == "ENV":
+            for pair in args.split():
+                key, _, value = pair.partition("=")
+                found[key] = value
+    return found
+
+
+def test_the_image_config_passes_check_in_the_image_environment_and_queues_on_the_volume() -> None:
+    environ = {k: v for k, v in image_environment().items() if "$" not in v}  # not PATH
+    assert environ["NOTIROUTER_CONFIG"] == "/etc/notirouter/notirouter.yaml"
+    assert ("COPY", "deploy/notirouter.yaml /etc/notirouter/notirouter.yaml") in (
+        dockerfile_instructions()
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "notirouter", "check", "-c", str(DEPLOY / "notirouter.yaml")],
+        env={"PATH": os.environ.get("PATH", ""), **env_file(ENV_EXAMPLE), **environ},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.rstrip().endswith("queue sqlite at /var/lib/notirouter/notirouter.db")
+    (volume,) = [json.loads(a) for n, a in dockerfile_instructions() if n == "VOLUME"]
+    assert volume == ["/var/lib/notirouter"]
+
+
 def _healthcheck() -> list[str]:
     (healthcheck,) = [args for name, args in dockerfile_instructions() if name == "HEALTHCHECK"]
     command: list[str] = json.loads(healthcheck.split(" CMD ", 1)[1])
