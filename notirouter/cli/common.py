@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from notirouter.cli.hints import missing_config_hint
 from notirouter.config.errors import ConfigError
-from notirouter.config.loader import (
-    DEFAULT_CONFIG_PATH,
-    LoadedConfig,
-    default_config_path,
-    load_config,
-)
+from notirouter.config.loader import LoadedConfig, default_config_path, load_config
 from notirouter.plugin_manager import PluginError
 
 EXIT_OK = 0
@@ -23,7 +18,6 @@ EXIT_CONFIG = 1
 EXIT_USAGE = 2
 EXIT_INPUT = 3
 EXIT_UNDELIVERED = 4
-EXAMPLE_CONFIG = "config.example.yaml"
 
 
 class CommandFailed(Exception):
@@ -62,18 +56,6 @@ def load(args: argparse.Namespace) -> LoadedConfig:
         ) from None
     except PluginError as exc:
         raise CommandFailed(f"plugin error: {exc}", EXIT_CONFIG) from None
-
-
-def missing_config_hint(path: str) -> str | None:
-    """What to do when the config file does not exist (a newcomer's first stumble)."""
-    if os.path.exists(path):
-        return None
-    where = "" if os.path.exists(EXAMPLE_CONFIG) else " from the source tree"
-    return (
-        f"hint: there is no config file at {path}: name one with -c CONFIG "
-        f"(the demo config: -c {EXAMPLE_CONFIG}{where}) or set NOTIROUTER_CONFIG; "
-        f"the default is $NOTIROUTER_CONFIG, else ./{DEFAULT_CONFIG_PATH}"
-    )
 
 
 def read_event_file(path: str) -> dict[str, Any]:
