@@ -105,7 +105,7 @@ def test_nginx_accepts_the_site(tmp_path: Path) -> None:
     need("nginx")
     main = nginx_site(tmp_path, free_port(), free_port())
     result = subprocess.run(
-        ["nginx", "-t", "-p", str(tmp_path), "-c", str(main)],
+        ["nginx", "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(main)],
         capture_output=True,
         text=True,
         timeout=30,
@@ -121,7 +121,7 @@ def running_nginx(tmp_path: Path, upstream: int) -> Iterator[int]:
     listen = free_port()
     main = nginx_site(tmp_path, listen, upstream)
     process = subprocess.Popen(
-        ["nginx", "-p", str(tmp_path), "-c", str(main), "-g", "daemon off;"],
+        ["nginx", "-e", "stderr", "-p", str(tmp_path), "-c", str(main), "-g", "daemon off;"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
