@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from notirouter.cli.hints import missing_config_hint
 from notirouter.config.errors import ConfigError
 from notirouter.config.loader import LoadedConfig, default_config_path, load_config
 from notirouter.payload import PayloadRefused, load_payload
@@ -48,6 +49,9 @@ def load(args: argparse.Namespace) -> LoadedConfig:
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
+        hint = missing_config_hint(path)
+        if hint:
+            print(hint, file=sys.stderr)
         count = len(exc.problems)
         raise CommandFailed(
             f"{count} problem{'s' if count != 1 else ''} in {path}", EXIT_CONFIG

@@ -26,6 +26,7 @@ from notirouter.events import Event
 from notirouter.logs import Redactor, configure_logging
 from notirouter.message import Fact, Message, Severity
 from notirouter.pipeline import Routed
+from notirouter.routing import Route, RouteDecision
 from notirouter.runtime import Runtime
 from notirouter.sink import Outcome
 
@@ -122,9 +123,11 @@ def _route_report(runtime: Runtime, routed: Routed, *, enriched: bool) -> dict[s
             reason = route.mismatch(routed.event.type, routed.event.action) or "not a candidate"
             routes.append({"name": route.name, "matched": False, "reason": reason})
         else:
-            routes.append(
-                {"name": route.name, "matched": decision.matched, "reason": decision.reason}
-            )
+            entry = {"name": route.name, "matched": decision.matched, "reason": decision.reason}
+            hint = None if enriched else _enrichment_hint(route, decision)
+            if hint:
+                entry["hint"] = hint
+            routes.append(entry)
     deliveries = []
     for route, message in routed.messages:
         for sink_name in route.sinks:
@@ -145,6 +148,23 @@ def _route_report(runtime: Runtime, routed: Routed, *, enriched: bool) -> dict[s
     }
 
 
+def _enrichment_hint(route: Route, decision: RouteDecision) -> str | None:
+    """Why a ``when`` that did not match in a dry run without ``--enrich`` may yet match.
+
+    Without ``--enrich`` the route's enrichers are not called, so a ``when`` reading what they
+    fetch (``alert.urgency...``) fails or is false here while it would match in ``serve``.
+    """
+    if decision.matched or route.when is None or not route.enrich:
+        return None
+    if not decision.reason.startswith("when "):
+        return None  # not evaluated (an earlier route matched): enrichment would not change it
+    names = ", ".join(route.enrich)
+    return (
+        f"this when needs enrichment (enrich: {names}), not called in this dry run: "
+        "run again with --enrich to call the enrichers (read-only API calls)"
+    )
+
+
 def _print_route_report(report: dict[str, Any]) -> None:
     event = report["event"]
     print(f"event: type={event['type']} action={event['action']}")
@@ -156,6 +176,8 @@ def _print_route_report(report: dict[str, Any]) -> None:
     for route in report["routes"]:
         mark = "MATCH" if route["matched"] else "no   "
         print(f"  {mark} {route['name']}: {route['reason']}")
+        if "hint" in route:
+            print(f"        hint: {route['hint']}")
     if not report["deliveries"]:
         print("no sink would be called")
     for delivery in report["deliveries"]:

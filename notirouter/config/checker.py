@@ -14,7 +14,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from notirouter.config.errors import ConfigProblem
 from notirouter.config.located_yaml import LocatedDocument
-from notirouter.config.models import AppConfig, RouteConfig
+from notirouter.config.models import AppConfig, MatchConfig, RouteConfig
 from notirouter.plugin_manager import PluginTypes
 from notirouter.sink import SinkOptions, attempt_bound
 from notirouter.templating import Templates
@@ -52,9 +52,7 @@ class Checker:
                 self.add((key,), f"config: unknown key {key!r}", key=True)
                 continue
             if name == "routes" and isinstance(raw, list):
-                routes = [
-                    self.validate(RouteConfig, item, ("routes", i)) for i, item in enumerate(raw)
-                ]
+                routes = [self.validate_route(item, i) for i, item in enumerate(raw)]
                 sections[name] = [route for route in routes if route is not None]
                 self.route_positions = [i for i, route in enumerate(routes) if route is not None]
                 continue
@@ -66,6 +64,24 @@ class Checker:
             else:
                 self.failed_sections.add(name)
         return AppConfig.model_construct(**sections)
+
+    def validate_route(self, raw: Any, index: int) -> RouteConfig | None:
+        """One route; an error in its ``match`` does not hide the route's other errors.
+
+        ``match`` is validated on its own, and the rest of the route without it, so the
+        route's sinks, enrichers, ``when`` and templates are still checked. Such a route keeps
+        the default ``match`` only to be checked: its error already fails the config.
+        """
+        path: tuple[str | int, ...] = ("routes", index)
+        if not isinstance(raw, dict) or "match" not in raw:
+            route: RouteConfig | None = self.validate(RouteConfig, raw, path)
+            return route
+        match = self.validate(MatchConfig, raw["match"], (*path, "match"))
+        rest = {key: value for key, value in raw.items() if key != "match"}
+        route = self.validate(RouteConfig, rest, path)
+        if route is None or match is None:
+            return route
+        return route.model_copy(update={"match": match})
 
     def validate(self, model: Any, data: Any, base: tuple[str | int, ...]) -> Any:
         """``model`` (a pydantic model or TypeAdapter) applied to ``data`` found at ``base``;
