@@ -105,10 +105,10 @@ async def test_serve_writes_json_lines_with_delivery_fields_redacted_and_inert(
             "attributes": {"uuid": "u1"},
             "metadata": {"uuid": "m1"},
         }
-        async with aiohttp.ClientSession() as client:
-            async with client.post(f"http://127.0.0.1:{port}/hooks/{TOKEN}", json=event) as answer:
-                assert answer.status == 202
-                event_id = (await answer.json())["id"]
+        url = f"http://127.0.0.1:{port}/hooks/{TOKEN}"
+        async with aiohttp.ClientSession() as client, client.post(url, json=event) as answer:
+            assert answer.status == 202
+            event_id = (await answer.json())["id"]
         delivered = await wait_for_line(stderr, lambda r: r.get("outcome") == "delivered")
     finally:
         process.send_signal(signal.SIGTERM)
