@@ -8,6 +8,7 @@ what to set, the dispatcher logs one error line per pause, and nothing becomes a
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 import time
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 import trustme
 
+from notirouter.cli import main
 from notirouter.delivery import SinkDispatcher
 from notirouter.message import Message, Severity
 from notirouter.metrics import Metrics
@@ -25,7 +27,10 @@ from notirouter.queue.records import NewDelivery
 from notirouter.queue.sqlite import SqliteQueue
 from notirouter.retry import RetryPolicy
 from notirouter.sink import CONFIG_ERROR_PAUSE_SECONDS, Outcome, Sink
+from tests.conftest import TOKEN
+from tests.serving import serve
 from tests.smtp_server import SmtpServer, server_context
+from tests.test_delivery import event, post_events
 
 RECIPIENTS = {"from": "notirouter@example.com", "to": ["oncall@example.com"]}
 MESSAGE = Message(title="Suspicious login", severity=Severity.HIGH, route="r", event={})
@@ -156,3 +161,61 @@ async def test_dispatcher_pauses_the_sink_with_one_error_line_and_keeps_the_mail
     assert [state for state, _, _ in rows] == ["pending"] * 3  # kept, not dead letters
     assert sum(attempts for _, attempts, _ in rows) <= 2  # the attempts in flight at once
     assert all(due >= started + CONFIG_ERROR_PAUSE_SECONDS - 1 for _, a, due in rows if a)
+
+
+async def test_serve_with_refused_credentials_pauses_keeps_the_mail_and_says_what_to_check(
+    tmp_path: Path,
+    write_config: Callable[..., Path],
+    ca: trustme.CA,
+    ca_file: str,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server = SmtpServer(
+        starttls=server_context(ca.issue_cert("127.0.0.1")),
+        credentials={"notirouter": "correct-horse-battery"},
+    )
+    await server.start()
+    db = tmp_path / "q.db"
+    path = write_config(
+        f"""
+        hooks:
+          - {{name: sekoia, token: {TOKEN}}}
+        queue: {{path: "{db}"}}
+        delivery: {{backoff_initial: 50ms, backoff_max: 100ms}}
+        sinks:
+          oncall-mail:
+            type: email
+            host: 127.0.0.1
+            port: {server.port}
+            ca_file: "{ca_file}"
+            username: notirouter
+            password: wrong-password-4711
+            from: notirouter@example.com
+            to: [oncall@example.com]
+        routes:
+          - {{name: everything, sinks: [oncall-mail]}}
+        """
+    )
+    caplog.set_level(logging.INFO, logger="notirouter.delivery")
+    try:
+        async with serve(path) as served:
+            await post_events(served, [event(1)])
+            for _ in range(500):  # at most 10 s
+                if any("configuration error" in r.getMessage() for r in caplog.records):
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.5)  # a retry at the 50 ms backoff would come now
+    finally:
+        await server.stop()
+    [line] = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "sink oncall-mail: configuration error" in line
+    assert "AUTH refused: 535" in line and "check username and password" in line
+    assert "wrong-password-4711" not in caplog.text
+    with sqlite3.connect(db) as connection:
+        rows = connection.execute("SELECT state, attempts FROM deliveries").fetchall()
+    assert rows == [("pending", 1)]  # one attempt (each AUTH mechanism tried), then the pause
+    assert server.received == []
+    capsys.readouterr()
+    assert await asyncio.to_thread(main, ["dead", "list", "--json", "-c", str(path)]) == 0
+    assert json.loads(capsys.readouterr().out) == []  # the mail waits; it is no dead letter
