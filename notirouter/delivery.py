@@ -73,7 +73,7 @@ async def _attempt(sink: Sink[Any], message: Message) -> SendResult:
     except TimeoutError:
         return SendResult.retry(f"no result within {attempt_bound(sink.options.timeout):g}s")
     except Exception as exc:
-        log.exception("sink %s raised while sending", sink.name)
+        log.exception("sink %s raised while sending", sink.name, extra={"sink": sink.name})
         return SendResult.retry(f"sink error: {type(exc).__name__}")
 
 
