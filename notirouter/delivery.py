@@ -199,6 +199,7 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
         delay = self.policy.delay(delivery.attempts, retry_after)
         if self.policy.gives_up(delivery.created_at, now, delay):
             error = f"gave up after {delivery.attempts} attempts: {result.detail}"
+            fields["outcome"] = "dead"
             await self.queue.finish_delivery(delivery, state="dead", error=error)
             self.metrics.dead_letters.labels(sink=name).inc()
             log.error("sink %s: event %s %s", name, delivery.event_id, error, extra=fields)

@@ -19,7 +19,11 @@ from notirouter.cli import main
 from notirouter.logs import JsonFormatter
 from tests.conftest import TOKEN
 from tests.loopback import LoopbackServer, Reply
+from tests.serving import serve
 from tests.test_crash_recovery import free_port
+from tests.test_delivery import config as delivery_config
+from tests.test_delivery import event as delivery_event
+from tests.test_delivery import post_events
 
 # Outside text that tries to end the line, forge a record and clear the terminal.
 FORGED = '\n{"level": "INFO", "message": "forged"}\x1b[2J\r\u202e'
@@ -216,3 +220,29 @@ def test_every_field_is_redacted_even_where_json_would_escape_the_secret() -> No
     assert parsed["routes"] == ["***", "ok"]
     assert "login failed with ***" in parsed["exception"]
     assert "\n" not in line
+
+
+async def test_a_delivery_given_up_is_logged_with_outcome_dead(
+    tmp_path: Path,
+    write_config: Callable[..., Path],
+    loopback: LoopbackServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    loopback.reply(Reply(503, "down"))
+    sinks = f'  forward: {{type: webhook, url: "{loopback.url}"}}'
+    path = write_config(
+        delivery_config(
+            tmp_path / "q.db", sinks, "  - {name: r, sinks: [forward]}", ", max_age: 1s"
+        )
+    )
+    caplog.set_level(logging.INFO, logger="notirouter.delivery")
+    async with serve(path) as served:
+        await post_events(served, [delivery_event(1)])
+        for _ in range(500):  # at most 10 s
+            if any(r.__dict__.get("outcome") == "dead" for r in caplog.records):
+                break
+            await asyncio.sleep(0.02)
+    [dead] = [r for r in caplog.records if r.__dict__.get("outcome") == "dead"]
+    assert dead.levelno == logging.ERROR
+    assert (dead.__dict__["sink"], dead.__dict__["route"]) == ("forward", "r")
+    assert "gave up after" in dead.getMessage()
