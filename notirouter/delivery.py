@@ -31,6 +31,21 @@ log = logging.getLogger("notirouter.delivery")
 RETRY_AFTER_CAP = 900.0
 
 
+def log_fields(delivery: StoredDelivery, outcome: str, latency: float | None) -> dict[str, Any]:
+    """The fields of a delivery's log line (``logging.format: json`` shows each on its own)."""
+    fields: dict[str, Any] = {
+        "event_id": delivery.event_id,
+        "delivery_id": delivery.id,
+        "route": delivery.route,
+        "sink": delivery.sink,
+        "outcome": outcome,
+        "attempt": delivery.attempts,
+    }
+    if latency is not None:
+        fields["latency_ms"] = round(latency * 1000, 1)
+    return fields
+
+
 async def attempt(sink: Sink[Any], message: Message, redact: Redactor) -> SendResult:
     """One attempt, with every failure mode turned into a :class:`SendResult`.
 
@@ -58,7 +73,7 @@ async def _attempt(sink: Sink[Any], message: Message) -> SendResult:
     except TimeoutError:
         return SendResult.retry(f"no result within {attempt_bound(sink.options.timeout):g}s")
     except Exception as exc:
-        log.exception("sink %s raised while sending", sink.name)
+        log.exception("sink %s raised while sending", sink.name, extra={"sink": sink.name})
         return SendResult.retry(f"sink error: {type(exc).__name__}")
 
 
@@ -118,16 +133,21 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
             error = f"stored message unreadable: {type(exc).__name__}"
             await self.queue.finish_delivery(delivery, state="dead", error=error)
             self.metrics.dead_letters.labels(sink=self.sink.name).inc()
-            log.error("sink %s: delivery %s is dead: %s", self.sink.name, delivery.id, error)
+            log.error(
+                "sink %s: delivery %s is dead: %s",
+                self.sink.name,
+                delivery.id,
+                error,
+                extra=log_fields(delivery, "dead", None),
+            )
             return
         try:
             started = time.perf_counter()
             result = await attempt(self.sink, message, self.redact)
             slot.release()  # the lease keeps the job ours while the outcome is recorded
-            self.metrics.observe_attempt(
-                self.sink.name, result.outcome, time.perf_counter() - started
-            )
-            await self._record(delivery, result)
+            latency = time.perf_counter() - started
+            self.metrics.observe_attempt(self.sink.name, result.outcome, latency)
+            await self._record(delivery, result, latency)
         except asyncio.CancelledError:
             raise  # the lease expires and another attempt follows: at-least-once
         except QueueUnavailable as exc:
@@ -140,21 +160,33 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
                 "delivery %s to sink %s could not be recorded", delivery.id, self.sink.name
             )
 
-    async def _record(self, delivery: StoredDelivery, result: SendResult) -> None:
+    async def _record(self, delivery: StoredDelivery, result: SendResult, latency: float) -> None:
         name = self.sink.name
+        fields = log_fields(delivery, result.outcome.value, latency)
         if result.outcome is Outcome.DELIVERED:
             await self.queue.finish_delivery(delivery, state="done", error=None)
             log.info(
-                "delivered event %s to sink %s (route %s)", delivery.event_id, name, delivery.route
+                "delivered event %s to sink %s (route %s) in %.1fms",
+                delivery.event_id,
+                name,
+                delivery.route,
+                latency * 1000,
+                extra=fields,
             )
             return
         if result.outcome is Outcome.PERMANENT:
             await self.queue.finish_delivery(delivery, state="dead", error=result.detail)
             self.metrics.dead_letters.labels(sink=name).inc()
             log.error(
-                "sink %s refused event %s for good: %s", name, delivery.event_id, result.detail
+                "sink %s refused event %s for good: %s",
+                name,
+                delivery.event_id,
+                result.detail,
+                extra=fields,
             )
             return
+        if result.config_error:
+            fields["outcome"] = "misconfigured"
         now = time.time()
         retry_after = result.retry_after
         if retry_after:
@@ -162,18 +194,21 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
             # day, nor push the job past its maximum age at once.
             retry_after = min(retry_after, max(self.policy.maximum, RETRY_AFTER_CAP))
             if now + retry_after > self.paused_until + 1:
-                log.warning("sink %s: pausing %.1fs as the service asked", name, retry_after)
+                self._log_pause(retry_after, result, fields)
             self.paused_until = max(self.paused_until, now + retry_after)
         delay = self.policy.delay(delivery.attempts, retry_after)
         if self.policy.gives_up(delivery.created_at, now, delay):
             error = f"gave up after {delivery.attempts} attempts: {result.detail}"
+            fields["outcome"] = "dead"
             await self.queue.finish_delivery(delivery, state="dead", error=error)
             self.metrics.dead_letters.labels(sink=name).inc()
-            log.error("sink %s: event %s %s", name, delivery.event_id, error)
+            log.error("sink %s: event %s %s", name, delivery.event_id, error, extra=fields)
             return
         await self.queue.finish_delivery(
             delivery, state="pending", error=result.detail, retry_in=delay
         )
+        if result.config_error:
+            return  # the pause line said why, once per pause
         # One line per sink and minute: a sink that is down fails every delivery the same way.
         self.retry_log.log(
             logging.WARNING,
@@ -184,4 +219,22 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
             delivery.event_id,
             result.detail,
             delay,
+            extra=fields,
         )
+
+    def _log_pause(self, pause: float, result: SendResult, fields: dict[str, Any]) -> None:
+        if result.config_error:
+            # Every message would fail the same way: one loud line per pause, not a retry
+            # line per message for a day.
+            log.error(
+                "sink %s: configuration error: %s; messages are kept, the sink pauses %.0fs "
+                "and tries again (fix the config and restart to resume at once)",
+                self.sink.name,
+                result.detail,
+                pause,
+                extra=fields,
+            )
+        else:
+            log.warning(
+                "sink %s: pausing %.1fs as the service asked", self.sink.name, pause, extra=fields
+            )

@@ -1,4 +1,4 @@
-"""The sink plugin API: options, the send contract and its three outcomes.
+"""The sink plugin API: options, the send contract and its outcomes.
 
 A sink turns a :class:`~notirouter.message.Message` into something a service accepts and says
 how the attempt went. The core owns everything around it: durable jobs, retries with backoff,
@@ -20,6 +20,9 @@ from notirouter.message import Message
 # The core gives up on an attempt a little after the sink's own timeout: a sink that hangs
 # must not hold its job past the lease.
 ATTEMPT_GRACE_SECONDS = 5.0
+# A sink whose configuration does not fit its service pauses this long between tries: long
+# enough not to hammer the service or flood the log, short enough to resume soon after a fix.
+CONFIG_ERROR_PAUSE_SECONDS = 300.0
 
 
 def attempt_bound(timeout: float) -> float:
@@ -42,6 +45,8 @@ class SendResult:
     outcome: Outcome
     detail: str = ""
     retry_after: float | None = None
+    config_error: bool = False
+    """The sink's configuration does not fit the service: the core pauses the whole sink."""
 
     @classmethod
     def delivered(cls, detail: str = "") -> SendResult:
@@ -52,6 +57,16 @@ class SendResult:
     def retry(cls, detail: str, after: float | None = None) -> SendResult:
         """A transient failure: try again, no sooner than ``after`` seconds if given."""
         return cls(Outcome.RETRY, detail, after)
+
+    @classmethod
+    def misconfigured(cls, detail: str) -> SendResult:
+        """The service refuses this sink's configuration (no STARTTLS, AUTH refused, ...).
+
+        Every message would fail the same way until the operator fixes the config, so the
+        message is kept, the whole sink pauses for ``CONFIG_ERROR_PAUSE_SECONDS`` and says
+        why in the log; ``detail`` says what to change.
+        """
+        return cls(Outcome.RETRY, detail, CONFIG_ERROR_PAUSE_SECONDS, config_error=True)
 
     @classmethod
     def permanent(cls, detail: str) -> SendResult:
@@ -69,7 +84,9 @@ class SinkOptions(BaseModel):
 
     type: str
     rate_limit: float | None = Field(
-        default=None, gt=0, description="Messages per second; default: the sink type's own."
+        default=None,
+        ge=0,
+        description="Messages per second; default: the sink type's own; 0: no limit at all.",
     )
     burst: int = Field(default=1, ge=1, le=1000, description="Messages allowed back to back.")
     timeout: float = Field(default=10.0, gt=0, le=300, description="Seconds per attempt.")
@@ -106,8 +123,14 @@ class Sink(ABC, Generic[OptionsT]):
 
     @property
     def rate_limit(self) -> float | None:
-        """Messages per second this sink may send: configured, else the type's default."""
-        return self.options.rate_limit or self.default_rate_limit
+        """Messages per second this sink may send: configured, else the type's default.
+
+        ``None``: no limit (``rate_limit: 0`` turns a type's default off).
+        """
+        configured = self.options.rate_limit
+        if configured is None:
+            return self.default_rate_limit
+        return configured or None
 
     async def start(self) -> None:
         """Prepare resources before the first send (optional)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 
 
 class ThrottledLog:
@@ -28,10 +29,12 @@ class ThrottledLog:
         message: str,
         *args: object,
         exc_info: BaseException | None = None,
+        extra: Mapping[str, object] | None = None,
     ) -> None:
         """Log ``message % args`` unless ``key`` was logged less than ``interval`` ago.
 
-        ``exc_info`` adds that exception's traceback to the line (when it is logged at all).
+        ``exc_info`` adds that exception's traceback to the line (when it is logged at all);
+        ``extra`` its fields, as for :meth:`logging.Logger.log`.
         """
         if not self.logger.isEnabledFor(level):
             return
@@ -40,7 +43,7 @@ class ThrottledLog:
             return
         if held:
             message += f" ({held} similar line{'s' if held != 1 else ''} held back)"
-        self.logger.log(level, message, *args, exc_info=exc_info)
+        self.logger.log(level, message, *args, exc_info=exc_info, extra=extra)
 
     def admits(self, key: str) -> bool:
         """Whether ``key`` may be logged now (and, if so, it counts as logged now).

@@ -126,6 +126,13 @@ class EventRouter(ClaimLoop[StoredEvent]):
                 stored.id,
                 ",".join(matched) or "none",
                 len(jobs),
+                extra={
+                    "event_id": stored.id,
+                    "hook": stored.hook,
+                    "routes": matched,
+                    "outcome": "routed",
+                    "deliveries": len(jobs),
+                },
             )
 
     async def _deliveries(self, stored: StoredEvent) -> tuple[Event, list[NewDelivery], list[str]]:
@@ -159,6 +166,12 @@ class EventRouter(ClaimLoop[StoredEvent]):
             reason,
             stored.id,
             exc_info=cause if self._tracebacks.admits(stage) else None,
+            extra={
+                "event_id": stored.id,
+                "hook": stored.hook,
+                "outcome": "unroutable",
+                "stage": stage,
+            },
         )
         # If that fails, the lease expires and the event is routed (and fails) again.
         with contextlib.suppress(QueueUnavailable):
@@ -181,4 +194,5 @@ class EventRouter(ClaimLoop[StoredEvent]):
                 stored.id,
                 error,
                 stored.id,
+                extra={"event_id": stored.id, "hook": stored.hook, "outcome": "dead"},
             )

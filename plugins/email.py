@@ -2,7 +2,10 @@
 
 One SMTP session per attempt: connect (implicit TLS or STARTTLS, never a silent fall-back to
 clear text), AUTH if configured, MAIL/RCPT/DATA, QUIT. The server's reply decides the outcome:
-4xx replies and connection failures are retried, 5xx replies are permanent. When the server
+4xx replies and connection failures are retried, 5xx replies are permanent. A server that does
+not offer STARTTLS or AUTH, or refuses the credentials, is a configuration error: the result
+says what to set, and the core pauses the sink with one clear log line (every mail would fail
+the same way, and retrying them quietly for a day helps nobody). When the server
 refuses some recipients and takes the rest, the mail counts as delivered to those it took;
 recipients refused with a 4xx are retried alone (the sink remembers, per mail, who already
 has it), recipients refused with a 5xx are reported in the detail and the log.
@@ -172,7 +175,7 @@ class EmailSink(Sink[EmailOptions]):
             hostname=self.options.host,
             port=self.options.port,
             use_tls=bool(self.options.tls),
-            start_tls=bool(self.options.starttls),
+            start_tls=False,  # below, explicitly: a server without it is a configuration error
             tls_context=self._tls() if self.options.tls or self.options.starttls else None,
             timeout=self.options.timeout,
             local_hostname=self.options.local_hostname,
@@ -181,8 +184,17 @@ class EmailSink(Sink[EmailOptions]):
         try:
             async with asyncio.timeout(self.options.timeout):
                 await smtp.connect()
+                if self.options.starttls:
+                    stage = "STARTTLS"
+                    await smtp.ehlo()
+                    if not smtp.supports_extension("starttls"):
+                        return SendResult.misconfigured(self._no_starttls())
+                    await smtp.starttls()
                 if self.options.username is not None and self.options.password is not None:
                     stage = "AUTH"
+                    await smtp.ehlo()
+                    if not smtp.supports_extension("auth"):
+                        return SendResult.misconfigured(self._no_auth())
                     await smtp.login(
                         self.options.username, self.options.password.get_secret_value()
                     )
@@ -231,8 +243,33 @@ class EmailSink(Sink[EmailOptions]):
             )
         return SendResult.delivered(f"accepted by {self.server}")
 
+    def _no_starttls(self) -> str:
+        return (
+            f"{self.server} does not offer STARTTLS; if it speaks TLS from the first byte "
+            f"(usually port 465), set port: 465 and tls: true; to send in clear on a trusted "
+            f"network, set starttls: false (then without username/password)"
+        )
+
+    def _no_auth(self) -> str:
+        return (
+            f"{self.server} does not offer AUTH on this connection; remove username and "
+            f"password if it takes mail without them, or use its submission port "
+            f"(587 with STARTTLS, or port: 465 with tls: true)"
+        )
+
     def _refused(self, stage: str, code: int, text: str) -> SendResult:
         detail = f"{self.server}: {stage} refused: {_reply(code, text)}"
+        if stage == "AUTH" and 500 <= code < 600:
+            # Wrong credentials, or a mechanism or encryption the server insists on: every
+            # mail would be refused the same way, and dead-lettering them all helps nobody.
+            return SendResult.misconfigured(
+                f"{detail}; check username and password, or whether the server wants "
+                f"port: 465 with tls: true"
+            )
+        if code == 530 and stage == "MAIL FROM":
+            return SendResult.misconfigured(
+                f"{detail}; the server requires AUTH: set username and password"
+            )
         if 500 <= code < 600:
             return SendResult.permanent(detail)
         return SendResult.retry(detail)

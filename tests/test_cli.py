@@ -374,10 +374,10 @@ async def test_dead_list_show_and_replay_failed_events(
     await queue.retry_event(event, 0, "cannot parse with source 'gone'", dead=True)
     await queue.close()
     assert await run(["dead", "list", "-c", str(path)]) == 0
-    assert (
-        f"{stored.id}\tevent not routed\thook sekoia\tcannot parse with source 'gone'"
-        in capsys.readouterr().out
-    )
+    header, row = capsys.readouterr().out.splitlines()
+    assert header.startswith("EVENT NOT ROUTED\t")
+    assert row.startswith(f"{stored.id}\t")
+    assert row.endswith("\tsekoia\t1\tcannot parse with source 'gone'")
     assert await run(["dead", "show", "-c", str(path), stored.id]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert (shown["kind"], shown["event"]) == ("event", {"type": "x"})

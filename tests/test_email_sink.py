@@ -356,8 +356,9 @@ async def test_auth_over_starttls(
 
         bad = make_sink("email", username="notirouter", password="wrong-secret-123", **options)
         result = await bad.send(alert_message("updated"))
-        assert result.outcome is Outcome.PERMANENT
+        assert result.config_error  # wrong credentials: the sink pauses, the mail is kept
         assert "AUTH refused: 535" in result.detail
+        assert "check username and password" in result.detail
         assert "wrong-secret-123" not in result.detail
         assert len(server.received) == 1
     finally:

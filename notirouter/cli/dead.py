@@ -39,6 +39,23 @@ from notirouter.queue.writer import QueueUnavailable
 T = TypeVar("T")
 REPLAY_CHUNK = 500
 EVENT_ID = re.compile(r"^[0-9a-f]{32}$")
+# ``dead list`` prints two tab-separated tables, each under its header row: (title, row key).
+DELIVERY_TABLE = (
+    ("DELIVERY", "id"),
+    ("DIED AT", "died_at"),
+    ("SINK", "sink"),
+    ("ROUTE", "route"),
+    ("ATTEMPTS", "attempts"),
+    ("EVENT", "event_id"),
+    ("ERROR", "error"),
+)
+EVENT_TABLE = (
+    ("EVENT NOT ROUTED", "id"),
+    ("RECEIVED AT", "received_at"),
+    ("HOOK", "hook"),
+    ("ATTEMPTS", "attempts"),
+    ("ERROR", "error"),
+)
 
 
 def add_commands(commands: Any) -> None:
@@ -52,7 +69,12 @@ def add_commands(commands: Any) -> None:
     sub = dead.add_subparsers(dest="dead_command", metavar="ACTION")
     dead.set_defaults(handler=lambda args: (dead.print_help(sys.stderr), EXIT_USAGE)[1])
 
-    listing = sub.add_parser("list", help="list dead letters", description="List dead letters.")
+    listing = sub.add_parser(
+        "list",
+        help="list dead letters",
+        description="List dead letters: a tab-separated table of dead deliveries and one of "
+        "events that could not be routed, each under a header row (--json: one array).",
+    )
     add_config_option(listing)
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
@@ -146,8 +168,17 @@ def _event_row(e: FailedEvent) -> dict[str, Any]:
     }
 
 
+def _print_table(columns: tuple[tuple[str, str], ...], rows: list[dict[str, Any]]) -> None:
+    print("\t".join(title for title, _ in columns))
+    for row in rows:
+        # Errors quote what services answered: escape controls, so that a tab or a newline
+        # keeps one dead letter on one line, and an ANSI escape cannot reach the terminal.
+        cells = ("" if row[key] is None else str(row[key]) for _, key in columns)
+        print("\t".join(inert(cell) for cell in cells))
+
+
 def list_command(args: argparse.Namespace) -> int:
-    """One line per dead delivery and per failed event."""
+    """A table of dead deliveries and one of failed events, each with a header row."""
 
     async def work(
         dead: DeadLetters,
@@ -161,19 +192,14 @@ def list_command(args: argparse.Namespace) -> int:
         return EXIT_OK
     if not rows:
         print("no dead letters")
-    for row in rows:
-        # Errors quote what services answered: escape controls, so that a tab or a newline
-        # keeps one dead letter on one line, and an ANSI escape cannot reach the terminal.
-        shown = {
-            key: inert(value) if isinstance(value, str) else value for key, value in row.items()
-        }
-        if row["kind"] == "delivery":
-            print(
-                f"{shown['id']}\t{shown['died_at']}\t{shown['sink']}\t{shown['route']}\t"
-                f"attempts={shown['attempts']}\t{shown['error']}"
-            )
-        else:
-            print(f"{shown['id']}\tevent not routed\thook {shown['hook']}\t{shown['error']}")
+    deliveries = [row for row in rows if row["kind"] == "delivery"]
+    events = [row for row in rows if row["kind"] == "event"]
+    if deliveries:
+        _print_table(DELIVERY_TABLE, deliveries)
+    if events:
+        if deliveries:
+            print()
+        _print_table(EVENT_TABLE, events)
     if total > len(letters):
         print(f"... {total - len(letters)} more (use --limit)", file=sys.stderr)
     return EXIT_OK

@@ -11,6 +11,7 @@ from typing import Any
 import uvicorn
 
 from notirouter.cli.common import EXIT_CONFIG, EXIT_OK, add_config_option, load, run_command
+from notirouter.config.log_settings import LOG_FORMATS, LOG_LEVELS
 from notirouter.logs import configure_logging
 from notirouter.queue.writer import QueueUnavailable
 from notirouter.receiver import create_app
@@ -29,7 +30,12 @@ def add_commands(commands: Any) -> None:
     add_config_option(serve)
     serve.add_argument("--host", help="listen address (default: server.host)")
     serve.add_argument("--port", type=int, help="listen port (default: server.port; 0: any free)")
-    serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.add_argument(
+        "--log-level", type=str.upper, choices=LOG_LEVELS, help="default: logging.level (INFO)"
+    )
+    serve.add_argument(
+        "--log-format", choices=LOG_FORMATS, help="text or json lines (default: logging.format)"
+    )
     serve.add_argument(
         "--init",
         action="store_true",
@@ -86,7 +92,10 @@ class _Server(uvicorn.Server):
 def serve_command(args: argparse.Namespace) -> int:
     """Run until SIGINT/SIGTERM."""
     config = load(args)
-    configure_logging(args.log_level, config.secrets)
+    settings = config.app.logging
+    configure_logging(
+        args.log_level or settings.level, config.secrets, args.log_format or settings.format
+    )
     server_config = config.app.server
     runtime = Runtime(config)
     uv_config = uvicorn.Config(

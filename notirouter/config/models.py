@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
+from notirouter.config.log_settings import LoggingConfig
+
 MIN_TOKEN_LENGTH = 16
 _TOKEN_CHARACTERS = re.compile(r"[A-Za-z0-9._~+-]+")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -126,3 +128,4 @@ class AppConfig(_Strict):
     sinks: dict[Name, dict[str, Any]] = Field(default_factory=dict)
     routes: list[RouteConfig] = Field(default_factory=list)
     plugins: PluginsConfig = Field(default_factory=PluginsConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
