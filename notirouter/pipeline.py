@@ -16,6 +16,7 @@ import pluggy
 
 from notirouter.enricher import Enricher, EnrichmentError
 from notirouter.escape import reveal_invisible
+from notirouter.event_context import EventContext
 from notirouter.events import Event
 from notirouter.formatting import generic_message
 from notirouter.logs import Redactor
@@ -82,11 +83,10 @@ class Pipeline:
     async def route(self, event: Event, *, enrich: bool = True) -> Routed:
         """Match, enrich (once, with the union of the candidates' enrichers), decide, format."""
         candidates = self.routes.candidates(event.type, event.action)
-        variables = base_variables(event)
+        context = EventContext.of(event)
         if candidates and enrich:
-            await self._enrich(
-                event, self.routes.enrichers_for(event.type, event.action), variables
-            )
+            await self._enrich(event, self.routes.enrichers_for(event.type, event.action), context)
+        variables = context.variables()
         routed = Routed(event, variables, decide(candidates, variables))
         for decision in routed.decisions:
             if decision.error is not None:
@@ -103,9 +103,7 @@ class Pipeline:
                 )
         return routed
 
-    async def _enrich(
-        self, event: Event, names: tuple[str, ...], variables: dict[str, Any]
-    ) -> None:
+    async def _enrich(self, event: Event, names: tuple[str, ...], context: EventContext) -> None:
         chosen = [(name, self.enrichers[name]) for name in names if name in self.enrichers]
         results = await asyncio.gather(
             *(enricher.enrich(event) for _, enricher in chosen), return_exceptions=True
@@ -121,10 +119,7 @@ class Pipeline:
             if isinstance(result, EnrichmentError):
                 reason = clean_text(self._redact[name](str(result)))
                 result = EnrichmentError(reason, partial=result.partial, reported=result.reported)
-                partial = _clean_partial(result.partial)
-                variables["enrichment_errors"][name] = reason
-                variables["enrichment"].update(partial)
-                variables.update(partial)
+                context.fail(name, reason, _clean_partial(result.partial))
                 if result.reported:
                     log.debug("enricher %s failed for a %s event: %s", name, event.type, result)
                 else:
@@ -134,12 +129,18 @@ class Pipeline:
             elif isinstance(result, BaseException):
                 if isinstance(result, asyncio.CancelledError):
                     raise result
-                reason = f"unexpected {type(result).__name__}"
-                variables["enrichment_errors"][name] = reason
+                context.fail(name, f"unexpected {type(result).__name__}", {})
                 log.error("enricher %s crashed", name, exc_info=result)
             else:
-                variables["enrichment"].update(result)
-                variables.update(result)
+                context.add(name, result)
+            if name in context.refused:
+                self._failures.log(
+                    logging.WARNING,
+                    f"reserved:{name}",
+                    "enricher %s returned variables the core owns (%s); they were left out",
+                    name,
+                    ", ".join(context.refused[name]),
+                )
 
     def format(self, event: Event, variables: Mapping[str, Any], route: Route) -> Message:
         """The formatter hook's message (or the generic one), with the route's overrides."""
@@ -220,12 +221,6 @@ def reveal_message(message: Message) -> Message:
             ),
         }
     )
-
-
-def base_variables(event: Event) -> dict[str, Any]:
-    """The template context before enrichment: the event's fields at top level and as ``event``."""
-    data = event.template_data()
-    return {**data, "event": data, "enrichment": {}, "enrichment_errors": {}}
 
 
 def _clean_partial(partial: Mapping[str, Any]) -> dict[str, Any]:

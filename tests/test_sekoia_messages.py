@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from notirouter.event_context import EventContext
 from notirouter.events import Event
 from notirouter.message import Message, Severity
-from notirouter.pipeline import base_variables
 from notirouter.plugin_manager import collect_types, make_plugin_manager
 from tests.sekoia_fixtures import (
     ALERT,
@@ -39,7 +39,7 @@ def format_message(
 ) -> Message:
     """Format as the pipeline does: base variables, enrichment merged at top level."""
     event = parse(payload)
-    variables = base_variables(event)
+    variables = EventContext.of(event).variables()
     variables.update(enrichment or {})
     variables["enrichment"].update(enrichment or {})
     variables["enrichment_errors"].update(errors or {})
@@ -234,7 +234,7 @@ def test_hostile_text_stays_plain_text_and_crafted_ids_stay_out_of_thread_keys()
 
 def test_other_sources_are_left_to_the_core() -> None:
     event = Event(type="alert", action="created")
-    variables = base_variables(event)
+    variables = EventContext.of(event).variables()
     assert make_plugin_manager().hook.format_message(event=event, variables=variables) is None
 
 
