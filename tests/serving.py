@@ -11,8 +11,8 @@ from pathlib import Path
 import uvicorn
 
 from notirouter.config.loader import load_config
-from notirouter.receiver import create_app
 from notirouter.runtime import Runtime
+from notirouter.server import uvicorn_config
 
 
 @dataclass
@@ -28,16 +28,8 @@ async def serve(config_path: Path, environ: dict[str, str] | None = None) -> Asy
     """Start ``notirouter serve`` in-process on 127.0.0.1 and a free port."""
     config = load_config(config_path, environ=environ)
     runtime = Runtime(config)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(runtime),
-            host="127.0.0.1",
-            port=0,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-        )
-    )
+    # The same uvicorn set-up as `notirouter serve`: its protocol, limits and timeouts.
+    server = uvicorn.Server(uvicorn_config(runtime, host="127.0.0.1", port=0))
     await runtime.start()
     task = asyncio.create_task(server.serve())
     try:
