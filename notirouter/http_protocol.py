@@ -11,8 +11,8 @@ for as long as the client cares to send it. This protocol bounds all of it, per 
   closed;
 - from a request's first byte to the end of its headers (``header_timeout``): ``408``, closed;
 - from the end of the headers to the end of the body (``body_timeout``): ``408``, closed;
-- connections beyond ``max_connections``: their request is answered ``503`` with
-  ``Retry-After``, then the connection is closed.
+- connections beyond ``max_connections``: answered ``503`` with ``Retry-After`` as soon as
+  they are accepted, then closed.
 
 httptools stays the parser (it is several times faster than h11, see the README's benchmark):
 the limit is enforced in front of it, on the bytes fed to it, so it never buffers more than
@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 from asyncio import TimerHandle
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -36,10 +36,6 @@ OVER_CAPACITY_RETRY_AFTER = "1"
 # and could destroy the answer before the client reads it. A client that keeps sending is cut.
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 1_048_576
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -71,24 +67,6 @@ def error_response(status: int, reason: str, headers: dict[str, str] | None = No
     return b"".join([*lines, b"\r\n", body])
 
 
-async def over_capacity(scope: Scope, receive: Receive, send: Send) -> None:
-    """The ASGI answer to every request of a connection beyond ``max_connections``."""
-    body = json.dumps({"error": "too many connections, retry later"}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 503,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", OVER_CAPACITY_RETRY_AFTER.encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
 class LimitedHttpProtocol(HttpToolsProtocol):
     """:class:`HttpToolsProtocol` with :class:`ConnectionLimits` (bind them with
     :func:`limited_protocol`)."""
@@ -112,7 +90,11 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         """Count the connection; arm the idle deadline until its first byte."""
         super().connection_made(transport)
         if len(self.connections) > self.limits.max_connections:
-            self.app = over_capacity
+            # Answered at once, not after its request: a connection beyond the cap must not
+            # cost a descriptor for longer than the linger, whatever the client does.
+            retry = {"retry-after": OVER_CAPACITY_RETRY_AFTER}
+            self._refuse(503, "too many connections, retry later", retry)
+            return
         # uvicorn's keep-alive timer closes silent connections between requests; arm it
         # before the first one too (uvicorn does not), and the first byte cancels it.
         self.timeout_keep_alive_task = self.loop.call_later(
