@@ -50,10 +50,6 @@ class ConnectionLimits:
     max_connections: int
 
 
-class _HeaderTooLarge(Exception):
-    """Raised from a parser callback to stop parsing a header over ``max_header_bytes``."""
-
-
 def error_response(status: int, reason: str, headers: dict[str, str] | None = None) -> bytes:
     """A complete ``Connection: close`` answer with the receiver's JSON error body."""
     body = json.dumps({"error": reason}).encode()
@@ -79,7 +75,6 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._reading_head = True
         self._head_started = False
-        self._refusal: tuple[int, str] | None = None
         self._deadline: TimerHandle | None = None
         self._refused = False
         self._discarded = 0
@@ -146,32 +141,43 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             return
         super().data_received(data[room:])
 
-    def send_400_response(self, msg: str) -> None:
-        """uvicorn's answer to a parser error, or ours when a callback refused a header."""
-        if self._refusal is not None:
-            status, reason = self._refusal
-            self._refuse(status, reason)
-            return
-        super().send_400_response(msg)
-
     # Parser callbacks
+
+    # Once refused, the rest of the bytes already fed are parsed but go nowhere: no request
+    # reaches the application (``data_received`` feeds nothing more after a refusal).
+
+    def on_url(self, url: bytes) -> None:
+        """Collect the target, unless refused."""
+        if not self._refused:
+            super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         """Refuse a single header over ``max_header_bytes``."""
+        if self._refused:
+            return
         if len(name) + len(value) > self.limits.max_header_bytes:
-            self._refusal = (431, f"a header is larger than {self.limits.max_header_bytes} bytes")
-            raise _HeaderTooLarge
+            self._refuse(431, f"a header is larger than {self.limits.max_header_bytes} bytes")
+            return
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         """The head is in: from now on the body deadline runs."""
+        if self._refused:
+            return
         self._reading_head = False
         self._head_bytes = 0
         self._arm(self.limits.body_timeout, self._body_deadline)
         super().on_headers_complete()
 
+    def on_body(self, body: bytes) -> None:
+        """Hand the body on, unless refused."""
+        if not self._refused:
+            super().on_body(body)
+
     def on_message_complete(self) -> None:
         """The body is in: the next bytes start a new request head."""
+        if self._refused:
+            return
         self._reading_head = True
         self._head_started = False
         self._cancel_deadline()
