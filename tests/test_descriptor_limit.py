@@ -97,3 +97,48 @@ async def test_a_thousand_idle_sockets_while_a_hundred_webhooks_get_202(
     text = log.read_text()
     hard = descriptors_for_this_test
     assert f"was {START_SOFT_LIMIT}, hard limit {hard})" in text, text
+
+
+def only_400_descriptors() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (400, 400))
+
+
+async def test_a_low_descriptor_limit_lowers_the_cap_and_refuses_with_503_not_emfile(
+    tmp_path: Path, write_config: Callable[..., Path], descriptors_for_this_test: int
+) -> None:
+    config = write_config(
+        f"""
+        server: {{idle_timeout: 120s}}
+        hooks:
+          - {{name: sekoia, token: {TOKEN}}}
+        queue: {{path: "{tmp_path / "q.db"}"}}
+        sinks:
+          console: {{type: log}}
+        routes:
+          - {{name: all, sinks: [console]}}
+        """
+    )
+    port = free_port()
+    log = tmp_path / "serve.log"
+    process = await start_serve(config, port, log, preexec=only_400_descriptors)
+    room = 400 - 320  # what notirouter keeps for the queue, outgoing connections and logs
+    held: list[socket.socket] = []
+    try:
+        # start_serve's own readiness probe may still be closing: leave it a moment.
+        await asyncio.sleep(0.2)
+        for _ in range(room):
+            held.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        await asyncio.sleep(0.3)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        answer = await asyncio.wait_for(reader.read(), timeout=10)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 503 "), answer[:200]
+        assert b"retry-after: 1\r\n" in answer.lower()
+    finally:
+        for sock in held:
+            with contextlib.suppress(OSError):
+                sock.close()
+        process.terminate()
+        assert await wait_exit(process, timeout=15) == 0
+    assert f"leaves room for {room}: connections beyond {room} get 503" in log.read_text()
