@@ -16,7 +16,8 @@ for as long as the client cares to send it. This protocol bounds all of it, per 
 
 httptools stays the parser (it is several times faster than h11, see the README's benchmark):
 the limit is enforced in front of it, on the bytes fed to it, so it never buffers more than
-``max_headers_bytes`` of a request head.
+``max_headers_bytes`` of a request head (plus, for a request pipelined behind another in the
+same read, the rest of that one read, which the event loop bounds at about 256 KB).
 """
 
 from __future__ import annotations
