@@ -126,6 +126,7 @@ async def test_signal_drains_deliveries_in_flight_exactly_once_and_exits_0(
     assert gauges['{kind="events",state="pending"}'] == 0
     text = log.read_text()
     assert f"{stop_signal.name}: draining" in text
+    assert text.count("notirouter stopped: queue closed") == 2
     assert "Traceback" not in text
 
 

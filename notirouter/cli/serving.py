@@ -85,4 +85,5 @@ async def _serve(runtime: Runtime, server: uvicorn.Server) -> int:
         return EXIT_CONFIG
     finally:
         await runtime.stop()
+        log.info("notirouter stopped: queue closed")
     return EXIT_OK if server.started else EXIT_CONFIG
