@@ -88,6 +88,13 @@ def create_app(runtime: Runtime) -> Starlette:
         hook = runtime.hooks.find(request.path_params["token"])
         if hook is None:
             return not_found()
+        if runtime.draining:  # shutting down: the client retries, on this or another instance
+            count(hook.name, "503")
+            return JSONResponse(
+                {"error": "shutting down, retry later"},
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
         if not is_json_media_type(request.headers.get("content-type", "")):
             count(hook.name, "415")
             return error(415, "content type must be application/json")
@@ -143,6 +150,8 @@ def create_app(runtime: Runtime) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
+        if runtime.draining:
+            return JSONResponse({"status": "draining"}, status_code=503)
         if not runtime.healthy:
             return JSONResponse({"status": "a worker loop stopped"}, status_code=503)
         if await runtime.queue.ping():

@@ -26,7 +26,6 @@ from notirouter.worker import EventRouter
 
 log = logging.getLogger("notirouter")
 PRUNE_INTERVAL_SECONDS = 3600.0
-SHUTDOWN_GRACE_SECONDS = 10.0
 
 
 class Runtime:
@@ -78,6 +77,9 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self._router: EventRouter | None = None
         self._dispatchers: list[SinkDispatcher] = []
+        # Set when the drain starts: /readyz and new webhooks answer 503 from then on.
+        self.draining = False
+        self._drained = False
 
     async def open_plugins(self) -> None:
         """Open the HTTP client and let sinks and enrichers prepare."""
@@ -158,15 +160,32 @@ class Runtime:
                 log.exception("queue housekeeping failed")
             await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
 
-    async def stop(self) -> None:
-        """Stop claiming, let work in flight finish briefly, close everything."""
+    async def drain(self) -> None:
+        """Stop claiming, and let the work in flight finish within ``server.shutdown_grace``.
+
+        From the first line on, ``/readyz`` and new webhooks answer 503 (see ``draining``).
+        Each attempt that finishes records its outcome; one still running after the grace is
+        cancelled and, unrecorded, is attempted again after its lease (at least once).
+        """
+        self.draining = True
+        if self._drained:
+            return
+        self._drained = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
-        drains = [d.drain(SHUTDOWN_GRACE_SECONDS) for d in self._dispatchers]
+        grace = self.config.app.server.shutdown_grace
+        loops: list[SinkDispatcher | EventRouter] = list(self._dispatchers)
         if self._router is not None:
-            drains.append(self._router.drain(SHUTDOWN_GRACE_SECONDS))
-        await asyncio.gather(*drains, return_exceptions=True)
+            loops.append(self._router)
+        in_flight = sum(len(loop.tasks) for loop in loops)
+        if in_flight:
+            log.info("waiting up to %gs for %d attempts in flight", grace, in_flight)
+        await asyncio.gather(*(loop.drain(grace) for loop in loops), return_exceptions=True)
+
+    async def stop(self) -> None:
+        """Drain (if not done yet), then close the plugins and the queue."""
+        await self.drain()
+        self._tasks.clear()
         await self.close_plugins()
         await self.queue.close()

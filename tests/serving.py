@@ -11,8 +11,8 @@ from pathlib import Path
 import uvicorn
 
 from notirouter.config.loader import load_config
-from notirouter.receiver import create_app
 from notirouter.runtime import Runtime
+from notirouter.server import uvicorn_config
 
 
 @dataclass
@@ -33,16 +33,8 @@ async def serve(
     """
     config = load_config(config_path, environ=environ)
     runtime = Runtime(config)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(runtime),
-            host="127.0.0.1",
-            port=0,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-        )
-    )
+    # The same uvicorn set-up as `notirouter serve`: its protocol, limits and timeouts.
+    server = uvicorn.Server(uvicorn_config(runtime, host="127.0.0.1", port=0))
     await runtime.start(init_queue=init_queue)
     task = asyncio.create_task(server.serve())
     try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import socket
 from typing import Any
 
 import uvicorn
@@ -14,8 +13,8 @@ from notirouter.cli.common import EXIT_CONFIG, EXIT_OK, add_config_option, load,
 from notirouter.config.log_settings import LOG_FORMATS, LOG_LEVELS
 from notirouter.logs import configure_logging
 from notirouter.queue.writer import QueueUnavailable
-from notirouter.receiver import create_app
 from notirouter.runtime import Runtime
+from notirouter.server import DrainingServer, uvicorn_config
 
 log = logging.getLogger("notirouter")
 
@@ -68,29 +67,8 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'s' if n != 1 else ''}"
 
 
-class _Server(uvicorn.Server):
-    """uvicorn, announcing the real address once the socket is bound (port 0 included)."""
-
-    def __init__(self, config: uvicorn.Config, hooks: list[str]) -> None:
-        super().__init__(config)
-        self.hook_names = hooks
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        for server in self.servers:
-            for sock in server.sockets:
-                host, port = sock.getsockname()[:2]
-                shown = f"[{host}]" if ":" in host else host
-                log.info(
-                    "notirouter listening on http://%s:%d (hooks: %s; POST /hooks/<token>)",
-                    shown,
-                    port,
-                    ", ".join(self.hook_names) or "none",
-                )
-
-
 def serve_command(args: argparse.Namespace) -> int:
-    """Run until SIGINT/SIGTERM."""
+    """Run until SIGINT/SIGTERM, then drain (see :mod:`notirouter.server`) and exit 0."""
     config = load(args)
     settings = config.app.logging
     configure_logging(
@@ -98,16 +76,12 @@ def serve_command(args: argparse.Namespace) -> int:
     )
     server_config = config.app.server
     runtime = Runtime(config)
-    uv_config = uvicorn.Config(
-        create_app(runtime),
+    uv_config = uvicorn_config(
+        runtime,
         host=args.host or server_config.host,
         port=server_config.port if args.port is None else args.port,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        lifespan="off",  # the runtime starts before and stops after the server, below
     )
-    server = _Server(uv_config, [hook.name for hook in config.app.hooks])
+    server = DrainingServer(uv_config, runtime, [hook.name for hook in config.app.hooks])
     # uvicorn's loop factory: uvloop when installed (uvicorn[standard]), as `uvicorn` would pick.
     with asyncio.Runner(loop_factory=uv_config.get_loop_factory()) as runner:
         return runner.run(_serve(runtime, server, init_queue=args.init))
@@ -125,4 +99,5 @@ async def _serve(runtime: Runtime, server: uvicorn.Server, *, init_queue: bool =
         return EXIT_CONFIG
     finally:
         await runtime.stop()
+        log.info("notirouter stopped: queue closed")
     return EXIT_OK if server.started else EXIT_CONFIG

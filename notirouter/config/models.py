@@ -31,6 +31,7 @@ def parse_duration(value: Any) -> Any:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+Timeout = Annotated[float, BeforeValidator(parse_duration), Field(gt=0, le=86_400)]
 
 
 def _check_token(token: SecretStr) -> SecretStr:
@@ -60,6 +61,14 @@ class ServerConfig(_Strict):
     port: int = Field(default=8000, ge=0, le=65535)
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
     access_log: bool = True
+    # Hostile or broken clients (README "HTTP"): what one connection may cost.
+    max_header_bytes: int = Field(default=8192, ge=256, le=1_048_576)
+    max_headers_bytes: int = Field(default=32_768, ge=1024, le=16 * 1_048_576)
+    header_timeout: Timeout = 10.0
+    idle_timeout: Timeout = 5.0
+    body_timeout: Timeout = 30.0
+    max_connections: int = Field(default=2048, ge=1, le=1_000_000)
+    shutdown_grace: Duration = 10.0
 
 
 class HookConfig(_Strict):

@@ -1,0 +1,57 @@
+"""``notirouter serve`` as a real child process on loopback, for signal and descriptor tests."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def start_serve(
+    config: Path, port: int, log: Path, preexec: Callable[[], None] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``notirouter serve`` and wait (at most 10 s) until ``/readyz`` answers 200."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "notirouter", "serve", "-c", str(config), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("ab"),
+        preexec_fn=preexec,  # only resource limits, set before exec
+    )
+    async with aiohttp.ClientSession() as client:
+        for _ in range(200):
+            try:
+                async with client.get(f"http://127.0.0.1:{port}/readyz") as response:
+                    if response.status == 200:
+                        return process
+            except aiohttp.ClientError:
+                pass
+            if process.poll() is not None:
+                break
+            await asyncio.sleep(0.05)
+    process.kill()
+    process.wait()
+    raise RuntimeError(f"notirouter serve did not become ready:\n{log.read_text()}")
+
+
+async def wait_exit(process: subprocess.Popen[bytes], timeout: float) -> int | None:
+    """The exit status, or ``None`` if still running after ``timeout`` seconds (then killed)."""
+    for _ in range(int(timeout / 0.05)):
+        if process.poll() is not None:
+            return process.returncode
+        await asyncio.sleep(0.05)
+    process.kill()
+    process.wait()
+    return None
