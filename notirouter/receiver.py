@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from notirouter.queue.writer import QueueUnavailable
+from notirouter.queue.protocol import QueueUnavailable
 
 if TYPE_CHECKING:
     from notirouter.runtime import Runtime
@@ -138,9 +138,10 @@ def create_app(runtime: Runtime) -> Starlette:
     async def readyz(request: Request) -> Response:
         if not runtime.healthy:
             return JSONResponse({"status": "a worker loop stopped"}, status_code=503)
-        if await runtime.queue.ping():
+        problem = await runtime.queue.readiness()
+        if problem is None:
             return JSONResponse({"status": "ready"})
-        return JSONResponse({"status": "queue unavailable"}, status_code=503)
+        return JSONResponse({"status": "queue unavailable", "reason": problem}, status_code=503)
 
     async def metrics(request: Request) -> Response:
         with contextlib.suppress(QueueUnavailable):

@@ -19,9 +19,8 @@ from pydantic import ValidationError
 from notirouter.claiming import ClaimLoop, Slot
 from notirouter.metrics import Metrics
 from notirouter.pipeline import Pipeline, UnknownSourceError
+from notirouter.queue.protocol import EVENTS_WAKE, QueueUnavailable, RoutingQueue
 from notirouter.queue.records import NewDelivery, StoredEvent
-from notirouter.queue.sqlite import EVENTS_WAKE, SqliteQueue
-from notirouter.queue.writer import QueueUnavailable
 from notirouter.retry import RetryPolicy
 
 log = logging.getLogger("notirouter.worker")
@@ -35,7 +34,7 @@ class EventRouter(ClaimLoop[StoredEvent]):
     def __init__(
         self,
         pipeline: Pipeline,
-        queue: SqliteQueue,
+        queue: RoutingQueue,
         policy: RetryPolicy,
         metrics: Metrics,
         *,
