@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pluggy
 from pydantic import BaseModel
@@ -149,6 +150,9 @@ def load_config_text(
 
 def _secrets(app: AppConfig, options: list[BaseModel]) -> frozenset[str]:
     found = [hook.token.get_secret_value() for hook in app.hooks]
+    if app.queue.url is not None:  # it may hold the database password
+        url = app.queue.url.get_secret_value()
+        found.extend(part for part in (url, urlsplit(url).password) if part)
     for model in options:
         found.extend(secret_values(model))
     return expand_secrets(found)
