@@ -10,6 +10,7 @@ from typing import Any
 
 import uvicorn
 
+from notirouter.cli.check_queue import describe_queue, reach_queue
 from notirouter.cli.common import EXIT_CONFIG, EXIT_OK, add_config_option, load, run_command
 from notirouter.logs import configure_logging
 from notirouter.queue.writer import QueueUnavailable
@@ -30,6 +31,11 @@ def add_commands(commands: Any) -> None:
     serve.add_argument("--host", help="listen address (default: server.host)")
     serve.add_argument("--port", type=int, help="listen port (default: server.port; 0: any free)")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.add_argument(
+        "--no-workers",
+        action="store_true",
+        help="receive only: routing and delivery run in 'notirouter worker' processes",
+    )
     serve.set_defaults(handler=run_command(serve_command))
 
     check = commands.add_parser(
@@ -38,6 +44,7 @@ def add_commands(commands: Any) -> None:
         description="Validate the config: exit 0 with a summary, or 1 with file:line:col errors.",
     )
     add_config_option(check)
+    check.add_argument("--connect", action="store_true", help="also open the queue")
     check.set_defaults(handler=run_command(check_command))
 
 
@@ -48,8 +55,10 @@ def check_command(args: argparse.Namespace) -> int:
     print(
         f"{config.path}: OK: {_count(len(app.hooks), 'hook')}, {_count(len(app.sinks), 'sink')}, "
         f"{_count(len(app.enrichers), 'enricher')}, {_count(len(app.routes), 'route')}, "
-        f"queue {app.queue.backend} at {app.queue.path}"
+        f"queue {describe_queue(app.queue)}"
     )
+    if args.connect:
+        print(f"queue reached: {reach_queue(app.queue)}")
     return EXIT_OK
 
 
@@ -96,12 +105,12 @@ def serve_command(args: argparse.Namespace) -> int:
     server = _Server(uv_config, [hook.name for hook in config.app.hooks])
     # uvicorn's loop factory: uvloop when installed (uvicorn[standard]), as `uvicorn` would pick.
     with asyncio.Runner(loop_factory=uv_config.get_loop_factory()) as runner:
-        return runner.run(_serve(runtime, server))
+        return runner.run(_serve(runtime, server, workers=not args.no_workers))
 
 
-async def _serve(runtime: Runtime, server: uvicorn.Server) -> int:
+async def _serve(runtime: Runtime, server: uvicorn.Server, *, workers: bool = True) -> int:
     try:
-        await runtime.start()
+        await runtime.start(workers=workers)
     except QueueUnavailable as exc:
         log.error("%s", exc)
         return EXIT_CONFIG

@@ -6,6 +6,7 @@ named by ``type``, and the loader validates them with that type's ``Options`` mo
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from typing import Annotated, Any, Literal
 
@@ -100,9 +101,15 @@ class QueueConfig(_Strict):
     connect_timeout: Duration = 5.0
 
     @model_validator(mode="after")
-    def _postgres_needs_a_url(self) -> QueueConfig:
-        if self.backend == "postgres" and self.url is None:
+    def _postgres_needs_url_and_driver(self) -> QueueConfig:
+        if self.backend != "postgres":
+            return self
+        if self.url is None:
             raise ValueError("backend postgres needs url: postgresql://user@host:port/database")
+        if importlib.util.find_spec("asyncpg") is None:
+            raise ValueError(
+                "backend postgres needs the PostgreSQL driver: pip install 'notirouter[postgres]'"
+            )
         return self
 
 
