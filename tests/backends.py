@@ -184,3 +184,25 @@ async def queue_backend(
     yield Backend(
         "postgres", QueueConfig.model_validate({"backend": "postgres", "url": postgres_database})
     )
+
+
+def through_port(url: str, port: int) -> str:
+    """``url`` with its host and port replaced by 127.0.0.1:``port`` (a proxy in front)."""
+    parts = urlsplit(url)
+    user = f"{parts.username}@" if parts.username else ""
+    if parts.password:
+        user = f"{parts.username}:{parts.password}@"
+    return urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{port}"))
+
+
+@pytest.fixture
+async def postgres_backend(
+    postgres_server: PostgresServer | str, postgres_database: str | None
+) -> Backend:
+    """The PostgreSQL backend alone (tests of what only a shared backend does), empty."""
+    need_postgres(postgres_server)
+    assert postgres_database is not None
+    await _empty(postgres_database)
+    return Backend(
+        "postgres", QueueConfig.model_validate({"backend": "postgres", "url": postgres_database})
+    )

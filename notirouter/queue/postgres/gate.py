@@ -15,9 +15,6 @@ import asyncpg
 
 from notirouter.queue.postgres.connection import unavailable
 
-# An unlimited sink only checks for a pause, at most this often (a pause another process
-# recorded is seen this late at worst; one recorded here is seen at once).
-PAUSE_CHECK_SECONDS = 0.5
 LONGEST_WAIT = 5.0
 
 
@@ -30,26 +27,18 @@ class SharedGate:
         self.rate = rate
         self.burst = max(1, burst)
         self._paused_until = 0.0
-        self._checked_at = 0.0
 
     async def wait_turn(self) -> None:
-        """Wait out the sink's pause, then wait for and take one of its tokens."""
+        """Wait out a pause, then wait for and take one of the sink's tokens.
+
+        A pause another process recorded needs no look-up here: the claim itself skips a
+        paused sink, and the next due time it reports is the end of the pause.
+        """
         while True:
-            wait = await (self._take() if self.rate else self._pause_left())
+            wait = await self._take() if self.rate else self._paused_until - time.time()
             if wait <= 0:
                 return
             await asyncio.sleep(min(wait, LONGEST_WAIT))
-
-    async def _pause_left(self) -> float:
-        now = time.time()
-        if now - self._checked_at >= PAUSE_CHECK_SECONDS:
-            with unavailable("read the sink's pause"):
-                found = await self.pool.fetchval(
-                    "SELECT paused_until FROM sink_gates WHERE sink = $1", self.sink
-                )
-            self._paused_until = max(self._paused_until, float(found or 0.0))
-            self._checked_at = now
-        return self._paused_until - now
 
     async def _take(self) -> float:
         """Take a token and return 0, or return how long to wait for one."""

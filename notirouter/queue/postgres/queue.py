@@ -259,15 +259,20 @@ class PostgresQueue:
     async def claim_deliveries(
         self, sink: str, limit: int, lease_seconds: float
     ) -> list[StoredDelivery]:
-        """Take up to ``limit`` due deliveries for ``sink`` under a lease."""
+        """Take up to ``limit`` due deliveries for ``sink`` under a lease, unless it is paused.
+
+        The pause is checked in the claim itself: a ``Retry-After`` recorded by any process
+        holds every other one from its next claim on, at no extra round trip.
+        """
         token = secrets.randbits(62)
         now = time.time()
         with unavailable("claim deliveries"):
             rows = await self.pool.fetch(
                 "UPDATE deliveries SET attempts = attempts + 1, lease = $1, next_attempt_at = $2"
                 " WHERE id IN (SELECT id FROM deliveries WHERE sink = $3 AND state = 'pending'"
-                " AND next_attempt_at <= $4 ORDER BY next_attempt_at LIMIT $5"
-                " FOR UPDATE SKIP LOCKED)"
+                " AND next_attempt_at <= $4 AND NOT EXISTS (SELECT 1 FROM sink_gates g"
+                " WHERE g.sink = $3 AND g.paused_until > $4)"
+                " ORDER BY next_attempt_at LIMIT $5 FOR UPDATE SKIP LOCKED)"
                 " RETURNING id, event_id, route, sink, message, attempts, created_at",
                 token,
                 now + lease_seconds,
@@ -300,10 +305,12 @@ class PostgresQueue:
         return done
 
     async def next_delivery_due(self, sink: str) -> float | None:
-        """When the earliest pending delivery for ``sink`` becomes due."""
+        """When the earliest pending delivery for ``sink`` becomes due (or its pause ends)."""
         with unavailable("read the next due delivery"):
             due = await self.pool.fetchval(
-                "SELECT MIN(next_attempt_at) FROM deliveries WHERE sink = $1 AND state = 'pending'",
+                "SELECT GREATEST(MIN(d.next_attempt_at), MAX(g.paused_until))"
+                " FROM deliveries d LEFT JOIN sink_gates g ON g.sink = d.sink"
+                " WHERE d.sink = $1 AND d.state = 'pending'",
                 sink,
             )
         return None if due is None else float(due)
