@@ -42,16 +42,16 @@ def worker_command(args: argparse.Namespace) -> int:
 
 
 async def _work(runtime: Runtime) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
     try:
         await runtime.start()
     except QueueUnavailable as exc:
         log.error("%s", exc)
         await runtime.stop()
         return EXIT_CONFIG
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
     log.info(
         "notirouter worker running (queue %s; sinks: %s)",
         runtime.queue.backend,
