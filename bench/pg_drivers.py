@@ -4,6 +4,10 @@ Each driver, through its own pool of 8 connections, claims pending rows with the
 PostgreSQL backend uses (``FOR UPDATE SKIP LOCKED`` under a lease) and then completes each
 claimed row guarded by its lease token, from 8 concurrent loops, until the table is drained.
 Batch 1 is a sink dispatcher at low load (one job per claim); batch 32 is a busy one.
+Runs alternate between the drivers, and each reports jobs/s and the client's CPU time per job:
+on a shared machine the wall-clock rate moves with the neighbours' load, the CPU a driver
+spends per job much less. (psycopg is not a notirouter dependency: ``pip install
+'psycopg[binary,pool]'`` to run this.)
 
     .venv/bin/python bench/pg_drivers.py [postgresql://postgres@127.0.0.1:5432/postgres]
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -20,7 +25,8 @@ import asyncpg
 import psycopg
 import psycopg_pool
 
-ROWS = 20_000
+ROWS = 10_000
+REPEATS = 5
 LOOPS = 8
 SETUP = """
 DROP TABLE IF EXISTS bench_jobs;
@@ -49,21 +55,21 @@ def fill(url: str) -> None:
         connection.execute("VACUUM ANALYZE bench_jobs")
 
 
-async def drain(claim_once: Callable[[], Awaitable[int]]) -> float:
+async def drain(claim_once: Callable[[], Awaitable[int]]) -> tuple[float, float]:
     async def loop() -> int:
         done = 0
         while n := await claim_once():
             done += n
         return done
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     total = sum(await asyncio.gather(*(loop() for _ in range(LOOPS))))
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     assert total == ROWS, total
-    return total / elapsed
+    return total / elapsed, cpu / total * 1e6
 
 
-async def with_asyncpg(url: str, batch: int) -> float:
+async def with_asyncpg(url: str, batch: int) -> tuple[float, float]:
     pool = await asyncpg.create_pool(url, min_size=LOOPS, max_size=LOOPS)
 
     async def claim_once() -> int:
@@ -82,7 +88,7 @@ async def with_asyncpg(url: str, batch: int) -> float:
         await pool.close()
 
 
-async def with_psycopg(url: str, batch: int) -> float:
+async def with_psycopg(url: str, batch: int) -> tuple[float, float]:
     pool = psycopg_pool.AsyncConnectionPool(
         url, min_size=LOOPS, max_size=LOOPS, kwargs={"autocommit": True}, open=False
     )
@@ -109,18 +115,24 @@ async def with_psycopg(url: str, batch: int) -> float:
 
 
 async def main(url: str) -> None:
-    runs: dict[str, Callable[[str, int], Awaitable[float]]] = {
+    runs: dict[str, Callable[[str, int], Awaitable[tuple[float, float]]]] = {
         "asyncpg": with_asyncpg,
         "psycopg": with_psycopg,
     }
     for batch in (1, 32):
-        for name, run in runs.items():
-            rates = []
-            for _ in range(3):
+        found: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
+        for _ in range(REPEATS):
+            for name, run in runs.items():  # alternate, so both see the same neighbours
                 fill(url)
-                rates.append(await run(url, batch))
-            rates.sort()
-            print(f"batch {batch:2d} {name:8s} median {rates[1]:8.0f} jobs/s  runs {rates}")
+                found[name].append(await run(url, batch))
+        for name, results in found.items():
+            rate = statistics.median(r[0] for r in results)
+            cpu = statistics.median(r[1] for r in results)
+            print(
+                f"batch {batch:2d} {name:8s} median {rate:6.0f} jobs/s,"
+                f" client CPU {cpu:4.0f} us/job"
+                f"  (jobs/s: {', '.join(f'{r[0]:.0f}' for r in results)})"
+            )
     with psycopg.connect(url, autocommit=True) as connection:
         connection.execute("DROP TABLE bench_jobs")
 
