@@ -69,8 +69,22 @@ async def drain(claim_once: Callable[[], Awaitable[int]]) -> tuple[float, float]
     return total / elapsed, cpu / total * 1e6
 
 
+async def keep_session(connection: asyncpg.Connection) -> None:
+    """No reset query on release, as notirouter's pool (psycopg's pool sends none either)."""
+
+
 async def with_asyncpg(url: str, batch: int) -> tuple[float, float]:
-    pool = await asyncpg.create_pool(url, min_size=LOOPS, max_size=LOOPS)
+    return await _asyncpg(url, batch, reset=True)
+
+
+async def with_asyncpg_no_reset(url: str, batch: int) -> tuple[float, float]:
+    return await _asyncpg(url, batch, reset=False)
+
+
+async def _asyncpg(url: str, batch: int, *, reset: bool) -> tuple[float, float]:
+    pool = await asyncpg.create_pool(
+        url, min_size=LOOPS, max_size=LOOPS, reset=None if reset else keep_session
+    )
 
     async def claim_once() -> int:
         token = secrets.randbits(62)
@@ -117,6 +131,7 @@ async def with_psycopg(url: str, batch: int) -> tuple[float, float]:
 async def main(url: str) -> None:
     runs: dict[str, Callable[[str, int], Awaitable[tuple[float, float]]]] = {
         "asyncpg": with_asyncpg,
+        "asyncpg-noreset": with_asyncpg_no_reset,
         "psycopg": with_psycopg,
     }
     for batch in (1, 32):
@@ -129,7 +144,7 @@ async def main(url: str) -> None:
             rate = statistics.median(r[0] for r in results)
             cpu = statistics.median(r[1] for r in results)
             print(
-                f"batch {batch:2d} {name:8s} median {rate:6.0f} jobs/s,"
+                f"batch {batch:2d} {name:15s} median {rate:6.0f} jobs/s,"
                 f" client CPU {cpu:4.0f} us/job"
                 f"  (jobs/s: {', '.join(f'{r[0]:.0f}' for r in results)})"
             )

@@ -128,5 +128,16 @@ async def test_a_worker_delivers_what_a_receive_only_serve_accepts(
             if process is not None:
                 process.terminate()
                 process.wait(timeout=15)
+
     assert worker is not None and worker.returncode == 0  # a clean stop on SIGTERM
     assert request.json()["event"]["metadata"]["uuid"] == "q1"
+
+
+def test_the_database_password_is_a_secret_and_the_rest_of_the_url_is_not(
+    write_config: Callable[..., Path],
+) -> None:
+    url = "postgresql://router:hunter2-secret@db.internal:5432/alerts"
+    config = load_config(write_config(f'queue: {{backend: postgres, url: "{url}"}}\n'))
+    assert "hunter2-secret" in config.secrets  # redacted from every log line
+    # Messages about the queue still say which database they mean.
+    assert not any("db.internal" in secret for secret in config.secrets)

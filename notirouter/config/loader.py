@@ -150,9 +150,11 @@ def load_config_text(
 
 def _secrets(app: AppConfig, options: list[BaseModel]) -> frozenset[str]:
     found = [hook.token.get_secret_value() for hook in app.hooks]
-    if app.queue.url is not None:  # it may hold the database password
-        url = app.queue.url.get_secret_value()
-        found.extend(part for part in (url, urlsplit(url).password) if part)
+    if app.queue.url is not None:
+        # The password (and a query string, which may carry one) is secret; the rest of the
+        # URL names the database in messages, as check prints it.
+        parts = urlsplit(app.queue.url.get_secret_value())
+        found.extend(part for part in (parts.password, parts.query) if part)
     for model in options:
         found.extend(secret_values(model))
     return expand_secrets(found)
