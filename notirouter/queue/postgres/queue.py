@@ -168,6 +168,12 @@ class PostgresQueue:
         # The common case is one round trip: a new key, inserted and notified in one statement.
         if await self.pool.fetchval(insert.format(conflict="ON CONFLICT DO NOTHING"), *args):
             return EnqueueResult(event_id, False)
+        # A duplicate within the window (a sender's retry) needs no lock: one more round trip.
+        seen = await self.pool.fetchrow(
+            "SELECT id, received_at FROM events WHERE dedupe_key = $1", dedupe_key
+        )
+        if seen is not None and seen["received_at"] >= now - self.dedupe_window:
+            return EnqueueResult(seen["id"], True)
         async with self.pool.acquire() as connection, connection.transaction():
             row = await connection.fetchrow(
                 "SELECT id, received_at FROM events WHERE dedupe_key = $1 FOR UPDATE", dedupe_key
