@@ -4,6 +4,7 @@ route and send on either backend."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import subprocess
 import sys
@@ -141,3 +142,38 @@ def test_the_database_password_is_a_secret_and_the_rest_of_the_url_is_not(
     assert "hunter2-secret" in config.secrets  # redacted from every log line
     # Messages about the queue still say which database they mean.
     assert not any("db.internal" in secret for secret in config.secrets)
+
+
+async def test_dead_commands_work_the_same_on_both_backends(
+    queue_backend: Backend,
+    write_config: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    queue = queue_backend.make()
+    await queue.open()
+    try:
+        stored = await queue.enqueue(hook="h", source="gone", dedupe_key="k", body=b'{"a": 1}')
+        [event] = await queue.claim_events(1, 30)
+        await queue.retry_event(event, 0, "cannot parse with source 'gone'", dead=True)
+    finally:
+        await queue.close()
+    path = str(write_config(f"queue: {queue_backend.yaml()}\n"))
+
+    def run(*argv: str) -> int:
+        return main([*argv[:2], "-c", path, *argv[2:]])
+
+    assert await asyncio.to_thread(run, "dead", "list", "--json") == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert (row["kind"], row["id"], row["error"]) == (
+        "event",
+        stored.id,
+        "cannot parse with source 'gone'",
+    )
+    assert await asyncio.to_thread(run, "dead", "show", stored.id) == 0
+    assert json.loads(capsys.readouterr().out)["event"] == {"a": 1}
+    assert await asyncio.to_thread(run, "dead", "replay", "--all") == 0
+    assert "1 dead letter queued again" in capsys.readouterr().out
+    assert await asyncio.to_thread(run, "dead", "list") == 0
+    assert capsys.readouterr().out == "no dead letters\n"
+    assert await asyncio.to_thread(run, "dead", "purge") == 0
+    assert "0 dead letters deleted" in capsys.readouterr().out
