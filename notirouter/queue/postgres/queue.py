@@ -19,6 +19,7 @@ import asyncpg
 
 from notirouter.config.models import QueueConfig
 from notirouter.queue.postgres import dead_letters
+from notirouter.queue.postgres import statements as sql
 from notirouter.queue.postgres.connection import (
     DRIVER_ERRORS,
     create_pool,
@@ -159,14 +160,9 @@ class PostgresQueue:
     ) -> EnqueueResult | None:
         event_id = secrets.token_hex(16)
         now = time.time()
-        insert = (
-            "WITH inserted AS (INSERT INTO events (id, dedupe_key, hook, source, received_at,"
-            " body, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $5) {conflict} RETURNING id)"
-            " SELECT id, pg_notify('notirouter', 'events') FROM inserted"
-        )
         args = (event_id, dedupe_key, hook, source, now, body)
         # The common case is one round trip: a new key, inserted and notified in one statement.
-        if await self.pool.fetchval(insert.format(conflict="ON CONFLICT DO NOTHING"), *args):
+        if await self.pool.fetchval(sql.INSERT_NEW_EVENT, *args):
             return EnqueueResult(event_id, False)
         # A duplicate within the window (a sender's retry) needs no lock: one more round trip.
         seen = await self.pool.fetchrow(
@@ -186,7 +182,7 @@ class PostgresQueue:
             await connection.execute(
                 "UPDATE events SET dedupe_key = dedupe_key || ':' || id WHERE id = $1", row["id"]
             )
-            await connection.fetchval(insert.format(conflict=""), *args)
+            await connection.fetchval(sql.INSERT_EVENT, *args)
             return EnqueueResult(event_id, False)
 
     async def claim_events(self, limit: int, lease_seconds: float) -> list[StoredEvent]:
@@ -195,11 +191,7 @@ class PostgresQueue:
         now = time.time()
         with unavailable("claim events"):
             rows = await self.pool.fetch(
-                "UPDATE events SET attempts = attempts + 1, lease = $1, next_attempt_at = $2"
-                " WHERE id IN (SELECT id FROM events WHERE state = 'pending'"
-                " AND next_attempt_at <= $3 ORDER BY next_attempt_at LIMIT $4"
-                " FOR UPDATE SKIP LOCKED)"
-                " RETURNING id, hook, source, body, received_at, attempts",
+                sql.CLAIM_EVENTS,
                 token,
                 now + lease_seconds,
                 now,
@@ -213,16 +205,7 @@ class PostgresQueue:
         wakes = sorted({sink_wake(j.sink) for j in jobs})
         with unavailable("record the routed event"):
             routed = await self.pool.fetchval(
-                "WITH routed AS (UPDATE events SET state = 'routed', last_error = NULL"
-                "   WHERE id = $1 AND lease = $2 AND state = 'pending' RETURNING id),"
-                " jobs AS (INSERT INTO deliveries (event_id, route, sink, message, created_at,"
-                "   next_attempt_at) SELECT routed.id, j.route, j.sink, j.message, $6, $6"
-                "   FROM routed, unnest($3::text[], $4::text[], $5::text[]) AS j(route, sink,"
-                "   message) ON CONFLICT DO NOTHING RETURNING 1),"
-                " notified AS (SELECT pg_notify('notirouter', k) FROM unnest($7::text[]) AS k"
-                "   WHERE EXISTS (SELECT 1 FROM routed))"
-                " SELECT (SELECT COUNT(*) FROM routed) + 0 * (SELECT COUNT(*) FROM jobs)"
-                "   + 0 * (SELECT COUNT(*) FROM notified)",
+                sql.COMPLETE_EVENT,
                 event.id,
                 event.lease,
                 [j.route for j in jobs],
@@ -274,12 +257,7 @@ class PostgresQueue:
         now = time.time()
         with unavailable("claim deliveries"):
             rows = await self.pool.fetch(
-                "UPDATE deliveries SET attempts = attempts + 1, lease = $1, next_attempt_at = $2"
-                " WHERE id IN (SELECT id FROM deliveries WHERE sink = $3 AND state = 'pending'"
-                " AND next_attempt_at <= $4 AND NOT EXISTS (SELECT 1 FROM sink_gates g"
-                " WHERE g.sink = $3 AND g.paused_until > $4)"
-                " ORDER BY next_attempt_at LIMIT $5 FOR UPDATE SKIP LOCKED)"
-                " RETURNING id, event_id, route, sink, message, attempts, created_at",
+                sql.CLAIM_DELIVERIES,
                 token,
                 now + lease_seconds,
                 sink,
@@ -314,9 +292,7 @@ class PostgresQueue:
         """When the earliest pending delivery for ``sink`` becomes due (or its pause ends)."""
         with unavailable("read the next due delivery"):
             due = await self.pool.fetchval(
-                "SELECT GREATEST(MIN(d.next_attempt_at), MAX(g.paused_until))"
-                " FROM deliveries d LEFT JOIN sink_gates g ON g.sink = d.sink"
-                " WHERE d.sink = $1 AND d.state = 'pending'",
+                sql.NEXT_DELIVERY_DUE,
                 sink,
             )
         return None if due is None else float(due)
