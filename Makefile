@@ -18,7 +18,7 @@ $(BIN)/notirouter: pyproject.toml
 	touch $@
 
 $(VENV)/.test-deps: $(BIN)/notirouter tests/example_plugin/pyproject.toml
-	$(BIN)/pip install --quiet -e '.[test]' ./tests/example_plugin
+	$(BIN)/pip install --quiet -e '.[test,postgres]' ./tests/example_plugin
 	touch $@
 
 run: $(BIN)/notirouter

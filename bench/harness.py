@@ -125,6 +125,7 @@ class ServeSettings:
     access_log: bool = True
     route_workers: int | None = None
     sink_concurrency: int | None = None
+    postgres_url: str | None = None  # a PostgreSQL queue instead of a SQLite file
 
 
 def write_config(settings: ServeSettings) -> Path:
@@ -137,7 +138,11 @@ def write_config(settings: ServeSettings) -> Path:
     config: dict[str, Any] = {
         "server": {"host": "127.0.0.1", "port": 0, "access_log": settings.access_log},
         "hooks": [{"name": "bench", "token": settings.token, "source": "sekoia"}],
-        "queue": {"backend": "sqlite", "path": str(settings.workdir / "queue.db")},
+        "queue": (
+            {"backend": "postgres", "url": settings.postgres_url}
+            if settings.postgres_url
+            else {"backend": "sqlite", "path": str(settings.workdir / "queue.db")}
+        ),
         "sinks": {"loopback": {"type": "webhook", "url": settings.sink_url}},
         "routes": [route],
     }

@@ -110,6 +110,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--keep", action="store_true", help="keep each run's config, db and log")
     parser.add_argument(
+        "--postgres-url",
+        metavar="URL",
+        help="queue on PostgreSQL: a fresh database per run on this server (dropped after)",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         metavar="DIR",
@@ -194,6 +199,7 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
         keep=args.keep,
         profile_dir=args.profile,
         profile_gil=args.profile_gil,
+        postgres_url=args.postgres_url,
     )
     events = make_events(args.events, seed=20241215)
     runs: list[dict[str, Any]] = []
@@ -251,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         "duration_s": round(time.monotonic() - began, 1),
         "machine": machine,
         "settings": {
+            "queue": "postgres" if args.postgres_url else "sqlite",
             "events": args.events,
             "concurrency": args.levels,
             "repeat": args.repeat,

@@ -41,6 +41,7 @@ from load import (
     rate,
     server_counts,
 )
+from postgres_db import fresh_database
 
 SETTLE_POLL_SECONDS = 0.05
 
@@ -80,6 +81,7 @@ class RunOptions:
     keep: bool
     profile_dir: Path | None = None
     profile_gil: bool = False
+    postgres_url: str | None = None
 
 
 class CpuClock:
@@ -152,7 +154,21 @@ async def run_scenario(
     peers: LoopbackPeers,
     options: RunOptions,
 ) -> dict[str, Any]:
-    """One fresh server, three phases; the numbers and any problem found."""
+    """One fresh server (and queue), three phases; the numbers and any problem found."""
+    if options.postgres_url is None:
+        return await _run_on(scenario, concurrency, events, peers, options, None)
+    async with fresh_database(options.postgres_url) as url:
+        return await _run_on(scenario, concurrency, events, peers, options, url)
+
+
+async def _run_on(
+    scenario: Scenario,
+    concurrency: int,
+    events: list[BenchEvent],
+    peers: LoopbackPeers,
+    options: RunOptions,
+    postgres_url: str | None,
+) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="notirouter-bench-", dir=options.workdir))
     settings = ServeSettings(
         workdir=workdir,
@@ -164,6 +180,7 @@ async def run_scenario(
         access_log=options.access_log,
         route_workers=options.route_workers,
         sink_concurrency=options.sink_concurrency,
+        postgres_url=postgres_url,
     )
     server = Notirouter(write_config(settings), log_level=options.log_level)
     profiler = None

@@ -14,7 +14,7 @@ import time
 from abc import ABC, abstractmethod
 from typing import Generic, TypeVar
 
-from notirouter.queue.writer import QueueUnavailable
+from notirouter.queue.protocol import QueueUnavailable
 from notirouter.throttled_log import ThrottledLog
 
 log = logging.getLogger("notirouter.claiming")
@@ -85,10 +85,10 @@ class ClaimLoop(ABC, Generic[ItemT]):
             while free < self.concurrency and not self.slots.locked():
                 await self.slots.acquire()
                 free += 1
-            # After the slots: an attempt that just freed one may have asked for a pause.
-            wanted = await self.before_claim(free)
-            self.wakeup.clear()
             try:
+                # After the slots: an attempt that just freed one may have asked for a pause.
+                wanted = await self.before_claim(free)
+                self.wakeup.clear()
                 batch = await self.claim(wanted)
             except QueueUnavailable as exc:
                 batch = []

@@ -18,10 +18,9 @@ from notirouter.http import TransportError
 from notirouter.logs import Redactor
 from notirouter.message import Message
 from notirouter.metrics import Metrics
+from notirouter.queue.local_gate import LocalGate
+from notirouter.queue.protocol import DeliveryQueue, QueueUnavailable, SinkGate, sink_wake
 from notirouter.queue.records import StoredDelivery
-from notirouter.queue.sqlite import SqliteQueue, sink_wake
-from notirouter.queue.writer import QueueUnavailable
-from notirouter.ratelimit import TokenBucket
 from notirouter.retry import RetryPolicy
 from notirouter.secrets import expand_secrets, secret_values
 from notirouter.sink import Outcome, SendResult, Sink, attempt_bound
@@ -83,11 +82,12 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
     def __init__(
         self,
         sink: Sink[Any],
-        queue: SqliteQueue,
+        queue: DeliveryQueue,
         policy: RetryPolicy,
         metrics: Metrics,
         *,
         lease: float,
+        gate: SinkGate | None = None,
     ) -> None:
         super().__init__(queue.wakeup(sink_wake(sink.name)), sink.options.concurrency)
         self.label = f"sink {sink.name}"
@@ -97,7 +97,9 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
         self.metrics = metrics
         self.lease = lease
         rate = sink.rate_limit
-        self.bucket = TokenBucket(rate, sink.options.burst) if rate else None
+        self.rate_limited = bool(rate)
+        # The rate limit and Retry-After pause: this process's own, or the queue's shared one.
+        self.gate = gate or LocalGate(rate, sink.options.burst)
         self.paused_until = 0.0
         self.retry_log = ThrottledLog(log)
         self.redact = sink_redactor(sink)
@@ -105,8 +107,8 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
     async def claim(self, limit: int) -> list[StoredDelivery]:
         """This sink's due deliveries."""
         claimed = await self.queue.claim_deliveries(self.sink.name, limit, self.lease)
-        if not claimed and self.bucket is not None:
-            self.bucket.give_back()  # the token taken for this claim was not used
+        if not claimed and self.rate_limited:
+            await self.gate.give_back()  # the token taken for this claim was not used
         return claimed
 
     async def next_due(self) -> float | None:
@@ -115,14 +117,8 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
 
     async def before_claim(self, free: int) -> int:
         """Honour a ``Retry-After`` pause, then the rate limit (one job per token)."""
-        pause = self.paused_until - time.time()
-        if pause > 0:
-            await asyncio.sleep(pause)
-        if self.bucket is None:
-            return free
-        await self.bucket.wait_ready()
-        self.bucket.take()
-        return 1
+        await self.gate.wait_turn()
+        return 1 if self.rate_limited else free
 
     async def handle(self, delivery: StoredDelivery, slot: Slot) -> None:
         """Attempt (the rate limit was waited for before the claim), record the outcome."""
@@ -196,6 +192,7 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
             if now + retry_after > self.paused_until + 1:
                 self._log_pause(retry_after, result, fields)
             self.paused_until = max(self.paused_until, now + retry_after)
+            await self.gate.pause(self.paused_until)
         delay = self.policy.delay(delivery.attempts, retry_after)
         if self.policy.gives_up(delivery.created_at, now, delay):
             error = f"gave up after {delivery.attempts} attempts: {result.detail}"

@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from notirouter.payload import PayloadRefused, load_payload
 from notirouter.printable import inert
-from notirouter.queue.writer import QueueUnavailable
+from notirouter.queue.protocol import QueueUnavailable
 from notirouter.throttled_log import ThrottledLog
 
 if TYPE_CHECKING:
@@ -154,9 +154,10 @@ def create_app(runtime: Runtime) -> Starlette:
             return JSONResponse({"status": "draining"}, status_code=503)
         if not runtime.healthy:
             return JSONResponse({"status": "a worker loop stopped"}, status_code=503)
-        if await runtime.queue.ping():
+        problem = await runtime.queue.readiness()
+        if problem is None:
             return JSONResponse({"status": "ready"})
-        return JSONResponse({"status": "queue unavailable"}, status_code=503)
+        return JSONResponse({"status": "queue unavailable", "reason": problem}, status_code=503)
 
     async def metrics(request: Request) -> Response:
         with contextlib.suppress(QueueUnavailable):

@@ -17,8 +17,8 @@ from notirouter.hooks import HookTable
 from notirouter.http import HttpClient
 from notirouter.metrics import Metrics
 from notirouter.pipeline import Pipeline
-from notirouter.queue.dead_letters import bury_orphans, prune
-from notirouter.queue.sqlite import QueueUnavailable, SqliteQueue
+from notirouter.queue.factory import queue_for
+from notirouter.queue.protocol import Queue, QueueUnavailable
 from notirouter.retry import RetryPolicy
 from notirouter.sink import Sink, SinkContext
 from notirouter.source import Source
@@ -63,12 +63,7 @@ class Runtime:
             enrichers=self.enrichers,
             routes=config.routes,
         )
-        self.queue = SqliteQueue(
-            app.queue.path,
-            synchronous=app.queue.synchronous,
-            dedupe_window=app.queue.dedupe_window,
-            busy_timeout=app.queue.busy_timeout,
-        )
+        self.queue: Queue = queue_for(app.queue)
         self.policy = RetryPolicy(
             initial=app.delivery.backoff_initial,
             maximum=app.delivery.backoff_max,
@@ -100,12 +95,15 @@ class Runtime:
                 log.exception("error while closing %s", name)
         await self.http.aclose()
 
-    async def start(self, *, init_queue: bool = False) -> None:
+    async def start(self, *, init_queue: bool = False, workers: bool = True) -> None:
         """Open everything and start the routing workers and one dispatcher per sink.
 
         ``init_queue`` (``serve --init``): create an empty queue even where one was lost.
+        Without ``workers`` only the queue is opened (``serve --no-workers``: receive only).
         """
         await self.queue.open(init=init_queue)
+        if not workers:
+            return
         await self.open_plugins()
         delivery = self.config.app.delivery
         self._router = EventRouter(
@@ -117,7 +115,14 @@ class Runtime:
             lease=delivery.lease,
         )
         self._dispatchers = [
-            SinkDispatcher(sink, self.queue, self.policy, self.metrics, lease=delivery.lease)
+            SinkDispatcher(
+                sink,
+                self.queue,
+                self.policy,
+                self.metrics,
+                lease=delivery.lease,
+                gate=self.queue.sink_gate(sink.name, sink.rate_limit, sink.options.burst),
+            )
             for sink in self.sinks.values()
         ]
         self._spawn(self._router.run(), "router")
@@ -144,14 +149,14 @@ class Runtime:
         window = max(self.config.app.queue.dedupe_window, self.config.app.delivery.max_age)
         while True:
             try:
-                for sink, count in (await bury_orphans(self.queue, self.sinks)).items():
+                for sink, count in (await self.queue.bury_orphans(self.sinks)).items():
                     log.warning(
                         "%d pending deliveries for sink %s, which is not configured, are now "
                         "dead letters (replay them once the sink is back)",
                         count,
                         sink,
                     )
-                pruned = await prune(self.queue, window)
+                pruned = await self.queue.prune(window)
                 if pruned:
                     log.info("pruned %d finished events", pruned)
             except QueueUnavailable as exc:
@@ -187,5 +192,6 @@ class Runtime:
         """Drain (if not done yet), then close the plugins and the queue."""
         await self.drain()
         self._tasks.clear()
-        await self.close_plugins()
+        if self._router is not None:  # the plugins were opened with the workers
+            await self.close_plugins()
         await self.queue.close()

@@ -19,9 +19,8 @@ from notirouter.message import Message
 from notirouter.metrics import Metrics
 from notirouter.payload import PayloadRefused, load_payload
 from notirouter.pipeline import Pipeline, UnknownSourceError
+from notirouter.queue.protocol import EVENTS_WAKE, QueueUnavailable, RoutingQueue
 from notirouter.queue.records import NewDelivery, StoredEvent
-from notirouter.queue.sqlite import EVENTS_WAKE, SqliteQueue
-from notirouter.queue.writer import QueueUnavailable
 from notirouter.retry import RetryPolicy
 from notirouter.throttled_log import ThrottledLog
 
@@ -62,7 +61,7 @@ class EventRouter(ClaimLoop[StoredEvent]):
     def __init__(
         self,
         pipeline: Pipeline,
-        queue: SqliteQueue,
+        queue: RoutingQueue,
         policy: RetryPolicy,
         metrics: Metrics,
         *,

@@ -12,9 +12,12 @@ import pytest
 from notirouter.http import HttpClient
 from notirouter.plugin_manager import collect_types, make_plugin_manager
 from notirouter.sink import Sink, SinkContext
+from tests.backends import postgres_backend, postgres_database, postgres_server, queue_backend
 from tests.loopback import LoopbackServer
 
 TOKEN = "test-token-0123456789abcdef"
+# Fixtures defined elsewhere, registered here for every test module.
+__all__ = ["postgres_backend", "postgres_database", "postgres_server", "queue_backend"]
 
 
 @pytest.fixture

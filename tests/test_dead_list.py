@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from notirouter.cli import main
+from notirouter.config.models import QueueConfig
+from tests.backends import Backend
 from tests.loopback import LoopbackServer, Reply
 from tests.serving import serve
 from tests.test_delivery import config, event, post_events
@@ -32,7 +34,8 @@ async def test_dead_list_prints_each_table_under_its_header_row(
     loopback.reply(Reply(400, "invalid payload"))
     db = tmp_path / "q.db"
     sinks = f'  forward: {{type: webhook, url: "{loopback.url}"}}'
-    path = write_config(config(db, sinks, "  - {name: everything, sinks: [forward]}"))
+    backend = Backend("sqlite", QueueConfig(path=str(db)))
+    path = write_config(config(backend, sinks, "  - {name: everything, sinks: [forward]}"))
     async with serve(path) as served:
         await post_events(served, [event(1)])
         unreadable = await served.runtime.queue.enqueue(

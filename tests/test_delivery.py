@@ -1,10 +1,10 @@
-"""Delivery through the real runtime: retries, Retry-After, dead letters, isolation, limits."""
+"""Delivery through the real runtime, on every queue backend: retries, Retry-After, dead
+letters, isolation, limits."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from notirouter.cli import main
-from notirouter.queue.dead_letters import DeadLetters
+from tests.backends import Backend
 from tests.conftest import TOKEN
 from tests.loopback import LoopbackServer, Reply
 from tests.serving import Served, serve
@@ -28,11 +28,11 @@ def event(n: int, type_: str = "alert") -> dict[str, object]:
     }
 
 
-def config(db: Path, sinks: str, routes: str, delivery: str = "") -> str:
+def config(backend: Backend, sinks: str, routes: str, delivery: str = "") -> str:
     return f"""
 hooks:
   - {{name: sekoia, token: {TOKEN}}}
-queue: {{path: "{db}"}}
+queue: {backend.yaml()}
 delivery: {{backoff_initial: 50ms, backoff_max: 200ms, lease: 30s {delivery}}}
 sinks:
 {sinks}
@@ -57,12 +57,12 @@ async def second_loopback() -> AsyncIterator[LoopbackServer]:
 
 
 async def test_transient_failures_are_retried_until_delivered_once(
-    tmp_path: Path, write_config: Callable[..., Path], loopback: LoopbackServer
+    queue_backend: Backend, write_config: Callable[..., Path], loopback: LoopbackServer
 ) -> None:
     loopback.reply(Reply(500, "boom"), Reply(503), Reply(200, "ok"))
     path = write_config(
         config(
-            tmp_path / "q.db",
+            queue_backend,
             f'  a: {{type: webhook, url: "{loopback.url}"}}',
             "  - {name: r, sinks: [a]}",
         )
@@ -76,12 +76,12 @@ async def test_transient_failures_are_retried_until_delivered_once(
 
 
 async def test_retry_after_is_honoured(
-    tmp_path: Path, write_config: Callable[..., Path], loopback: LoopbackServer
+    queue_backend: Backend, write_config: Callable[..., Path], loopback: LoopbackServer
 ) -> None:
     loopback.reply(Reply(429, "slow down", {"Retry-After": "1"}), Reply(200, "ok"))
     path = write_config(
         config(
-            tmp_path / "q.db",
+            queue_backend,
             f'  a: {{type: webhook, url: "{loopback.url}"}}',
             "  - {name: r, sinks: [a]}",
         )
@@ -93,15 +93,18 @@ async def test_retry_after_is_honoured(
 
 
 async def test_permanent_failure_becomes_a_dead_letter_and_replays(
-    tmp_path: Path,
+    queue_backend: Backend,
     write_config: Callable[..., Path],
     loopback: LoopbackServer,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     loopback.reply(Reply(404, "no such hook"))
-    db = tmp_path / "q.db"
     path = write_config(
-        config(db, f'  a: {{type: webhook, url: "{loopback.url}"}}', "  - {name: r, sinks: [a]}")
+        config(
+            queue_backend,
+            f'  a: {{type: webhook, url: "{loopback.url}"}}',
+            "  - {name: r, sinks: [a]}",
+        )
     )
     async with serve(path) as served:
         await post_events(served, [event(1)])
@@ -122,19 +125,21 @@ async def test_permanent_failure_becomes_a_dead_letter_and_replays(
             await asyncio.to_thread(main, ["dead", "replay", "-c", str(path), str(dead["id"])]) == 0
         )
         await loopback.wait_for(2, timeout=10)
+        for _ in range(100):
+            if await served.runtime.queue.counts() == {"events_routed": 1, "deliveries_done": 1}:
+                break
+            await asyncio.sleep(0.05)
+        assert await served.runtime.queue.counts() == {"events_routed": 1, "deliveries_done": 1}
     assert "1 dead letter queued again" in capsys.readouterr().out
-    with sqlite3.connect(db) as connection:
-        assert connection.execute("SELECT state FROM deliveries").fetchall() == [("done",)]
 
 
 async def test_jobs_past_max_age_become_dead_letters(
-    tmp_path: Path, write_config: Callable[..., Path], loopback: LoopbackServer
+    queue_backend: Backend, write_config: Callable[..., Path], loopback: LoopbackServer
 ) -> None:
     loopback.reply(Reply(500, "still broken"))
-    db = tmp_path / "q.db"
     path = write_config(
         config(
-            db,
+            queue_backend,
             f'  a: {{type: webhook, url: "{loopback.url}"}}',
             "  - {name: r, sinks: [a]}",
             ", max_age: 300ms",
@@ -143,14 +148,14 @@ async def test_jobs_past_max_age_become_dead_letters(
     async with serve(path) as served:
         await post_events(served, [event(1)])
         await asyncio.sleep(1.0)
-        letters = await DeadLetters(served.runtime.queue).deliveries()
+        letters = await served.runtime.queue.dead_letters().deliveries()
     assert len(letters) == 1
     assert letters[0].last_error.startswith("gave up after")
     assert letters[0].last_error.endswith("HTTP 500: still broken")
 
 
 async def test_a_failing_sink_does_not_delay_another(
-    tmp_path: Path,
+    queue_backend: Backend,
     write_config: Callable[..., Path],
     loopback: LoopbackServer,
     second_loopback: LoopbackServer,
@@ -160,7 +165,7 @@ async def test_a_failing_sink_does_not_delay_another(
         f'  bad: {{type: webhook, url: "{loopback.url}", concurrency: 1}}\n'
         f'  good: {{type: webhook, url: "{second_loopback.url}"}}'
     )
-    path = write_config(config(tmp_path / "q.db", sinks, "  - {name: r, sinks: [bad, good]}"))
+    path = write_config(config(queue_backend, sinks, "  - {name: r, sinks: [bad, good]}"))
     async with serve(path) as served:
         await post_events(served, [event(n) for n in range(20)])
         await second_loopback.wait_for(20, timeout=3)
@@ -168,10 +173,10 @@ async def test_a_failing_sink_does_not_delay_another(
 
 
 async def test_rate_limit_spaces_deliveries(
-    tmp_path: Path, write_config: Callable[..., Path], loopback: LoopbackServer
+    queue_backend: Backend, write_config: Callable[..., Path], loopback: LoopbackServer
 ) -> None:
     sinks = f'  a: {{type: webhook, url: "{loopback.url}", rate_limit: 10}}'
-    path = write_config(config(tmp_path / "q.db", sinks, "  - {name: r, sinks: [a]}"))
+    path = write_config(config(queue_backend, sinks, "  - {name: r, sinks: [a]}"))
     async with serve(path) as served:
         await post_events(served, [event(n) for n in range(6)])
         requests = await loopback.wait_for(6)
@@ -179,11 +184,11 @@ async def test_rate_limit_spaces_deliveries(
 
 
 async def test_retry_after_pauses_the_whole_sink(
-    tmp_path: Path, write_config: Callable[..., Path], loopback: LoopbackServer
+    queue_backend: Backend, write_config: Callable[..., Path], loopback: LoopbackServer
 ) -> None:
     loopback.reply(Reply(429, "rate limited", {"Retry-After": "1"}), Reply(200, "ok"))
     sinks = f'  a: {{type: webhook, url: "{loopback.url}", concurrency: 1}}'
-    path = write_config(config(tmp_path / "q.db", sinks, "  - {name: r, sinks: [a]}"))
+    path = write_config(config(queue_backend, sinks, "  - {name: r, sinks: [a]}"))
     async with serve(path) as served:
         await post_events(served, [event(n) for n in range(3)])
         first, *rest = await loopback.wait_for(4)
@@ -192,11 +197,11 @@ async def test_retry_after_pauses_the_whole_sink(
 
 
 async def test_concurrency_bounds_attempts_in_flight(
-    tmp_path: Path, write_config: Callable[..., Path], loopback: LoopbackServer
+    queue_backend: Backend, write_config: Callable[..., Path], loopback: LoopbackServer
 ) -> None:
     loopback.reply(Reply(200, "ok", delay=0.2))
     sinks = f'  a: {{type: webhook, url: "{loopback.url}", concurrency: 2}}'
-    path = write_config(config(tmp_path / "q.db", sinks, "  - {name: r, sinks: [a]}"))
+    path = write_config(config(queue_backend, sinks, "  - {name: r, sinks: [a]}"))
     async with serve(path) as served:
         await post_events(served, [event(n) for n in range(12)])
         await loopback.wait_for(12)
@@ -204,7 +209,7 @@ async def test_concurrency_bounds_attempts_in_flight(
 
 
 async def test_rate_limited_jobs_never_outlive_their_lease(
-    tmp_path: Path, write_config: Callable[..., Path], loopback: LoopbackServer
+    queue_backend: Backend, write_config: Callable[..., Path], loopback: LoopbackServer
 ) -> None:
     # 8 jobs at 4/s take 2 s, twice the lease: a job must not wait for its token while leased.
     sinks = (
@@ -212,7 +217,7 @@ async def test_rate_limited_jobs_never_outlive_their_lease(
         " timeout: 0.4}"
     )
     routes = "  - {name: r, sinks: [a]}"
-    path = write_config(config(tmp_path / "q.db", sinks, routes).replace("lease: 30s", "lease: 1s"))
+    path = write_config(config(queue_backend, sinks, routes).replace("lease: 30s", "lease: 1s"))
     async with serve(path) as served:
         await post_events(served, [event(n) for n in range(8)])
         await loopback.wait_for(8)
@@ -222,12 +227,12 @@ async def test_rate_limited_jobs_never_outlive_their_lease(
 
 
 async def test_an_excessive_retry_after_is_capped(
-    tmp_path: Path, write_config: Callable[..., Path], loopback: LoopbackServer
+    queue_backend: Backend, write_config: Callable[..., Path], loopback: LoopbackServer
 ) -> None:
     loopback.reply(Reply(429, "come back tomorrow", {"Retry-After": "86400"}))
     path = write_config(
         config(
-            tmp_path / "q.db",
+            queue_backend,
             f'  a: {{type: webhook, url: "{loopback.url}"}}',
             "  - {name: r, sinks: [a]}",
         )
@@ -237,6 +242,6 @@ async def test_an_excessive_retry_after_is_capped(
         await loopback.wait_for(1)
         await asyncio.sleep(0.3)
         due = await served.runtime.queue.next_delivery_due("a")
-        assert await DeadLetters(served.runtime.queue).deliveries() == []  # not given up at once
+        assert await served.runtime.queue.dead_letters().deliveries() == []  # not given up at once
     assert due is not None
     assert 800 < due - time.time() <= 901  # 15 minutes, not a day

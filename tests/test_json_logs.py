@@ -16,7 +16,9 @@ import aiohttp
 import pytest
 
 from notirouter.cli import main
+from notirouter.config.models import QueueConfig
 from notirouter.logs import JsonFormatter
+from tests.backends import Backend
 from tests.conftest import TOKEN
 from tests.loopback import LoopbackServer, Reply
 from tests.serving import serve
@@ -232,7 +234,10 @@ async def test_a_delivery_given_up_is_logged_with_outcome_dead(
     sinks = f'  forward: {{type: webhook, url: "{loopback.url}"}}'
     path = write_config(
         delivery_config(
-            tmp_path / "q.db", sinks, "  - {name: r, sinks: [forward]}", ", max_age: 1s"
+            Backend("sqlite", QueueConfig(path=str(tmp_path / "q.db"))),
+            sinks,
+            "  - {name: r, sinks: [forward]}",
+            ", max_age: 1s",
         )
     )
     caplog.set_level(logging.INFO, logger="notirouter.delivery")

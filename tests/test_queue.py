@@ -1,4 +1,8 @@
-"""The SQLite queue: durability, leases, dedupe window, dead letters, group commit."""
+"""The queue on every backend: durability, leases, dedupe window, dead letters, housekeeping.
+
+Each test runs on SQLite and on PostgreSQL (``queue_backend``); the last ones are SQLite's own
+(group commit next to a reader, the file an operator command must not create).
+"""
 
 from __future__ import annotations
 
@@ -10,27 +14,27 @@ from pathlib import Path
 
 import pytest
 
-from notirouter.queue.dead_letters import DeadLetters, bury_orphans, prune
+from notirouter.queue.protocol import Queue, QueueUnavailable
 from notirouter.queue.records import NewDelivery
 from notirouter.queue.sqlite import SqliteQueue
-from notirouter.queue.writer import QueueUnavailable
+from tests.backends import Backend
 
 
 @pytest.fixture
-async def queue(tmp_path: Path) -> AsyncIterator[SqliteQueue]:
-    q = SqliteQueue(tmp_path / "q.db", dedupe_window=3600)
+async def queue(queue_backend: Backend) -> AsyncIterator[Queue]:
+    q = queue_backend.make(dedupe_window=3600)
     await q.open()
     yield q
     await q.close()
 
 
-async def enqueue(queue: SqliteQueue, key: str, body: bytes = b"{}") -> str:
+async def enqueue(queue: Queue, key: str, body: bytes = b"{}") -> str:
     result = await queue.enqueue(hook="h", source="sekoia", dedupe_key=key, body=body)
     return result.id
 
 
-async def test_concurrent_enqueues_all_commit_and_survive_reopen(tmp_path: Path) -> None:
-    queue = SqliteQueue(tmp_path / "q.db")
+async def test_concurrent_enqueues_all_commit_and_survive_reopen(queue_backend: Backend) -> None:
+    queue = queue_backend.make()
     await queue.open()
     results = await asyncio.gather(
         *(queue.enqueue(hook="h", source="s", dedupe_key=f"k{i}", body=b"x") for i in range(300))
@@ -38,11 +42,15 @@ async def test_concurrent_enqueues_all_commit_and_survive_reopen(tmp_path: Path)
     await queue.close()
     assert len({r.id for r in results}) == 300
     assert not any(r.duplicate for r in results)
-    with sqlite3.connect(tmp_path / "q.db") as connection:
-        assert connection.execute("SELECT COUNT(*) FROM events").fetchone() == (300,)
+    reopened = queue_backend.make()
+    await reopened.open(create=False)
+    try:
+        assert await reopened.counts() == {"events_pending": 300}
+    finally:
+        await reopened.close()
 
 
-async def test_concurrent_duplicates_resolve_to_one_event(queue: SqliteQueue) -> None:
+async def test_concurrent_duplicates_resolve_to_one_event(queue: Queue) -> None:
     results = await asyncio.gather(
         *(queue.enqueue(hook="h", source="s", dedupe_key="same", body=b"x") for _ in range(20))
     )
@@ -50,8 +58,8 @@ async def test_concurrent_duplicates_resolve_to_one_event(queue: SqliteQueue) ->
     assert sum(not r.duplicate for r in results) == 1
 
 
-async def test_dedupe_window_expiry_makes_the_key_new_again(tmp_path: Path) -> None:
-    queue = SqliteQueue(tmp_path / "q.db", dedupe_window=0.2)
+async def test_dedupe_window_expiry_makes_the_key_new_again(queue_backend: Backend) -> None:
+    queue = queue_backend.make(dedupe_window=0.2)
     await queue.open()
     first = await queue.enqueue(hook="h", source="s", dedupe_key="k", body=b"x")
     assert (await queue.enqueue(hook="h", source="s", dedupe_key="k", body=b"x")).duplicate
@@ -61,7 +69,7 @@ async def test_dedupe_window_expiry_makes_the_key_new_again(tmp_path: Path) -> N
     assert not later.duplicate and later.id != first.id
 
 
-async def test_claimed_event_is_invisible_until_its_lease_expires(queue: SqliteQueue) -> None:
+async def test_claimed_event_is_invisible_until_its_lease_expires(queue: Queue) -> None:
     event_id = await enqueue(queue, "k")
     [claimed] = await queue.claim_events(10, lease_seconds=0.3)
     assert claimed.id == event_id and claimed.attempts == 1
@@ -74,7 +82,7 @@ async def test_claimed_event_is_invisible_until_its_lease_expires(queue: SqliteQ
     assert await queue.complete_event(again, [NewDelivery("r", "s", "{}")])
 
 
-async def test_completion_creates_deliveries_once(queue: SqliteQueue) -> None:
+async def test_completion_creates_deliveries_once(queue: Queue) -> None:
     await enqueue(queue, "k")
     [event] = await queue.claim_events(1, 30)
     jobs = [
@@ -88,7 +96,7 @@ async def test_completion_creates_deliveries_once(queue: SqliteQueue) -> None:
     assert await queue.claim_events(1, 30) == []
 
 
-async def test_delivery_retry_dead_and_replay(queue: SqliteQueue) -> None:
+async def test_delivery_retry_dead_and_replay(queue: Queue) -> None:
     await enqueue(queue, "k")
     [event] = await queue.claim_events(1, 30)
     await queue.complete_event(event, [NewDelivery("r", "s", '{"title": "t"}')])
@@ -101,7 +109,7 @@ async def test_delivery_retry_dead_and_replay(queue: SqliteQueue) -> None:
     [retry] = await queue.claim_deliveries("s", 10, 30)
     assert retry.attempts == 2
     assert await queue.finish_delivery(retry, state="dead", error="HTTP 404: gone")
-    [dead] = await DeadLetters(queue).deliveries(bodies=True)
+    [dead] = await queue.dead_letters().deliveries(bodies=True)
     assert (dead.id, dead.sink, dead.attempts, dead.last_error) == (
         retry.id,
         "s",
@@ -109,13 +117,13 @@ async def test_delivery_retry_dead_and_replay(queue: SqliteQueue) -> None:
         "HTTP 404: gone",
     )
     assert dead.event_body == b"{}"
-    assert await DeadLetters(queue).replay_deliveries([dead.id, 999]) == [dead.id]
-    assert await DeadLetters(queue).deliveries() == []
+    assert await queue.dead_letters().replay_deliveries([dead.id, 999]) == [dead.id]
+    assert await queue.dead_letters().deliveries() == []
     [replayed] = await queue.claim_deliveries("s", 10, 30)
     assert replayed.attempts == 1
 
 
-async def test_purge_and_prune(queue: SqliteQueue) -> None:
+async def test_purge_and_prune(queue: Queue) -> None:
     await enqueue(queue, "k")
     [event] = await queue.claim_events(1, 30)
     await queue.complete_event(event, [NewDelivery("r", "ok", "{}"), NewDelivery("r", "bad", "{}")])
@@ -123,37 +131,37 @@ async def test_purge_and_prune(queue: SqliteQueue) -> None:
     [bad] = await queue.claim_deliveries("bad", 1, 30)
     await queue.finish_delivery(good, state="done", error=None)
     await queue.finish_delivery(bad, state="dead", error="refused")
-    assert await prune(queue, older_than=0) == 0  # a dead letter keeps its event
-    assert await DeadLetters(queue).purge() == (1, 0)
-    assert await prune(queue, older_than=0) == 1
+    assert await queue.prune(older_than=0) == 0  # a dead letter keeps its event
+    assert await queue.dead_letters().purge() == (1, 0)
+    assert await queue.prune(older_than=0) == 1
     assert await queue.counts() == {}
 
 
-async def test_wakeup_is_set_by_commits(queue: SqliteQueue) -> None:
+async def test_wakeup_is_set_by_commits(queue: Queue) -> None:
     wakeup = queue.wakeup("events")
     wakeup.clear()
     await enqueue(queue, "k")
     assert wakeup.is_set()
 
 
-async def test_deliveries_for_unconfigured_sinks_become_dead_letters(queue: SqliteQueue) -> None:
+async def test_deliveries_for_unconfigured_sinks_become_dead_letters(queue: Queue) -> None:
     await enqueue(queue, "k")
     [event] = await queue.claim_events(1, 30)
     await queue.complete_event(
         event, [NewDelivery("r", "kept", "{}"), NewDelivery("r", "gone", "{}")]
     )
-    assert await bury_orphans(queue, ["kept"]) == {"gone": 1}
-    assert await bury_orphans(queue, ["gone", "kept"]) == {}
-    [dead] = await DeadLetters(queue).deliveries()
+    assert await queue.bury_orphans(["kept"]) == {"gone": 1}
+    assert await queue.bury_orphans(["gone", "kept"]) == {}
+    [dead] = await queue.dead_letters().deliveries()
     assert (dead.sink, dead.last_error) == ("gone", "sink gone is not configured")
     assert [d.sink for d in await queue.claim_deliveries("kept", 10, 30)] == ["kept"]
 
 
-async def test_failed_events_are_listed_replayed_and_purged(queue: SqliteQueue) -> None:
+async def test_failed_events_are_listed_replayed_and_purged(queue: Queue) -> None:
     event_id = await enqueue(queue, "k", b'{"type": "x"}')
     [event] = await queue.claim_events(1, 30)
     await queue.retry_event(event, 0, "cannot parse with source 'gone'", dead=True)
-    dead = DeadLetters(queue)
+    dead = queue.dead_letters()
     [failed] = await dead.events()
     assert (failed.id, failed.last_error, failed.body) == (
         event_id,
@@ -194,9 +202,9 @@ async def test_operator_commands_do_not_create_a_queue(tmp_path: Path) -> None:
 
 
 async def test_with_no_sink_configured_every_pending_delivery_is_an_orphan(
-    queue: SqliteQueue,
+    queue: Queue,
 ) -> None:
     await enqueue(queue, "k")
     [event] = await queue.claim_events(1, 30)
     await queue.complete_event(event, [NewDelivery("r", "a", "{}"), NewDelivery("r", "b", "{}")])
-    assert await bury_orphans(queue, []) == {"a": 1, "b": 1}
+    assert await queue.bury_orphans([]) == {"a": 1, "b": 1}

@@ -48,6 +48,7 @@ VARIABLES = {
     "FORWARD_TOKEN": "readme-forward-token",
     "SMTP_USER": "notirouter",
     "SMTP_PASSWORD": "readme-smtp-password",
+    "NOTIROUTER_DB_PASSWORD": "readme-db-password",
 }
 
 

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from notirouter import __version__
-from notirouter.cli import dead, events, inspect, serving
+from notirouter.cli import dead, events, inspect, migrate, serving, worker
 from notirouter.cli.common import EXIT_USAGE
 
 
@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_commands(commands)
     inspect.add_commands(commands)
     dead.add_commands(commands)
+    worker.add_commands(commands)
+    migrate.add_commands(commands)
     return parser
 
 

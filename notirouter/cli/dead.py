@@ -31,10 +31,10 @@ from notirouter.config.errors import ConfigError
 from notirouter.config.loader import default_config_path, load_queue_config
 from notirouter.config.models import parse_duration
 from notirouter.printable import inert
-from notirouter.queue.dead_letters import DeadLetters
+from notirouter.queue.factory import open_queue
+from notirouter.queue.protocol import DeadLetterStore as DeadLetters
+from notirouter.queue.protocol import QueueUnavailable
 from notirouter.queue.records import DeadLetter, FailedEvent
-from notirouter.queue.sqlite import SqliteQueue
-from notirouter.queue.writer import QueueUnavailable
 
 T = TypeVar("T")
 REPLAY_CHUNK = 500
@@ -114,17 +114,17 @@ def _with_dead_letters(args: argparse.Namespace, work: Callable[[DeadLetters], A
         raise CommandFailed(f"cannot read the queue settings in {path}", EXIT_CONFIG) from None
 
     async def run() -> T:
-        queue = SqliteQueue(settings.path, synchronous=settings.synchronous)
-        await queue.open(create=False)
+        queue = await open_queue(settings, create=False)
         try:
-            return await work(DeadLetters(queue))
+            return await work(queue.dead_letters())
         finally:
             await queue.close()
 
+    setting = "queue.url" if settings.backend == "postgres" else "queue.path"
     try:
         return asyncio.run(run())
     except QueueUnavailable as exc:
-        raise CommandFailed(f"{exc} (queue.path in {path})", EXIT_CONFIG) from None
+        raise CommandFailed(f"{exc} ({setting} in {path})", EXIT_CONFIG) from None
 
 
 def _time(seconds: float) -> str:

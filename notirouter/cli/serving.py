@@ -9,10 +9,11 @@ from typing import Any
 
 import uvicorn
 
+from notirouter.cli.check_queue import describe_queue, reach_queue
 from notirouter.cli.common import EXIT_CONFIG, EXIT_OK, add_config_option, load, run_command
 from notirouter.config.log_settings import LOG_FORMATS, LOG_LEVELS
 from notirouter.logs import configure_logging
-from notirouter.queue.writer import QueueUnavailable
+from notirouter.queue.protocol import QueueUnavailable
 from notirouter.runtime import Runtime
 from notirouter.server import DrainingServer, uvicorn_config
 
@@ -40,6 +41,11 @@ def add_commands(commands: Any) -> None:
         action="store_true",
         help="start a new, empty queue even where one existed and its file is missing",
     )
+    serve.add_argument(
+        "--no-workers",
+        action="store_true",
+        help="receive only: routing and delivery run in 'notirouter worker' processes",
+    )
     serve.set_defaults(handler=run_command(serve_command))
 
     check = commands.add_parser(
@@ -48,6 +54,7 @@ def add_commands(commands: Any) -> None:
         description="Validate the config: exit 0 with a summary, or 1 with file:line:col errors.",
     )
     add_config_option(check)
+    check.add_argument("--connect", action="store_true", help="also open the queue")
     check.set_defaults(handler=run_command(check_command))
 
 
@@ -58,8 +65,10 @@ def check_command(args: argparse.Namespace) -> int:
     print(
         f"{config.path}: OK: {_count(len(app.hooks), 'hook')}, {_count(len(app.sinks), 'sink')}, "
         f"{_count(len(app.enrichers), 'enricher')}, {_count(len(app.routes), 'route')}, "
-        f"queue {app.queue.backend} at {app.queue.path}"
+        f"queue {describe_queue(app.queue)}"
     )
+    if args.connect:
+        print(f"queue reached: {reach_queue(app.queue)}")
     return EXIT_OK
 
 
@@ -84,12 +93,16 @@ def serve_command(args: argparse.Namespace) -> int:
     server = DrainingServer(uv_config, runtime, [hook.name for hook in config.app.hooks])
     # uvicorn's loop factory: uvloop when installed (uvicorn[standard]), as `uvicorn` would pick.
     with asyncio.Runner(loop_factory=uv_config.get_loop_factory()) as runner:
-        return runner.run(_serve(runtime, server, init_queue=args.init))
+        return runner.run(
+            _serve(runtime, server, init_queue=args.init, workers=not args.no_workers)
+        )
 
 
-async def _serve(runtime: Runtime, server: uvicorn.Server, *, init_queue: bool = False) -> int:
+async def _serve(
+    runtime: Runtime, server: uvicorn.Server, *, init_queue: bool = False, workers: bool = True
+) -> int:
     try:
-        await runtime.start(init_queue=init_queue)
+        await runtime.start(init_queue=init_queue, workers=workers)
     except QueueUnavailable as exc:
         log.error("%s", exc)
         return EXIT_CONFIG

@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pluggy
 from pydantic import BaseModel
@@ -155,6 +156,11 @@ def load_config_text(
 
 def _secrets(app: AppConfig, options: list[BaseModel]) -> frozenset[str]:
     found = [hook.token.get_secret_value() for hook in app.hooks]
+    if app.queue.url is not None:
+        # The password (and a query string, which may carry one) is secret; the rest of the
+        # URL names the database in messages, as check prints it.
+        parts = urlsplit(app.queue.url.get_secret_value())
+        found.extend(part for part in (parts.password, parts.query) if part)
     for model in options:
         found.extend(secret_values(model))
     return expand_secrets(found)

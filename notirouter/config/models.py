@@ -6,10 +6,19 @@ named by ``type``, and the loader validates them with that type's ``Options`` mo
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    model_validator,
+)
 
 from notirouter.config.log_settings import LoggingConfig
 
@@ -79,14 +88,40 @@ class HookConfig(_Strict):
     source: str = "sekoia"
 
 
-class QueueConfig(_Strict):
-    """``queue:`` where accepted events and delivery jobs are stored."""
+def _check_postgres_url(url: SecretStr | None) -> SecretStr | None:
+    # Only the scheme is named: the URL may hold a password.
+    if url is not None and not url.get_secret_value().startswith(("postgresql://", "postgres://")):
+        raise ValueError("expected a postgresql://user@host:port/database URL")
+    return url
 
-    backend: Literal["sqlite"] = "sqlite"
+
+class QueueConfig(_Strict):
+    """``queue:`` where accepted events and delivery jobs are stored.
+
+    ``sqlite`` (the default) is one file for one process; ``postgres`` is one database for
+    several receivers and workers (``url``, ``pool_size`` and ``connect_timeout`` apply to it).
+    """
+
+    backend: Literal["sqlite", "postgres"] = "sqlite"
     path: str = "./var/notirouter.db"
     dedupe_window: Duration = 86_400.0
     synchronous: Literal["full", "normal"] = "full"
     busy_timeout: Duration = 5.0
+    url: Annotated[SecretStr | None, AfterValidator(_check_postgres_url)] = None
+    pool_size: int = Field(default=10, ge=2, le=200)
+    connect_timeout: Duration = 5.0
+
+    @model_validator(mode="after")
+    def _postgres_needs_url_and_driver(self) -> QueueConfig:
+        if self.backend != "postgres":
+            return self
+        if self.url is None:
+            raise ValueError("backend postgres needs url: postgresql://user@host:port/database")
+        if importlib.util.find_spec("asyncpg") is None:
+            raise ValueError(
+                "backend postgres needs the PostgreSQL driver: pip install 'notirouter[postgres]'"
+            )
+        return self
 
 
 class DeliveryConfig(_Strict):

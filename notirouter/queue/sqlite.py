@@ -33,6 +33,7 @@ from notirouter.queue.records import (
     StoredEvent,
 )
 from notirouter.queue.schema import SCHEMA
+from notirouter.queue.sqlite_migrations import migrate
 from notirouter.queue.writer import GroupCommitWriter, Operation, QueueUnavailable
 
 __all__ = ["QueueUnavailable", "SqliteQueue"]
@@ -108,7 +109,14 @@ class SqliteQueue:
         connection.execute(
             f"PRAGMA synchronous={'FULL' if self.synchronous == 'full' else 'NORMAL'}"
         )
-        connection.executescript(SCHEMA)
+        try:
+            connection.executescript(SCHEMA)
+            # Every file is brought to the latest version, a new one included: no SQLite
+            # queue exists without its recorded schema version.
+            migrate(connection, str(self.path))
+        except BaseException:
+            connection.close()
+            raise
         self._identity = FileIdentity.of(self.path)
         if self._create:
             record_created(self.path, new=new, replaced_lost=new and lost)
@@ -157,20 +165,20 @@ class SqliteQueue:
         for key in keys:
             self.wakeup(key).set()
 
-    async def ping(self) -> bool:
-        """Whether the queue can store events now (for ``/readyz``).
+    async def readiness(self) -> str | None:
+        """``None`` if the queue can store events now (for ``/readyz``), else the reason.
 
         Normally one transaction that reads nothing; after a failure, a probe that writes
         (a read-only or damaged file still runs ``SELECT 1``).
         """
         if self._writer.lost is not None:
-            return False
+            return self._writer.lost
         probe = write_probe if self._writer.failing is not None else read_probe
         try:
             await self._writer.submit(probe)
-        except QueueUnavailable:
-            return False
-        return True
+        except QueueUnavailable as exc:
+            return str(exc)
+        return None
 
     # -- events ------------------------------------------------------------------------------
 

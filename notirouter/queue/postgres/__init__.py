@@ -1,0 +1,1 @@
+"""The PostgreSQL queue backend: one database shared by several receivers and workers."""

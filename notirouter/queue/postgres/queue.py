@@ -1,0 +1,329 @@
+"""The PostgreSQL queue: events and delivery jobs in one database shared by every process.
+
+Same model as SQLite (see :mod:`notirouter.queue.protocol`), built for several processes:
+claims take rows with ``FOR UPDATE SKIP LOCKED`` so concurrent workers never wait for or take
+each other's rows; each commit that adds work notifies every process (``LISTEN/NOTIFY``); a
+sink's rate limit and pause are rows in the database. Each operation is one transaction on a
+pooled connection; a lost connection surfaces as :class:`QueueUnavailable` (the receiver
+answers 503, the loops pause and claim again) and the pool reconnects on the next use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Iterable
+
+import asyncpg
+
+from notirouter.config.models import QueueConfig
+from notirouter.queue.postgres import dead_letters
+from notirouter.queue.postgres import statements as sql
+from notirouter.queue.postgres.connection import (
+    DRIVER_ERRORS,
+    create_pool,
+    shown_url,
+    unavailable,
+)
+from notirouter.queue.postgres.gate import SharedGate
+from notirouter.queue.postgres.listener import Listener
+from notirouter.queue.postgres.schema import current_version, migrate
+from notirouter.queue.protocol import EVENTS_WAKE, DeadLetterStore, SinkGate, sink_wake
+from notirouter.queue.records import EnqueueResult, NewDelivery, StoredDelivery, StoredEvent
+from notirouter.queue.writer import QueueUnavailable
+
+ENQUEUE_TRIES = 5
+READY_TIMEOUT = 2.0
+
+
+class PostgresQueue:
+    """The scale-out backend (``queue: {backend: postgres, url: ...}``)."""
+
+    backend = "postgres"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        connect_timeout: float = 5.0,
+        dedupe_window: float = 86_400.0,
+    ) -> None:
+        self.url = url
+        self.where = shown_url(url)
+        self.pool_size = pool_size
+        self.connect_timeout = connect_timeout
+        self.dedupe_window = dedupe_window
+        self._wakeups: dict[str, asyncio.Event] = {}
+        self._pool: asyncpg.Pool | None = None
+        self._listener: Listener | None = None
+
+    @classmethod
+    def from_settings(cls, settings: QueueConfig) -> PostgresQueue:
+        """The queue the ``queue:`` section describes."""
+        assert settings.url is not None
+        return cls(
+            settings.url.get_secret_value(),
+            pool_size=settings.pool_size,
+            connect_timeout=settings.connect_timeout,
+            dedupe_window=settings.dedupe_window,
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The connection pool (once open)."""
+        if self._pool is None:
+            raise QueueUnavailable("the queue is closed")
+        return self._pool
+
+    async def open(self, *, create: bool = True, init: bool = False) -> None:
+        """Connect, migrate the schema forward, and start listening for wake-ups.
+
+        ``init`` changes nothing here: a database is not lost by deleting a file, and a
+        missing schema is created only with ``create``.
+        """
+        # One connection is the listener's: the rest of pool_size is the pool's.
+        self._pool = await create_pool(self.url, self.pool_size - 1, self.connect_timeout)
+        try:
+            with unavailable(f"open the queue at {self.where}"):
+                async with self._pool.acquire() as connection:
+                    await migrate(connection, self.where, create=create)
+                self._listener = Listener(
+                    self.url,
+                    self.connect_timeout,
+                    self._wake,
+                    lambda: self._wake(set(self._wakeups)),
+                )
+                await self._listener.start()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Stop listening and close every connection."""
+        if self._listener is not None:
+            await self._listener.stop()
+            self._listener = None
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            try:
+                await asyncio.wait_for(pool.close(), 5)
+            except DRIVER_ERRORS:
+                pool.terminate()
+
+    async def schema_version(self) -> int:
+        """The version of the queue schema in the database."""
+        with unavailable("read the schema version"):
+            async with self.pool.acquire() as connection:
+                return await current_version(connection)
+
+    def wakeup(self, key: str) -> asyncio.Event:
+        """The event set whenever a commit, in any process, adds work for ``key``."""
+        return self._wakeups.setdefault(key, asyncio.Event())
+
+    def wake(self, keys: set[str]) -> None:
+        """Set the wake-ups for ``keys`` in this process."""
+        self._wake(keys)
+
+    def _wake(self, keys: set[str]) -> None:
+        for key in keys:
+            self.wakeup(key).set()
+
+    async def readiness(self) -> str | None:
+        """``None`` if the database answers now, else why not."""
+        try:
+            with unavailable("reach the database"):
+                await self.pool.fetchval("SELECT 1", timeout=READY_TIMEOUT)
+        except QueueUnavailable as exc:
+            return str(exc)
+        return None
+
+    # -- events ------------------------------------------------------------------------------
+
+    async def enqueue(
+        self, *, hook: str, source: str, dedupe_key: str, body: bytes
+    ) -> EnqueueResult:
+        """Store an event, or recognise it as a duplicate within the dedupe window.
+
+        Two receivers given the same event at once both answer 202 with one id: the unique
+        dedupe key makes the second insert wait for the first and then see its row.
+        """
+        with unavailable("store the event"):
+            for _ in range(ENQUEUE_TRIES):
+                result = await self._enqueue_once(hook, source, dedupe_key, body)
+                if result is not None:
+                    self._wake({EVENTS_WAKE})
+                    return result
+        raise QueueUnavailable("PostgreSQL: cannot store the event: its dedupe key kept changing")
+
+    async def _enqueue_once(
+        self, hook: str, source: str, dedupe_key: str, body: bytes
+    ) -> EnqueueResult | None:
+        event_id = secrets.token_hex(16)
+        now = time.time()
+        args = (event_id, dedupe_key, hook, source, now, body)
+        # The common case is one round trip: a new key, inserted and notified in one statement.
+        if await self.pool.fetchval(sql.INSERT_NEW_EVENT, *args):
+            return EnqueueResult(event_id, False)
+        # A duplicate within the window (a sender's retry) needs no lock: one more round trip.
+        seen = await self.pool.fetchrow(
+            "SELECT id, received_at FROM events WHERE dedupe_key = $1", dedupe_key
+        )
+        if seen is not None and seen["received_at"] >= now - self.dedupe_window:
+            return EnqueueResult(seen["id"], True)
+        async with self.pool.acquire() as connection, connection.transaction():
+            row = await connection.fetchrow(
+                "SELECT id, received_at FROM events WHERE dedupe_key = $1 FOR UPDATE", dedupe_key
+            )
+            if row is None:
+                return None  # retired or pruned meanwhile: try the insert again
+            if row["received_at"] >= now - self.dedupe_window:
+                return EnqueueResult(row["id"], True)
+            # Outside the window the same key is a new event: retire the old key.
+            await connection.execute(
+                "UPDATE events SET dedupe_key = dedupe_key || ':' || id WHERE id = $1", row["id"]
+            )
+            await connection.fetchval(sql.INSERT_EVENT, *args)
+            return EnqueueResult(event_id, False)
+
+    async def claim_events(self, limit: int, lease_seconds: float) -> list[StoredEvent]:
+        """Take up to ``limit`` due events under a lease, skipping rows others are taking."""
+        token = secrets.randbits(62)
+        now = time.time()
+        with unavailable("claim events"):
+            rows = await self.pool.fetch(
+                sql.CLAIM_EVENTS,
+                token,
+                now + lease_seconds,
+                now,
+                limit,
+            )
+        return [StoredEvent(r[0], r[1], r[2], bytes(r[3]), r[4], r[5], token) for r in rows]
+
+    async def complete_event(self, event: StoredEvent, deliveries: Iterable[NewDelivery]) -> bool:
+        """Write the event's jobs and mark it routed in one statement (``False``: lease lost)."""
+        jobs = list(deliveries)
+        wakes = sorted({sink_wake(j.sink) for j in jobs})
+        with unavailable("record the routed event"):
+            routed = await self.pool.fetchval(
+                sql.COMPLETE_EVENT,
+                event.id,
+                event.lease,
+                [j.route for j in jobs],
+                [j.sink for j in jobs],
+                [j.message_json for j in jobs],
+                time.time(),
+                wakes,
+            )
+        if routed:
+            self._wake(set(wakes))
+        return bool(routed)
+
+    async def retry_event(
+        self, event: StoredEvent, delay: float, error: str, *, dead: bool
+    ) -> None:
+        """Routing failed: try again after ``delay`` seconds, or give up (``dead``)."""
+        with unavailable("reschedule the event"):
+            await self.pool.execute(
+                "UPDATE events SET state = $1, next_attempt_at = $2, last_error = $3"
+                " WHERE id = $4 AND lease = $5",
+                "failed" if dead else "pending",
+                time.time() + (0.0 if dead else delay),
+                error,
+                event.id,
+                event.lease,
+            )
+        if not dead:
+            self._wake({EVENTS_WAKE})
+
+    async def next_event_due(self) -> float | None:
+        """When the earliest pending event becomes due (``None``: none pending)."""
+        with unavailable("read the next due event"):
+            due = await self.pool.fetchval(
+                "SELECT MIN(next_attempt_at) FROM events WHERE state = 'pending'"
+            )
+        return None if due is None else float(due)
+
+    # -- deliveries --------------------------------------------------------------------------
+
+    async def claim_deliveries(
+        self, sink: str, limit: int, lease_seconds: float
+    ) -> list[StoredDelivery]:
+        """Take up to ``limit`` due deliveries for ``sink`` under a lease, unless it is paused.
+
+        The pause is checked in the claim itself: a ``Retry-After`` recorded by any process
+        holds every other one from its next claim on, at no extra round trip.
+        """
+        token = secrets.randbits(62)
+        now = time.time()
+        with unavailable("claim deliveries"):
+            rows = await self.pool.fetch(
+                sql.CLAIM_DELIVERIES,
+                token,
+                now + lease_seconds,
+                sink,
+                now,
+                limit,
+            )
+        return [StoredDelivery(r[0], r[1], r[2], r[3], r[4], r[5], r[6], token) for r in rows]
+
+    async def finish_delivery(
+        self, delivery: StoredDelivery, *, state: str, error: str | None, retry_in: float = 0.0
+    ) -> bool:
+        """Record an attempt: ``done``, ``dead``, or ``pending`` again in ``retry_in`` seconds."""
+        now = time.time()
+        with unavailable("record the delivery attempt"):
+            status = await self.pool.execute(
+                "UPDATE deliveries SET state = $1, last_error = $2, next_attempt_at = $3,"
+                " finished_at = $4 WHERE id = $5 AND lease = $6 AND state = 'pending'",
+                state,
+                error,
+                now + retry_in,
+                None if state == "pending" else now,
+                delivery.id,
+                delivery.lease,
+            )
+        done = dead_letters.affected(status) > 0
+        if done and state == "pending":
+            # A retry changes when this sink next has work: let its dispatcher re-plan its sleep.
+            self._wake({sink_wake(delivery.sink)})
+        return done
+
+    async def next_delivery_due(self, sink: str) -> float | None:
+        """When the earliest pending delivery for ``sink`` becomes due (or its pause ends)."""
+        with unavailable("read the next due delivery"):
+            due = await self.pool.fetchval(
+                sql.NEXT_DELIVERY_DUE,
+                sink,
+            )
+        return None if due is None else float(due)
+
+    async def counts(self) -> dict[str, int]:
+        """Number of events and deliveries per state."""
+        with unavailable("count the queue"):
+            rows = await self.pool.fetch(
+                "SELECT 'events_' || state, COUNT(*) FROM events GROUP BY state"
+                " UNION ALL SELECT 'deliveries_' || state, COUNT(*) FROM deliveries GROUP BY state"
+            )
+        return {r[0]: int(r[1]) for r in rows}
+
+    # -- operators and housekeeping ----------------------------------------------------------
+
+    def dead_letters(self) -> DeadLetterStore:
+        """The dead letters in this database."""
+        return dead_letters.PostgresDeadLetters(self.pool)
+
+    def sink_gate(self, sink: str, rate: float | None, burst: int) -> SinkGate:
+        """The sink's bucket and pause, shared with every process on this database."""
+        return SharedGate(self.pool, sink, rate, burst)
+
+    async def bury_orphans(self, sinks: Iterable[str]) -> dict[str, int]:
+        """Dead-letter pending deliveries of sinks no longer configured."""
+        return await dead_letters.bury_orphans(self.pool, sinks)
+
+    async def prune(self, older_than: float) -> int:
+        """Forget finished work older than ``older_than`` seconds."""
+        return await dead_letters.prune(self.pool, older_than)

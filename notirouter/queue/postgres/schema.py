@@ -1,0 +1,102 @@
+"""The PostgreSQL schema, its versions and forward migrations.
+
+Everything lives in the ``notirouter`` schema (the pool sets ``search_path``), so the queue
+can share a database with other applications. The model is SQLite's: ``events`` as received,
+one ``deliveries`` row per (event, route, sink), both claimed by pushing ``next_attempt_at``
+to the end of a lease; times are epoch seconds. ``sink_gates`` holds each sink's token bucket
+and ``Retry-After`` pause, shared by every process.
+
+Migrations run under a transaction-scoped advisory lock: several processes starting at once
+migrate once, the others wait and find the schema current.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from notirouter.queue.versions import too_new
+from notirouter.queue.writer import QueueUnavailable
+
+SCHEMA_NAME = "notirouter"
+# Any fixed number: the advisory lock key that serialises migrations.
+MIGRATION_LOCK = 0x6E6F7469
+
+# version -> the statements that bring the previous version to it
+MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE events (
+        id TEXT PRIMARY KEY,
+        dedupe_key TEXT NOT NULL UNIQUE,
+        hook TEXT NOT NULL,
+        source TEXT NOT NULL,
+        received_at DOUBLE PRECISION NOT NULL,
+        body BYTEA NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at DOUBLE PRECISION NOT NULL,
+        lease BIGINT NOT NULL DEFAULT 0,
+        last_error TEXT
+    );
+    CREATE INDEX events_due ON events (next_attempt_at) WHERE state = 'pending';
+    CREATE INDEX events_received ON events (received_at);
+    CREATE INDEX events_failed ON events (next_attempt_at) WHERE state = 'failed';
+    CREATE TABLE deliveries (
+        id BIGSERIAL PRIMARY KEY,
+        event_id TEXT NOT NULL,
+        route TEXT NOT NULL,
+        sink TEXT NOT NULL,
+        message TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at DOUBLE PRECISION NOT NULL,
+        next_attempt_at DOUBLE PRECISION NOT NULL,
+        lease BIGINT NOT NULL DEFAULT 0,
+        last_error TEXT,
+        finished_at DOUBLE PRECISION,
+        UNIQUE (event_id, route, sink)
+    );
+    CREATE INDEX deliveries_due ON deliveries (sink, next_attempt_at) WHERE state = 'pending';
+    CREATE INDEX deliveries_dead ON deliveries (state, finished_at);
+    CREATE TABLE sink_gates (
+        sink TEXT PRIMARY KEY,
+        tokens DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        paused_until DOUBLE PRECISION NOT NULL DEFAULT 0
+    );
+    """,
+}
+LATEST = max(MIGRATIONS)
+Connection = asyncpg.Connection | PoolConnectionProxy
+
+
+async def current_version(connection: Connection) -> int:
+    """The version of the queue schema (0: none yet)."""
+    exists = await connection.fetchval("SELECT to_regclass($1)", f"{SCHEMA_NAME}.schema_version")
+    if exists is None:
+        return 0
+    version = await connection.fetchval("SELECT MAX(version) FROM notirouter.schema_version")
+    return int(version or 0)
+
+
+async def migrate(connection: Connection, where: str, *, create: bool) -> int:
+    """Bring the schema to :data:`LATEST` (``create=False``: it must exist); return it."""
+    async with connection.transaction():
+        await connection.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        version = await current_version(connection)
+        if version > LATEST:
+            raise too_new(version, LATEST, where)
+        if version == 0 and not create:
+            raise QueueUnavailable(f"no notirouter queue in {where} (run notirouter migrate)")
+        if version == LATEST:
+            return version
+        await connection.execute(
+            f"CREATE SCHEMA IF NOT EXISTS {SCHEMA_NAME};"
+            f" SET LOCAL search_path TO {SCHEMA_NAME};"
+            " CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
+        )
+        for step in range(version + 1, LATEST + 1):
+            await connection.execute(MIGRATIONS[step])
+        await connection.execute("DELETE FROM schema_version")
+        await connection.execute("INSERT INTO schema_version (version) VALUES ($1)", LATEST)
+        return LATEST

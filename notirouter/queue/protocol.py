@@ -1,0 +1,220 @@
+"""What every queue backend implements (SQLite in one process, PostgreSQL for several).
+
+The stages depend on these protocols, never on a backend: the receiver needs an
+:class:`IngestQueue`, routing workers a :class:`RoutingQueue`, sink dispatchers a
+:class:`DeliveryQueue`, and the runtime and the operator commands the whole :class:`Queue`.
+Each protocol names only what its stage uses, so a stage can be tested against either backend
+and a later backend has a short, checked list of what to provide.
+
+Model, on every backend: events are committed before the receiver answers 202; work is
+*claimed* under a lease (``next_attempt_at`` pushed to the lease's end, so work held by a
+process that died simply becomes due again); a lease token guards every completion; routing
+writes an event's delivery jobs in the transaction that marks it routed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Protocol
+
+from notirouter.queue.records import (
+    DeadLetter,
+    EnqueueResult,
+    FailedEvent,
+    NewDelivery,
+    StoredDelivery,
+    StoredEvent,
+)
+from notirouter.queue.writer import QueueUnavailable
+
+__all__ = [
+    "EVENTS_WAKE",
+    "DeadLetterStore",
+    "DeliveryQueue",
+    "IngestQueue",
+    "Queue",
+    "QueueUnavailable",
+    "RoutingQueue",
+    "SinkGate",
+    "sink_wake",
+]
+
+EVENTS_WAKE = "events"
+
+
+def sink_wake(sink: str) -> str:
+    """The wake-up key for a sink's dispatcher (``EVENTS_WAKE`` is the routers' key)."""
+    return "sink:" + sink
+
+
+class IngestQueue(Protocol):
+    """What the receiver needs: store an event durably, and say whether it can."""
+
+    async def enqueue(
+        self, *, hook: str, source: str, dedupe_key: str, body: bytes
+    ) -> EnqueueResult:
+        """Store an event durably, or recognise it as a duplicate within the dedupe window.
+
+        Raises :class:`QueueUnavailable` when the event could not be stored.
+        """
+        ...
+
+    async def readiness(self) -> str | None:
+        """``None`` when the queue can commit now, else why not (for ``/readyz``)."""
+        ...
+
+    async def counts(self) -> dict[str, int]:
+        """Number of events and deliveries per state (``events_pending``, ...)."""
+        ...
+
+
+class Wakeups(Protocol):
+    """Wake-ups a commit sets for the loops it brought work (in this process or, on a shared
+    backend, in every process)."""
+
+    def wakeup(self, key: str) -> asyncio.Event:
+        """The event set whenever a commit adds work for ``key`` (``events`` or a sink)."""
+        ...
+
+
+class RoutingQueue(Wakeups, Protocol):
+    """What a routing worker needs."""
+
+    async def claim_events(self, limit: int, lease_seconds: float) -> list[StoredEvent]:
+        """Take up to ``limit`` due events under a lease."""
+        ...
+
+    async def complete_event(self, event: StoredEvent, deliveries: Iterable[NewDelivery]) -> bool:
+        """Record the event's jobs and mark it routed in one transaction (``False``: lease lost)."""
+        ...
+
+    async def retry_event(
+        self, event: StoredEvent, delay: float, error: str, *, dead: bool
+    ) -> None:
+        """Routing failed: try again after ``delay`` seconds, or give up (``dead``)."""
+        ...
+
+    async def next_event_due(self) -> float | None:
+        """When the earliest pending event becomes due (``None``: none pending)."""
+        ...
+
+
+class DeliveryQueue(Wakeups, Protocol):
+    """What a sink dispatcher needs."""
+
+    async def claim_deliveries(
+        self, sink: str, limit: int, lease_seconds: float
+    ) -> list[StoredDelivery]:
+        """Take up to ``limit`` due deliveries for ``sink`` under a lease."""
+        ...
+
+    async def finish_delivery(
+        self, delivery: StoredDelivery, *, state: str, error: str | None, retry_in: float = 0.0
+    ) -> bool:
+        """Record an attempt: ``done``, ``dead``, or ``pending`` again in ``retry_in`` seconds."""
+        ...
+
+    async def next_delivery_due(self, sink: str) -> float | None:
+        """When the earliest pending delivery for ``sink`` becomes due."""
+        ...
+
+
+class SinkGate(Protocol):
+    """A sink's rate limit and ``Retry-After`` pause, shared by every dispatcher of the sink.
+
+    In one process that is the process's own bucket; on a shared backend the bucket is in the
+    database, so three workers on a sink limited to 5/s send 5/s together, not 15.
+    """
+
+    async def wait_turn(self) -> None:
+        """Wait out a pause, then (if rate limited) take a token."""
+        ...
+
+    async def give_back(self) -> None:
+        """Return the token of a claim that found no work."""
+        ...
+
+    async def pause(self, until: float) -> None:
+        """Hold the sink until ``until`` (epoch seconds) as its service asked."""
+        ...
+
+
+class DeadLetterStore(Protocol):
+    """Operator access to what gave up: list, show, replay, purge."""
+
+    async def deliveries(
+        self, ids: Iterable[int] | None = None, *, limit: int | None = None, bodies: bool = False
+    ) -> list[DeadLetter]:
+        """Dead deliveries, oldest first (only ``ids`` when given; event bodies on request)."""
+        ...
+
+    async def events(self, ids: Iterable[str] | None = None) -> list[FailedEvent]:
+        """Events that could not be routed, oldest first."""
+        ...
+
+    async def counts(self) -> tuple[int, int]:
+        """How many dead deliveries and failed events there are."""
+        ...
+
+    async def all_ids(self) -> tuple[list[int], list[str]]:
+        """Ids of every dead delivery and failed event."""
+        ...
+
+    async def replay_deliveries(self, ids: Iterable[int]) -> list[int]:
+        """Make dead deliveries pending again, with a fresh age and attempt count."""
+        ...
+
+    async def replay_events(self, ids: Iterable[str]) -> list[str]:
+        """Route failed events again; their age (and dedupe window) starts afresh."""
+        ...
+
+    async def purge(self, older_than: float = 0.0) -> tuple[int, int]:
+        """Delete dead deliveries and failed events that gave up over ``older_than`` s ago."""
+        ...
+
+
+class Queue(IngestQueue, RoutingQueue, DeliveryQueue, Protocol):
+    """A whole backend: every stage's needs, its lifecycle, housekeeping and operator access."""
+
+    backend: str
+    """``sqlite`` or ``postgres``."""
+
+    async def open(self, *, create: bool = True, init: bool = False) -> None:
+        """Connect and bring the schema up to date (``create=False``: it must exist already).
+
+        ``init`` (``serve --init``) starts an empty queue even where one existed and is now
+        missing; without it a backend that can tell a lost queue from a new one refuses.
+
+        Raises :class:`QueueUnavailable` when the store cannot be reached or its schema is
+        newer than this code.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Finish what was submitted and disconnect."""
+        ...
+
+    def wake(self, keys: set[str]) -> None:
+        """Set the wake-ups for ``keys`` in this process."""
+        ...
+
+    def dead_letters(self) -> DeadLetterStore:
+        """Operator access to this queue's dead letters."""
+        ...
+
+    def sink_gate(self, sink: str, rate: float | None, burst: int) -> SinkGate:
+        """The rate limit (``rate`` per second, ``None``: unlimited) and pause of ``sink``."""
+        ...
+
+    async def bury_orphans(self, sinks: Iterable[str]) -> dict[str, int]:
+        """Dead-letter pending deliveries whose sink is not in ``sinks``, counted by sink."""
+        ...
+
+    async def prune(self, older_than: float) -> int:
+        """Forget finished work older than ``older_than`` seconds; return the events removed."""
+        ...
+
+    async def schema_version(self) -> int:
+        """The schema version the store is at."""
+        ...
