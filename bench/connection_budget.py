@@ -1,6 +1,6 @@
 """What a per-sink connection budget costs: POSTs/s through the shared session, with and without.
 
-``notirouter.http.HttpClient.with_budget`` puts one semaphore per sink in front of the shared
+``notirouter.api.http.HttpClient.with_budget`` puts one semaphore per sink in front of the shared
 aiohttp session. This sends the same small JSON POSTs to the bench's loopback sink (a separate
 process) at a few concurrencies, three ways taking turns, and prints the best requests per
 second of a few rounds:
@@ -27,7 +27,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import LoopbackPeers
-from notirouter.http import HttpClient, HttpRequest
+from notirouter.api.http import HttpClient, HttpRequest
 
 BODY = b'{"text":"an alert","event":{"metadata":{"uuid":"x"}}}'
 HEADERS = {"Content-Type": "application/json"}

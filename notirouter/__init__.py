@@ -4,8 +4,8 @@ This module is the public API for plugin authors: everything a source, enricher,
 formatter plugin needs is importable from here, and nothing else is promised.
 """
 
-from notirouter.enricher import Enricher, EnricherContext, EnricherOptions, EnrichmentError
-from notirouter.escape import (
+from notirouter.api.enricher import Enricher, EnricherContext, EnricherOptions, EnrichmentError
+from notirouter.api.escape import (
     TRUNCATION_MARKER,
     defuse_urls,
     escape_html,
@@ -19,16 +19,15 @@ from notirouter.escape import (
     truncate,
     truncate_utf8,
 )
-from notirouter.escape_chat import (
+from notirouter.api.escape_chat import (
     MATTERMOST_ADDRESS,
     escape_discord,
     escape_mattermost,
     escape_mattermost_plain,
     escape_teams_plain,
 )
-from notirouter.events import Event
-from notirouter.hookspecs import hookimpl
-from notirouter.http import (
+from notirouter.api.events import Event
+from notirouter.api.http import (
     HttpClient,
     HttpRequest,
     HttpResponse,
@@ -37,11 +36,12 @@ from notirouter.http import (
     json_bytes,
     parse_retry_after,
 )
-from notirouter.http_sink import HttpSink, classify_status
-from notirouter.message import Fact, Message, Severity
-from notirouter.sink import Outcome, SendResult, Sink, SinkContext, SinkOptions
-from notirouter.source import Source
-from notirouter.templating import TemplateText, make_environment
+from notirouter.api.http_sink import HttpSink, classify_status
+from notirouter.api.message import Fact, Message, Severity
+from notirouter.api.sink import Outcome, SendResult, Sink, SinkContext, SinkOptions
+from notirouter.api.source import Source
+from notirouter.api.spec import hookimpl
+from notirouter.api.templating import TemplateText, make_environment
 
 __version__ = "0.1.0"
 

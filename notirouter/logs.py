@@ -24,23 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from notirouter.printable import inert, inert_json, inert_lines
-
-REDACTED = "***"
-
-
-class Redactor:
-    """Replaces every secret in a text with ``***``; built once, applied to every line."""
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        # Longest first, so a secret containing another is replaced whole, no suffix left.
-        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        """``text`` with every secret replaced by ``***``."""
-        for secret in self.secrets:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        return text
+from notirouter.redaction import Redactor
 
 
 class RedactingFormatter(logging.Formatter):

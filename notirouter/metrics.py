@@ -6,7 +6,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from notirouter.sink import Outcome
+from notirouter.api.sink import Outcome
 
 QUEUE_STATES = {
     "events": ("pending", "routed", "failed"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from notirouter.escape import reveal_invisible
+from notirouter.api.escape import reveal_invisible
 
 # C0 controls (newline and tab included), DEL, C1 controls (0x9b is a one-byte CSI on some
 # terminals), and lone surrogates.

@@ -10,19 +10,19 @@ import asyncio
 import logging
 from typing import Any
 
+from notirouter.api.enricher import Enricher, EnricherContext
+from notirouter.api.http import HttpClient
+from notirouter.api.sink import Sink, SinkContext
+from notirouter.api.source import Source
 from notirouter.config.loader import LoadedConfig
-from notirouter.delivery import SinkDispatcher
-from notirouter.enricher import Enricher, EnricherContext
-from notirouter.hooks import HookTable
-from notirouter.http import HttpClient
+from notirouter.delivery.dispatcher import SinkDispatcher
+from notirouter.delivery.retry import RetryPolicy
+from notirouter.ingest.hooks import HookTable
 from notirouter.metrics import Metrics
-from notirouter.pipeline import Pipeline
 from notirouter.queue.factory import queue_for
 from notirouter.queue.protocol import Queue, QueueUnavailable
-from notirouter.retry import RetryPolicy
-from notirouter.sink import Sink, SinkContext
-from notirouter.source import Source
-from notirouter.worker import EventRouter
+from notirouter.routing.pipeline import Pipeline
+from notirouter.routing.router import EventRouter
 
 log = logging.getLogger("notirouter")
 PRUNE_INTERVAL_SECONDS = 3600.0

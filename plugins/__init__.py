@@ -1,22 +1,23 @@
 """notirouter's built-in plugins, installed as ``notirouter.plugins``.
 
-They use only the public ``notirouter`` API, exactly as a third-party plugin would.
+They use only the public ``notirouter`` API, exactly as a third-party plugin would. A family of
+plugins lives in its own package (``sekoia/``, ``email/``, ``chat/``); each module registered
+here has an explicit, stable name.
 """
 
-DEFAULT_PLUGINS: tuple[str, ...] = (
-    "notirouter.plugins.sekoia",
-    "notirouter.plugins.sekoia_enricher",
-    "notirouter.plugins.sekoia_messages",
-    "notirouter.plugins.log",
-    "notirouter.plugins.webhook",
-    "notirouter.plugins.email",
-    "notirouter.plugins.teams",
-    "notirouter.plugins.mattermost",
-    "notirouter.plugins.slack",
-    "notirouter.plugins.discord",
+DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
+    ("sekoia", "notirouter.plugins.sekoia.source"),
+    ("sekoia_enricher", "notirouter.plugins.sekoia.enricher"),
+    ("sekoia_messages", "notirouter.plugins.sekoia.messages"),
+    ("log", "notirouter.plugins.log"),
+    ("webhook", "notirouter.plugins.webhook"),
+    ("email", "notirouter.plugins.email.sink"),
+    ("teams", "notirouter.plugins.chat.teams"),
+    ("mattermost", "notirouter.plugins.chat.mattermost"),
+    ("slack", "notirouter.plugins.chat.slack"),
+    ("discord", "notirouter.plugins.chat.discord"),
 )
-"""Modules registered by :func:`notirouter.plugin_manager.make_plugin_manager`, in order.
-
-Each is registered under its last name component (``sekoia``, ``log``, ``webhook``), the name
-``plugins: {block: [...]}`` refers to.
+"""(name, module) of each plugin :func:`notirouter.api.manager.make_plugin_manager` registers,
+in order. The name is what ``plugins: {block: [...]}`` and ``notirouter plugins`` show: it
+stays the same wherever the module lives.
 """

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
-from notirouter.http import HttpClient
-from notirouter.plugin_manager import collect_types, make_plugin_manager
-from notirouter.sink import Sink, SinkContext
+from notirouter.api.http import HttpClient
+from notirouter.api.manager import collect_types, make_plugin_manager
+from notirouter.api.sink import Sink, SinkContext
 
 CHAT_SINKS = ("teams", "mattermost", "slack", "discord")
 # A URL shaped like each service's, whose token must never show up in a failure detail.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from notirouter.message import Fact, Message, Severity
+from notirouter.api.message import Fact, Message, Severity
 
 SEKOIA_LINK = "https://app.sekoia.io/operations/alerts/ALEY4fqz8moo"
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from notirouter.http import HttpClient
-from notirouter.plugin_manager import collect_types, make_plugin_manager
-from notirouter.sink import Sink, SinkContext
+from notirouter.api.http import HttpClient
+from notirouter.api.manager import collect_types, make_plugin_manager
+from notirouter.api.sink import Sink, SinkContext
 from tests.backends import postgres_backend, postgres_database, postgres_server, queue_backend
 from tests.loopback import LoopbackServer
 

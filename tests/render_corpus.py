@@ -16,11 +16,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from notirouter.plugins._chat import one_line
+from notirouter.plugins.chat.common import one_line
 
-from notirouter.escape import ZERO_WIDTH_SPACE
-from notirouter.message import Fact, Message, Severity
-from notirouter.pipeline import reveal_message
+from notirouter.api.escape import ZERO_WIDTH_SPACE
+from notirouter.api.message import Fact, Message, Severity
+from notirouter.routing.pipeline import reveal_message
 from tests.chat_helpers import build_sink
 from tests.chat_messages import SEKOIA_LINK
 from tests.service_renderers import Rendered, ServiceRenderers, read_html

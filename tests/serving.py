@@ -11,8 +11,8 @@ from pathlib import Path
 import uvicorn
 
 from notirouter.config.loader import load_config
+from notirouter.ingest.server import uvicorn_config
 from notirouter.runtime import Runtime
-from notirouter.server import uvicorn_config
 
 
 @dataclass

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from notirouter.api.sink import Outcome
 from notirouter.config.errors import ConfigError
 from notirouter.config.loader import load_config
 from notirouter.runtime import Runtime
-from notirouter.sink import Outcome
 from tests.chat_helpers import SECRET
 from tests.loopback import LoopbackServer
 
@@ -109,5 +109,5 @@ def test_bad_chat_options_are_reported_with_position_and_no_secret(
 def test_every_chat_sink_is_a_builtin() -> None:
     from notirouter.plugins import DEFAULT_PLUGINS
 
-    names = {module.rsplit(".", 1)[-1] for module in DEFAULT_PLUGINS}
+    names = {name for name, _ in DEFAULT_PLUGINS}
     assert {"teams", "mattermost", "slack", "discord"} <= names

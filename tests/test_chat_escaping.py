@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
-from notirouter.plugins._chat import fit, fit_facts, json_len, safe_link, utf16_len
+from notirouter.plugins.chat.common import fit, fit_facts, json_len, safe_link, utf16_len
 
-from notirouter.escape import (
+from notirouter.api.escape import (
     ZERO_WIDTH_SPACE,
     defuse_urls,
     escape_markdown,
@@ -25,9 +25,9 @@ from notirouter.escape import (
     escape_teams,
     neutralise_at_mentions,
 )
-from notirouter.escape_chat import escape_discord, escape_mattermost
-from notirouter.http import url_secrets
-from notirouter.message import Fact, Message, Severity
+from notirouter.api.escape_chat import escape_discord, escape_mattermost
+from notirouter.api.message import Fact, Message, Severity
+from notirouter.redaction import url_secrets
 from tests.chat_helpers import CHAT_SINKS, build_sink, walk_strings
 from tests.chat_messages import ALL, HOSTILE, HOSTILE_LINKED
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from notirouter.cli import build_parser, main
-from notirouter.queue.sqlite import SqliteQueue
+from notirouter.queue.sqlite.queue import SqliteQueue
 from tests.conftest import TOKEN
 from tests.loopback import LoopbackServer, Reply
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from notirouter.http import HttpClient, HttpRequest, TransportError
+from notirouter.api.http import HttpClient, HttpRequest, TransportError
 from tests.conftest import TOKEN
 from tests.loopback import LoopbackServer
 from tests.sekoia_fixtures import API_KEY, FakeSekoia, alert_event, metadata

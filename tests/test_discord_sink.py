@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from notirouter.delivery import attempt, sink_redactor
-from notirouter.message import Fact
-from notirouter.sink import Outcome
+from notirouter.api.message import Fact
+from notirouter.api.sink import Outcome
+from notirouter.delivery.dispatcher import attempt, sink_redactor
 from tests.chat_helpers import SECRET, build_sink, walk_strings
 from tests.chat_messages import ALERT, ALL, HOSTILE, HUGE
 from tests.loopback import LoopbackServer, Reply

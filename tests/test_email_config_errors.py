@@ -19,14 +19,14 @@ from typing import Any
 import pytest
 import trustme
 
+from notirouter.api.message import Message, Severity
+from notirouter.api.sink import CONFIG_ERROR_PAUSE_SECONDS, Outcome, Sink
 from notirouter.cli import main
-from notirouter.delivery import SinkDispatcher
-from notirouter.message import Message, Severity
+from notirouter.delivery.dispatcher import SinkDispatcher
+from notirouter.delivery.retry import RetryPolicy
 from notirouter.metrics import Metrics
 from notirouter.queue.records import NewDelivery
-from notirouter.queue.sqlite import SqliteQueue
-from notirouter.retry import RetryPolicy
-from notirouter.sink import CONFIG_ERROR_PAUSE_SECONDS, Outcome, Sink
+from notirouter.queue.sqlite.queue import SqliteQueue
 from tests.conftest import TOKEN
 from tests.serving import serve
 from tests.smtp_server import SmtpServer, server_context

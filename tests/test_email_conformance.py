@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from notirouter.http import HttpClient
-from notirouter.message import Message, Severity
-from notirouter.plugin_manager import collect_types, make_plugin_manager
-from notirouter.sink import Sink, SinkContext
+from notirouter.api.http import HttpClient
+from notirouter.api.manager import collect_types, make_plugin_manager
+from notirouter.api.message import Message, Severity
+from notirouter.api.sink import Sink, SinkContext
 from tests.text_corpus import (
     EXACT,
     FIELDS,

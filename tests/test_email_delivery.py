@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from notirouter.delivery import SinkDispatcher
-from notirouter.message import Message, Severity
+from notirouter.api.message import Message, Severity
+from notirouter.api.sink import Sink
+from notirouter.delivery.dispatcher import SinkDispatcher
+from notirouter.delivery.retry import RetryPolicy
 from notirouter.metrics import Metrics
-from notirouter.queue.dead_letters import DeadLetters
 from notirouter.queue.records import NewDelivery
-from notirouter.queue.sqlite import SqliteQueue
-from notirouter.retry import RetryPolicy
-from notirouter.sink import Sink
+from notirouter.queue.sqlite.dead_letters import DeadLetters
+from notirouter.queue.sqlite.queue import SqliteQueue
 from tests.smtp_server import SmtpServer
 
 MESSAGE = Message(

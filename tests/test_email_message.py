@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from notirouter.plugins.email_message import (
+from notirouter.plugins.email.message import (
     clean_header_text,
     is_thread_root,
     parse_mailbox,
@@ -16,10 +16,10 @@ from notirouter.plugins.email_message import (
 )
 from pydantic import ValidationError
 
+from notirouter.api.manager import collect_types, make_plugin_manager
+from notirouter.api.message import Fact, Message, Severity
 from notirouter.config.errors import ConfigError
 from notirouter.config.loader import load_config
-from notirouter.message import Fact, Message, Severity
-from notirouter.plugin_manager import collect_types, make_plugin_manager
 
 ALERT_UUID = "5696845f-9ecf-4431-9f0f-48ee0ee2eff1"
 BASE = {"type": "email", "host": "smtp.example.com", "from": "notirouter@example.com"}

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 import trustme
-from notirouter.plugins.email_message import root_message_id
+from notirouter.plugins.email.message import root_message_id
 
-from notirouter.message import Fact, Message, Severity
-from notirouter.sink import Outcome, Sink
+from notirouter.api.message import Fact, Message, Severity
+from notirouter.api.sink import Outcome, Sink
 from tests.smtp_server import SmtpServer, server_context
 
 ALERT_UUID = "5696845f-9ecf-4431-9f0f-48ee0ee2eff1"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from notirouter.escape import (
+from notirouter.api.escape import (
     TRUNCATION_MARKER,
     ZERO_WIDTH_SPACE,
     defuse_urls,

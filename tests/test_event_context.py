@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from notirouter import Enricher, EnricherOptions, EnrichmentError, Event, hookimpl
+from notirouter.api.manager import make_plugin_manager
 from notirouter.config.loader import load_config
-from notirouter.plugin_manager import make_plugin_manager
 from notirouter.runtime import Runtime
 from tests.sekoia_fixtures import alert_event
 

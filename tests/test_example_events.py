@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from notirouter.plugins.sekoia import TYPED_EVENTS
+from notirouter.plugins.sekoia.source import TYPED_EVENTS
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "examples" / "events"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from notirouter.escape import TRUNCATION_MARKER
-from notirouter.events import Event
-from notirouter.formatting import MAX_FACT_CHARS, generic_message
+from notirouter.api.escape import TRUNCATION_MARKER
+from notirouter.api.events import Event
+from notirouter.routing.generic_message import MAX_FACT_CHARS, generic_message
 
 
 def test_a_long_attribute_is_cut_with_the_visible_marker() -> None:

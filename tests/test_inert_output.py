@@ -14,7 +14,7 @@ import pytest
 
 from notirouter.cli import main
 from notirouter.logs import RedactingFormatter
-from notirouter.queue.sqlite import SqliteQueue
+from notirouter.queue.sqlite.queue import SqliteQueue
 from tests.conftest import TOKEN
 from tests.loopback import LoopbackServer, Reply
 from tests.serving import serve

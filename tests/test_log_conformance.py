@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from notirouter.http import HttpClient
-from notirouter.plugin_manager import collect_types, make_plugin_manager
-from notirouter.sink import Outcome, Sink, SinkContext
+from notirouter.api.http import HttpClient
+from notirouter.api.manager import collect_types, make_plugin_manager
+from notirouter.api.sink import Outcome, Sink, SinkContext
 from tests.text_corpus import EXACT, FIELDS, HOSTILE, ORDINARY, message_with, shown
 
 # What must never reach a terminal raw: bidi controls, invisible and format characters, C1

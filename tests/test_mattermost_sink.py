@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from notirouter.delivery import attempt, sink_redactor
-from notirouter.escape import ZERO_WIDTH_SPACE
-from notirouter.message import Fact, Severity
-from notirouter.sink import Outcome
+from notirouter.api.escape import ZERO_WIDTH_SPACE
+from notirouter.api.message import Fact, Severity
+from notirouter.api.sink import Outcome
+from notirouter.delivery.dispatcher import attempt, sink_redactor
 from tests.chat_helpers import SECRET, build_sink
 from tests.chat_messages import ALERT, ALL, HOSTILE, HUGE
 from tests.loopback import LoopbackServer, Reply

@@ -14,8 +14,8 @@ import pytest
 
 from notirouter.cli import main
 from notirouter.config.models import QueueConfig
-from notirouter.queue import sqlite_migrations
 from notirouter.queue.postgres import schema as postgres_schema
+from notirouter.queue.sqlite import migrations as sqlite_migrations
 from tests.backends import Backend, PostgresServer, need_postgres
 from tests.conftest import TOKEN
 from tests.loopback import LoopbackServer

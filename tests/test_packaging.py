@@ -34,9 +34,9 @@ def test_every_package_directory_is_listed_in_pyproject() -> None:
 
 def test_email_templates_are_package_data() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    assert "notirouter.plugins.templates" in config["packages"]
-    patterns = config["package-data"]["notirouter.plugins.templates"]
-    for template in (ROOT / "plugins" / "templates").iterdir():
+    assert "notirouter.plugins.email.templates" in config["packages"]
+    patterns = config["package-data"]["notirouter.plugins.email.templates"]
+    for template in (ROOT / "plugins" / "email" / "templates").iterdir():
         assert any(template.match(pattern) for pattern in patterns), template.name
 
 

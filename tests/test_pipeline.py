@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from notirouter import Event, Fact, Message, Severity, hookimpl
+from notirouter.api.escape import reveal_invisible
+from notirouter.api.manager import make_plugin_manager
 from notirouter.config.loader import load_config
-from notirouter.escape import reveal_invisible
-from notirouter.pipeline import Pipeline
-from notirouter.plugin_manager import make_plugin_manager
+from notirouter.routing.pipeline import Pipeline
 from notirouter.runtime import Runtime
 
 EVENT = {

@@ -13,11 +13,12 @@ import aiohttp
 import pytest
 from notirouter.plugins import DEFAULT_PLUGINS
 
-from notirouter import Event, Message, Sink, hookimpl, hookspecs
+from notirouter import Event, Message, Sink, hookimpl
+from notirouter.api import spec as hookspecs
+from notirouter.api.manager import PluginError, collect_types, make_plugin_manager
 from notirouter.cli import main
 from notirouter.config.errors import ConfigError
 from notirouter.config.loader import load_config
-from notirouter.plugin_manager import PluginError, collect_types, make_plugin_manager
 from plugins.log import LogSink
 from tests.conftest import TOKEN
 from tests.serving import serve
@@ -36,7 +37,7 @@ def test_factory_builds_independent_managers() -> None:
 def test_builtins_first_then_entry_points() -> None:
     manager = make_plugin_manager()
     names = [name for name, _ in manager.list_name_plugin()]
-    builtins = [module.rsplit(".", 1)[-1] for module in DEFAULT_PLUGINS]
+    builtins = [name for name, _ in DEFAULT_PLUGINS]
     assert names[: len(builtins)] == builtins
     assert "jsonl" in names[len(builtins) :]
     [(plugin, _dist)] = [

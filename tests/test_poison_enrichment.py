@@ -21,10 +21,10 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from notirouter import Enricher, EnricherOptions, EnrichmentError, Event, hookimpl
+from notirouter.api.manager import make_plugin_manager
 from notirouter.config.loader import load_config, load_config_text
-from notirouter.payload import MAX_NESTING
-from notirouter.plugin_manager import make_plugin_manager
-from notirouter.receiver import create_app
+from notirouter.ingest.payload import MAX_NESTING
+from notirouter.ingest.receiver import create_app
 from notirouter.runtime import Runtime
 from tests.loopback import LoopbackServer
 from tests.sekoia_fixtures import ALERT_SHORT_ID, ALERT_UUID, API_KEY, FakeSekoia, alert_event

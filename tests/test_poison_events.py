@@ -18,9 +18,9 @@ import aiohttp
 import pytest
 
 from notirouter import Event, Message, hookimpl
+from notirouter.api.manager import make_plugin_manager
 from notirouter.config.loader import load_config
-from notirouter.payload import MAX_NESTING
-from notirouter.plugin_manager import make_plugin_manager
+from notirouter.ingest.payload import MAX_NESTING
 from notirouter.runtime import Runtime
 from tests.conftest import TOKEN
 from tests.loopback import LoopbackServer

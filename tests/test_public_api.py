@@ -106,13 +106,13 @@ def test_the_import_check_catches_a_private_import(tmp_path: Path) -> None:
     plugin = tmp_path / "plugin.py"
     plugin.write_text(
         "from notirouter import Sink\n"
-        "from notirouter.pipeline import Pipeline\n"
+        "from notirouter.routing.pipeline import Pipeline\n"
         "import notirouter.queue\n"
         "from ..other import x\n"
         "from .sibling import y\n"
     )
     assert _imports_outside_the_api(plugin) == [
-        "plugin.py:2: from notirouter.pipeline import ...",
+        "plugin.py:2: from notirouter.routing.pipeline import ...",
         "plugin.py:3: import notirouter.queue",
         "plugin.py:4: relative import out of its family",
     ]

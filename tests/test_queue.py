@@ -16,7 +16,7 @@ import pytest
 
 from notirouter.queue.protocol import Queue, QueueUnavailable
 from notirouter.queue.records import NewDelivery
-from notirouter.queue.sqlite import SqliteQueue
+from notirouter.queue.sqlite.queue import SqliteQueue
 from tests.backends import Backend
 
 

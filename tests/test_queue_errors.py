@@ -20,7 +20,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from notirouter.queue.sqlite import SqliteQueue
+from notirouter.queue.sqlite.queue import SqliteQueue
 from tests.conftest import TOKEN
 from tests.serving import Served, serve
 
@@ -170,7 +170,7 @@ def leave_queue_unclosed(db: Path) -> None:
     """Store an event and exit without closing, as a killed process does (-wal, -shm stay)."""
     code = (
         "import asyncio, os\n"
-        "from notirouter.queue.sqlite import SqliteQueue\n"
+        "from notirouter.queue.sqlite.queue import SqliteQueue\n"
         "async def main():\n"
         f"    queue = SqliteQueue({str(db)!r})\n"
         "    await queue.open()\n"

@@ -19,7 +19,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from notirouter.queue.existence import marker_path
+from notirouter.queue.sqlite.existence import marker_path
 from tests.conftest import TOKEN
 from tests.serving import Served, serve
 

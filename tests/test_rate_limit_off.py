@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from notirouter.api.http import HttpClient
+from notirouter.api.sink import SinkContext
 from notirouter.cli import main
 from notirouter.config.loader import load_config
-from notirouter.http import HttpClient
-from notirouter.sink import SinkContext
 from tests.conftest import TOKEN
 from tests.loopback import LoopbackServer
 from tests.serving import serve

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from notirouter.plugin_manager import collect_types, make_plugin_manager
+from notirouter.api.manager import collect_types, make_plugin_manager
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from notirouter.http import parse_retry_after
-from notirouter.retry import RetryPolicy
+from notirouter.api.http import parse_retry_after
+from notirouter.delivery.retry import RetryPolicy
 
 
 def test_backoff_grows_and_stays_bounded_even_after_thousands_of_attempts() -> None:

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from notirouter.api.templating import Templates
 from notirouter.config.loader import load_config
-from notirouter.routing import Route, RouteTable, decide
-from notirouter.templating import Templates
+from notirouter.routing.table import Route, RouteTable, decide
 
 CONFIG = """
 sinks:

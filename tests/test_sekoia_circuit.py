@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from notirouter.plugins.sekoia_circuit import Circuit, CircuitOpen
+from notirouter.plugins.sekoia.circuit import Circuit, CircuitOpen
 
 
 class Clock:

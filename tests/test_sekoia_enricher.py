@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from notirouter.enricher import Enricher, EnricherContext, EnrichmentError
-from notirouter.events import Event
-from notirouter.http import HttpClient
-from notirouter.plugin_manager import collect_types, make_plugin_manager
+from notirouter.api.enricher import Enricher, EnricherContext, EnrichmentError
+from notirouter.api.events import Event
+from notirouter.api.http import HttpClient
+from notirouter.api.manager import collect_types, make_plugin_manager
 from tests.loopback import LoopbackServer
 from tests.sekoia_fixtures import (
     ALERT_SHORT_ID,

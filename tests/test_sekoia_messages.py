@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from notirouter.event_context import EventContext
-from notirouter.events import Event
-from notirouter.message import Message, Severity
-from notirouter.plugin_manager import collect_types, make_plugin_manager
+from notirouter.api.events import Event
+from notirouter.api.manager import collect_types, make_plugin_manager
+from notirouter.api.message import Message, Severity
+from notirouter.routing.context import EventContext
 from tests.sekoia_fixtures import (
     ALERT,
     ALERT_SHORT_ID,

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from notirouter.config.loader import load_config_text
-from notirouter.receiver import create_app
+from notirouter.ingest.receiver import create_app
 from notirouter.runtime import Runtime
 from tests.loopback import LoopbackServer
 from tests.sekoia_fixtures import (

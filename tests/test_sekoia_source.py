@@ -6,7 +6,7 @@ import textwrap
 from typing import Any
 
 import pytest
-from notirouter.plugins.sekoia import (
+from notirouter.plugins.sekoia.source import (
     AlertCommentEvent,
     AlertEvent,
     CaseEvent,

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from notirouter.escape import TRUNCATION_MARKER
-from notirouter.message import Severity
+from notirouter.api.escape import TRUNCATION_MARKER
+from notirouter.api.message import Severity
 from tests.chat_helpers import build_sink, walk_strings
 from tests.slack_reader import (
     ZWSP,

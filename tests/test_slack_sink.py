@@ -6,11 +6,11 @@ import re
 from typing import Any
 
 import pytest
-from notirouter.plugins.slack import split_sections
+from notirouter.plugins.chat.slack import split_sections
 from slack_sdk.models.blocks import Block
 
-from notirouter.message import Severity
-from notirouter.sink import Outcome
+from notirouter.api.message import Severity
+from notirouter.api.sink import Outcome
 from tests.chat_helpers import SECRET, build_sink, walk_strings
 from tests.chat_messages import ALERT, ALL, HOSTILE, HUGE
 from tests.loopback import LoopbackServer, Reply

@@ -13,11 +13,11 @@ import pytest
 from jsonschema.exceptions import best_match
 from markdown_it import MarkdownIt
 
-from notirouter.delivery import attempt, sink_redactor
-from notirouter.escape import ZERO_WIDTH_SPACE
-from notirouter.http import json_bytes
-from notirouter.message import Fact, Message, Severity
-from notirouter.sink import Outcome
+from notirouter.api.escape import ZERO_WIDTH_SPACE
+from notirouter.api.http import json_bytes
+from notirouter.api.message import Fact, Message, Severity
+from notirouter.api.sink import Outcome
+from notirouter.delivery.dispatcher import attempt, sink_redactor
 from tests.chat_helpers import SECRET, build_sink, walk_strings
 from tests.chat_messages import ALERT, ALL, HOSTILE, HUGE, ONE_PER_SEVERITY
 from tests.loopback import LoopbackServer, Reply

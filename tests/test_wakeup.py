@@ -9,7 +9,7 @@ from pathlib import Path
 
 import aiohttp
 
-from notirouter.claiming import IDLE_RECHECK_SECONDS
+from notirouter.queue.claim_loop import IDLE_RECHECK_SECONDS
 from tests.conftest import TOKEN
 from tests.loopback import LoopbackServer
 from tests.serving import serve

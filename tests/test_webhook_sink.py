@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from notirouter.http import TransportError
-from notirouter.message import Fact, Message, Severity
-from notirouter.sink import Outcome
+from notirouter.api.http import TransportError
+from notirouter.api.message import Fact, Message, Severity
+from notirouter.api.sink import Outcome
 from tests.loopback import LoopbackServer, Reply
 
 MESSAGE = Message(
@@ -124,7 +124,7 @@ async def test_a_response_body_arriving_in_pieces_is_read_whole(
 ) -> None:
     from aiohttp import web
 
-    from notirouter.http import HttpRequest
+    from notirouter.api.http import HttpRequest
 
     body = b'{"items": "' + b"x" * 300_000 + b'"}'
 

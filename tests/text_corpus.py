@@ -1,13 +1,13 @@
 """Hostile and ordinary values for every message field, for the text sinks' conformance tests.
 
 Each value goes into one field of an otherwise ordinary alert (:func:`message_with`), through
-the pipeline's own :func:`~notirouter.pipeline.reveal_message`, as every message does.
+the pipeline's own :func:`~notirouter.routing.pipeline.reveal_message`, as every message does.
 """
 
 from __future__ import annotations
 
-from notirouter.message import Fact, Message, Severity
-from notirouter.pipeline import reveal_message
+from notirouter.api.message import Fact, Message, Severity
+from notirouter.routing.pipeline import reveal_message
 
 OUR_LINK = "https://app.sekoia.io/operations/alerts/ALEY4fqz8moo"
 SHORT_ID = "ALEY4fqz8moo"

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from notirouter import __version__
-from notirouter.cli import dead, events, inspect, migrate, serving, worker
+from notirouter.cli import check, dead, migrate, plugins, route, send, serve, test_sink, worker
 from notirouter.cli.common import EXIT_USAGE
 
 
@@ -23,9 +23,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"notirouter {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    serving.add_commands(commands)
-    events.add_commands(commands)
-    inspect.add_commands(commands)
+    serve.add_commands(commands)
+    check.add_commands(commands)
+    route.add_commands(commands)
+    send.add_commands(commands)
+    test_sink.add_commands(commands)
+    plugins.add_commands(commands)
     dead.add_commands(commands)
     worker.add_commands(commands)
     migrate.add_commands(commands)

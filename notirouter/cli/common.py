@@ -6,14 +6,20 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
+from notirouter.api.events import Event
+from notirouter.api.manager import PluginError
 from notirouter.cli.hints import missing_config_hint
 from notirouter.config.errors import ConfigError
 from notirouter.config.loader import LoadedConfig, default_config_path, load_config
-from notirouter.payload import PayloadRefused, load_payload
-from notirouter.plugin_manager import PluginError
+from notirouter.ingest.payload import PayloadRefused, load_payload
 from notirouter.printable import inert_json
+
+if TYPE_CHECKING:
+    from notirouter.runtime import Runtime
 
 EXIT_OK = 0
 EXIT_CONFIG = 1
@@ -92,3 +98,31 @@ def run_command(function: Any) -> Any:
 def print_json(value: Any) -> None:
     """Pretty JSON on stdout; control, bidi and surrogate characters as JSON escapes."""
     print(inert_json(json.dumps(value, indent=2, ensure_ascii=False, default=str)))
+
+
+def add_event_arguments(parser: argparse.ArgumentParser) -> None:
+    """The config option, the event file and ``--source``, for commands that take an event."""
+    add_config_option(parser)
+    parser.add_argument("event", metavar="EVENT.json", help="event file (- for stdin)")
+    parser.add_argument(
+        "--source", help="source type to parse the event with (default: the first hook's)"
+    )
+
+
+def parse_event(runtime: Runtime, args: argparse.Namespace) -> Event:
+    """The event file of ``args``, parsed by its source; a clear error when it is invalid."""
+    payload = read_event_file(args.event)
+    hooks = runtime.config.app.hooks
+    source = args.source or (hooks[0].source if hooks else "sekoia")
+    try:
+        return runtime.pipeline.parse(source, payload)
+    except ValidationError as exc:
+        lines = [
+            f"  {'.'.join(str(p) for p in e['loc']) or '(body)'}: {e['msg']}"
+            for e in exc.errors(include_input=False, include_url=False)
+        ]
+        raise CommandFailed(
+            f"{args.event}: invalid event:\n" + "\n".join(lines), EXIT_INPUT
+        ) from None
+    except Exception as exc:
+        raise CommandFailed(f"{args.event}: {exc}", EXIT_INPUT) from None

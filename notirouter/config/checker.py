@@ -12,12 +12,12 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from notirouter.api.manager import PluginTypes
+from notirouter.api.sink import SinkOptions, attempt_bound
+from notirouter.api.templating import Templates
 from notirouter.config.errors import ConfigProblem
 from notirouter.config.located_yaml import LocatedDocument
 from notirouter.config.models import AppConfig, MatchConfig, RouteConfig
-from notirouter.plugin_manager import PluginTypes
-from notirouter.sink import SinkOptions, attempt_bound
-from notirouter.templating import Templates
 
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
 

@@ -16,17 +16,17 @@ from urllib.parse import urlsplit
 import pluggy
 from pydantic import BaseModel
 
+from notirouter.api.enricher import EnricherOptions
+from notirouter.api.manager import PluginTypes, collect_types, make_plugin_manager
+from notirouter.api.sink import SinkOptions
 from notirouter.config.checker import Checker
 from notirouter.config.errors import ConfigError, ConfigProblem, Position
 from notirouter.config.located_yaml import load_located
 from notirouter.config.models import AppConfig, QueueConfig
 from notirouter.config.routes import compile_routes
 from notirouter.config.yaml_bounds import MAX_CONFIG_BYTES, size_problem
-from notirouter.enricher import EnricherOptions
-from notirouter.plugin_manager import PluginTypes, collect_types, make_plugin_manager
-from notirouter.routing import RouteTable
-from notirouter.secrets import expand_secrets, secret_values
-from notirouter.sink import SinkOptions
+from notirouter.redaction import expand_secrets, secret_values
+from notirouter.routing.table import RouteTable
 
 DEFAULT_CONFIG_PATH = "notirouter.yaml"
 ManagerFactory = Callable[[Iterable[str]], pluggy.PluginManager]

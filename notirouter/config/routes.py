@@ -6,10 +6,10 @@ its line, never a surprise on the first event.
 
 from __future__ import annotations
 
+from notirouter.api.templating import TemplateCompileError
 from notirouter.config.checker import Checker
 from notirouter.config.models import AppConfig, RouteConfig
-from notirouter.routing import Renderer, Route
-from notirouter.templating import TemplateCompileError
+from notirouter.routing.table import Renderer, Route
 
 
 def compile_routes(checker: Checker, app: AppConfig) -> list[Route]:

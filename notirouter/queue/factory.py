@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from notirouter.config.models import QueueConfig
 from notirouter.queue.protocol import Queue
-from notirouter.queue.writer import QueueUnavailable
+from notirouter.queue.sqlite.writer import QueueUnavailable
 
 
 def queue_for(settings: QueueConfig) -> Queue:
@@ -19,7 +19,7 @@ def queue_for(settings: QueueConfig) -> Queue:
                 "installed): pip install 'notirouter[postgres]'"
             ) from None
         return PostgresQueue.from_settings(settings)
-    from notirouter.queue.sqlite_backend import SqliteBackend
+    from notirouter.queue.sqlite.backend import SqliteBackend
 
     return SqliteBackend(
         settings.path,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from notirouter.ratelimit import TokenBucket
+from notirouter.delivery.ratelimit import TokenBucket
 
 
 class LocalGate:

@@ -26,7 +26,7 @@ from notirouter.queue.records import (
     StoredDelivery,
     StoredEvent,
 )
-from notirouter.queue.writer import QueueUnavailable
+from notirouter.queue.sqlite.writer import QueueUnavailable
 
 __all__ = [
     "EVENTS_WAKE",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from notirouter.queue.writer import QueueUnavailable
+from notirouter.queue.sqlite.writer import QueueUnavailable
 
 
 class SchemaTooNew(QueueUnavailable):

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from notirouter.queue.postgres.schema import SCHEMA_NAME
-from notirouter.queue.writer import QueueUnavailable
+from notirouter.queue.sqlite.writer import QueueUnavailable
 
 # What a lost or refused connection raises: the server gone (OSError), a connection the
 # server ended (PostgresConnectionError, AdminShutdown), one the driver closed (InterfaceError),

@@ -31,7 +31,7 @@ from notirouter.queue.postgres.listener import Listener
 from notirouter.queue.postgres.schema import current_version, migrate
 from notirouter.queue.protocol import EVENTS_WAKE, DeadLetterStore, SinkGate, sink_wake
 from notirouter.queue.records import EnqueueResult, NewDelivery, StoredDelivery, StoredEvent
-from notirouter.queue.writer import QueueUnavailable
+from notirouter.queue.sqlite.writer import QueueUnavailable
 
 ENQUEUE_TRIES = 5
 READY_TIMEOUT = 2.0

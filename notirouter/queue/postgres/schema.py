@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from notirouter.queue.sqlite.writer import QueueUnavailable
 from notirouter.queue.versions import too_new
-from notirouter.queue.writer import QueueUnavailable
 
 SCHEMA_NAME = "notirouter"
 # Any fixed number: the advisory lock key that serialises migrations.

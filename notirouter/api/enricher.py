@@ -1,0 +1,79 @@
+"""The enricher plugin API: fetch what a thin webhook event only points at.
+
+An enricher returns variables for ``when`` conditions, templates and formatters (the Sekoia
+enricher returns ``{"alert": {...}}``). It does its own bounded retries; when it finally fails it
+raises :class:`EnrichmentError` and the notification still goes out with what the event carried.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from notirouter.api.events import Event
+from notirouter.api.http import HttpClient
+
+
+class EnrichmentError(Exception):
+    """Enrichment failed for good; the message (safe to show to users) says why.
+
+    ``partial`` holds variables the enricher could still provide (e.g. a link built from the
+    ids the event carried), merged into the context so the degraded message stays useful.
+    ``reported`` says the enricher already logged this kind of failure its own way (e.g. a
+    refused API key, once per period): the core then logs it per event at debug level only.
+    """
+
+    def __init__(
+        self, message: str, *, partial: Mapping[str, Any] | None = None, reported: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.partial: Mapping[str, Any] = partial or {}
+        self.reported = reported
+
+
+class EnricherOptions(BaseModel):
+    """Options every enricher accepts; an enricher's own ``Options`` subclasses this."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str
+
+
+@dataclass(frozen=True, slots=True)
+class EnricherContext:
+    """What the core hands an enricher: its configured name and the shared HTTP client."""
+
+    name: str
+    http: HttpClient
+
+
+EnricherOptionsT = TypeVar("EnricherOptionsT", bound=EnricherOptions)
+
+
+class Enricher(ABC, Generic[EnricherOptionsT]):
+    """Base class of every enricher type (``type_name`` and ``Options`` as for sinks)."""
+
+    type_name: ClassVar[str]
+    Options: ClassVar[type[EnricherOptions]] = EnricherOptions
+
+    def __init__(self, name: str, options: EnricherOptionsT, context: EnricherContext) -> None:
+        self.name = name
+        self.options = options
+        self.context = context
+
+    async def start(self) -> None:
+        """Prepare resources before the first event (optional)."""
+
+    async def aclose(self) -> None:
+        """Release resources at shutdown (optional)."""
+
+    @abstractmethod
+    async def enrich(self, event: Event) -> Mapping[str, Any]:
+        """Variables to add to the event's template context; ``{}`` when nothing applies.
+
+        Raise :class:`EnrichmentError` when enrichment failed after the enricher's own retries.
+        """

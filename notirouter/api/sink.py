@@ -1,0 +1,154 @@
+"""The sink plugin API: options, the send contract and its outcomes.
+
+A sink turns a :class:`~notirouter.api.message.Message` into something a service accepts and says
+how the attempt went. The core owns everything around it: durable jobs, retries with backoff,
+``Retry-After``, rate limits, concurrency and dead letters.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from notirouter.api.http import HttpClient
+from notirouter.api.message import Message
+
+# The core gives up on an attempt a little after the sink's own timeout: a sink that hangs
+# must not hold its job past the lease.
+ATTEMPT_GRACE_SECONDS = 5.0
+# A sink whose configuration does not fit its service pauses this long between tries: long
+# enough not to hammer the service or flood the log, short enough to resume soon after a fix.
+CONFIG_ERROR_PAUSE_SECONDS = 300.0
+
+
+def attempt_bound(timeout: float) -> float:
+    """How long the core lets one attempt run for a sink with this ``timeout``."""
+    return timeout + min(ATTEMPT_GRACE_SECONDS, timeout)
+
+
+class Outcome(StrEnum):
+    """How one delivery attempt ended."""
+
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    PERMANENT = "permanent"
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """The outcome of one attempt, with a short human-readable detail (never a secret)."""
+
+    outcome: Outcome
+    detail: str = ""
+    retry_after: float | None = None
+    config_error: bool = False
+    """The sink's configuration does not fit the service: the core pauses the whole sink."""
+
+    @classmethod
+    def delivered(cls, detail: str = "") -> SendResult:
+        """The service accepted the message."""
+        return cls(Outcome.DELIVERED, detail)
+
+    @classmethod
+    def retry(cls, detail: str, after: float | None = None) -> SendResult:
+        """A transient failure: try again, no sooner than ``after`` seconds if given."""
+        return cls(Outcome.RETRY, detail, after)
+
+    @classmethod
+    def misconfigured(cls, detail: str) -> SendResult:
+        """The service refuses this sink's configuration (no STARTTLS, AUTH refused, ...).
+
+        Every message would fail the same way until the operator fixes the config, so the
+        message is kept, the whole sink pauses for ``CONFIG_ERROR_PAUSE_SECONDS`` and says
+        why in the log; ``detail`` says what to change.
+        """
+        return cls(Outcome.RETRY, detail, CONFIG_ERROR_PAUSE_SECONDS, config_error=True)
+
+    @classmethod
+    def permanent(cls, detail: str) -> SendResult:
+        """The service will never accept this message: dead-letter it now."""
+        return cls(Outcome.PERMANENT, detail)
+
+
+class SinkOptions(BaseModel):
+    """Options every sink accepts; a sink's own ``Options`` subclasses this.
+
+    Unknown keys are errors, reported with file, line and column.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str
+    rate_limit: float | None = Field(
+        default=None,
+        ge=0,
+        description="Messages per second; default: the sink type's own; 0: no limit at all.",
+    )
+    burst: int = Field(default=1, ge=1, le=1000, description="Messages allowed back to back.")
+    timeout: float = Field(default=10.0, gt=0, le=300, description="Seconds per attempt.")
+    concurrency: int = Field(default=4, ge=1, le=256, description="Attempts in flight at once.")
+
+
+@dataclass(frozen=True, slots=True)
+class SinkContext:
+    """What the core hands a sink: its configured name and the shared HTTP client."""
+
+    name: str
+    http: HttpClient
+
+
+OptionsT = TypeVar("OptionsT", bound=SinkOptions)
+
+
+class Sink(ABC, Generic[OptionsT]):
+    """Base class of every sink type.
+
+    Subclasses set ``type_name`` (the ``type:`` in the config), ``Options`` (their pydantic
+    options model) and optionally ``default_rate_limit`` (messages per second), then implement
+    :meth:`render` and :meth:`send`.
+    """
+
+    type_name: ClassVar[str]
+    Options: ClassVar[type[SinkOptions]] = SinkOptions
+    default_rate_limit: ClassVar[float | None] = None
+
+    def __init__(self, name: str, options: OptionsT, context: SinkContext) -> None:
+        self.name = name
+        self.options = options
+        self.context = context
+
+    @property
+    def rate_limit(self) -> float | None:
+        """Messages per second this sink may send: configured, else the type's default.
+
+        ``None``: no limit (``rate_limit: 0`` turns a type's default off).
+        """
+        configured = self.options.rate_limit
+        if configured is None:
+            return self.default_rate_limit
+        return configured or None
+
+    async def start(self) -> None:
+        """Prepare resources before the first send (optional)."""
+
+    async def aclose(self) -> None:
+        """Release resources at shutdown (optional)."""
+
+    @abstractmethod
+    def render(self, message: Message) -> Any:
+        """The payload this sink would send for ``message``, as JSON-able data.
+
+        Used by ``notirouter route`` to show what would be sent, and by :meth:`send`.
+        """
+
+    @abstractmethod
+    async def send(self, message: Message) -> SendResult:
+        """Make one delivery attempt and classify it.
+
+        Raise :class:`~notirouter.api.http.TransportError` (or return ``SendResult.retry``) for a
+        transient failure; the core schedules the retry.
+        """

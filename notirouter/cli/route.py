@@ -1,0 +1,137 @@
+"""``notirouter route``: a dry run of routing for one event file; sends nothing."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from typing import Any
+
+from notirouter.cli.common import (
+    EXIT_OK,
+    add_event_arguments,
+    load,
+    parse_event,
+    print_json,
+    run_command,
+)
+from notirouter.logs import configure_logging
+from notirouter.routing.pipeline import Routed
+from notirouter.routing.table import Route, RouteDecision
+from notirouter.runtime import Runtime
+
+
+def add_commands(commands: Any) -> None:
+    """Register the command."""
+    route = commands.add_parser(
+        "route",
+        help="dry run: which routes match an event and what each sink would send",
+        description="Show which routes match EVENT.json and why, and each sink's rendered "
+        "payload. Sends nothing; calls enrichers only with --enrich.",
+    )
+    add_event_arguments(route)
+    route.add_argument(
+        "--enrich", action="store_true", help="call the enrichers (read-only API calls)"
+    )
+    route.add_argument("--json", action="store_true", help="machine-readable output")
+    route.set_defaults(handler=run_command(route_command))
+
+
+def route_command(args: argparse.Namespace) -> int:
+    """Explain routing for one event; send nothing."""
+    config = load(args)
+    configure_logging("WARNING", config.secrets)
+    runtime = Runtime(config)
+    event = parse_event(runtime, args)
+
+    async def run() -> Routed:
+        await runtime.open_plugins()
+        try:
+            return await runtime.pipeline.route(event, enrich=args.enrich)
+        finally:
+            await runtime.close_plugins()
+
+    routed = asyncio.run(run())
+    report = _route_report(runtime, routed, enriched=args.enrich)
+    if args.json:
+        print_json(report)
+    else:
+        _print_route_report(report)
+    return EXIT_OK
+
+
+def _route_report(runtime: Runtime, routed: Routed, *, enriched: bool) -> dict[str, Any]:
+    candidates = {d.route.name: d for d in routed.decisions}
+    routes = []
+    for route in runtime.config.routes.routes:
+        decision = candidates.get(route.name)
+        if decision is None:
+            reason = route.mismatch(routed.event.type, routed.event.action) or "not a candidate"
+            routes.append({"name": route.name, "matched": False, "reason": reason})
+        else:
+            entry = {"name": route.name, "matched": decision.matched, "reason": decision.reason}
+            hint = None if enriched else _enrichment_hint(route, decision)
+            if hint:
+                entry["hint"] = hint
+            routes.append(entry)
+    deliveries = []
+    for route, message in routed.messages:
+        for sink_name in route.sinks:
+            sink = runtime.sinks[sink_name]
+            try:
+                payload = sink.render(message)
+            except Exception as exc:
+                payload = {"render error": f"{type(exc).__name__}: {exc}"}
+            deliveries.append(
+                {"route": route.name, "sink": sink_name, "type": sink.type_name, "payload": payload}
+            )
+    return {
+        "event": {"type": routed.event.type, "action": routed.event.action},
+        "enriched": enriched,
+        "enrichment_errors": routed.enrichment_errors,
+        "routes": routes,
+        "deliveries": deliveries,
+    }
+
+
+def _enrichment_hint(route: Route, decision: RouteDecision) -> str | None:
+    """Why a ``when`` that did not match in a dry run without ``--enrich`` may yet match.
+
+    Without ``--enrich`` the route's enrichers are not called, so a ``when`` reading what they
+    fetch (``alert.urgency...``) fails or is false here while it would match in ``serve``.
+    """
+    if decision.matched or route.when is None or not route.enrich:
+        return None
+    if not decision.reason.startswith("when "):
+        return None  # not evaluated (an earlier route matched): enrichment would not change it
+    names = ", ".join(route.enrich)
+    return (
+        f"this when needs enrichment (enrich: {names}), not called in this dry run: "
+        "run again with --enrich to call the enrichers (read-only API calls)"
+    )
+
+
+def _print_route_report(report: dict[str, Any]) -> None:
+    event = report["event"]
+    print(f"event: type={event['type']} action={event['action']}")
+    if not report["enriched"]:
+        print("enrichment: not called (use --enrich to call the enrichers)")
+    for name, reason in report["enrichment_errors"].items():
+        print(f"enrichment: {name} failed: {reason}")
+    print("routes:")
+    for route in report["routes"]:
+        mark = "MATCH" if route["matched"] else "no   "
+        print(f"  {mark} {route['name']}: {route['reason']}")
+        if "hint" in route:
+            print(f"        hint: {route['hint']}")
+    if not report["deliveries"]:
+        print("no sink would be called")
+    for delivery in report["deliveries"]:
+        print(f"\nsink {delivery['sink']} ({delivery['type']}) via route {delivery['route']}:")
+        payload = delivery["payload"]
+        text = (
+            payload
+            if isinstance(payload, str)
+            else json.dumps(payload, indent=2, ensure_ascii=False)
+        )
+        print("  " + text.replace("\n", "\n  "))

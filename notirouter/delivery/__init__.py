@@ -1,0 +1,1 @@
+"""Delivery: one dispatcher per sink, with retries and rate limits."""

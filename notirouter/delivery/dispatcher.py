@@ -1,0 +1,236 @@
+"""Delivery: one dispatcher per sink claims that sink's due jobs and attempts them.
+
+A dispatcher per sink keeps sinks independent: a sink that is slow, rate limited or failing
+only ever holds its own jobs. Each dispatcher owns the sink's rate limit, its concurrency, and
+a pause when the service says ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import replace
+from typing import Any
+
+from notirouter.api.http import TransportError
+from notirouter.api.message import Message
+from notirouter.api.sink import Outcome, SendResult, Sink, attempt_bound
+from notirouter.delivery.retry import RetryPolicy
+from notirouter.metrics import Metrics
+from notirouter.queue.claim_loop import ClaimLoop, Slot
+from notirouter.queue.local_gate import LocalGate
+from notirouter.queue.protocol import DeliveryQueue, QueueUnavailable, SinkGate, sink_wake
+from notirouter.queue.records import StoredDelivery
+from notirouter.redaction import Redactor, expand_secrets, secret_values
+from notirouter.throttled_log import ThrottledLog
+
+log = logging.getLogger("notirouter.delivery")
+RETRY_AFTER_CAP = 900.0
+
+
+def log_fields(delivery: StoredDelivery, outcome: str, latency: float | None) -> dict[str, Any]:
+    """The fields of a delivery's log line (``logging.format: json`` shows each on its own)."""
+    fields: dict[str, Any] = {
+        "event_id": delivery.event_id,
+        "delivery_id": delivery.id,
+        "route": delivery.route,
+        "sink": delivery.sink,
+        "outcome": outcome,
+        "attempt": delivery.attempts,
+    }
+    if latency is not None:
+        fields["latency_ms"] = round(latency * 1000, 1)
+    return fields
+
+
+async def attempt(sink: Sink[Any], message: Message, redact: Redactor) -> SendResult:
+    """One attempt, with every failure mode turned into a :class:`SendResult`.
+
+    The detail is stored with the job and shown by ``dead show`` and ``send``: whatever
+    secret a service echoed in its answer (its hook id, a header) is redacted from it, here,
+    for every sink type alike.
+    """
+    result = await _attempt(sink, message)
+    return replace(result, detail=redact(result.detail)) if result.detail else result
+
+
+def sink_redactor(sink: Sink[Any]) -> Redactor:
+    """The secrets of one sink's options, with their parts (URL segments, header tokens)."""
+    return Redactor(expand_secrets(secret_values(sink.options)))
+
+
+async def _attempt(sink: Sink[Any], message: Message) -> SendResult:
+    try:
+        # The sink's own timeout applies per request; this bound catches a sink that hangs.
+        return await asyncio.wait_for(
+            sink.send(message), timeout=attempt_bound(sink.options.timeout)
+        )
+    except TransportError as exc:
+        return SendResult.retry(str(exc))
+    except TimeoutError:
+        return SendResult.retry(f"no result within {attempt_bound(sink.options.timeout):g}s")
+    except Exception as exc:
+        log.exception("sink %s raised while sending", sink.name, extra={"sink": sink.name})
+        return SendResult.retry(f"sink error: {type(exc).__name__}")
+
+
+class SinkDispatcher(ClaimLoop[StoredDelivery]):
+    """Claims and attempts the deliveries of one sink until stopped."""
+
+    def __init__(
+        self,
+        sink: Sink[Any],
+        queue: DeliveryQueue,
+        policy: RetryPolicy,
+        metrics: Metrics,
+        *,
+        lease: float,
+        gate: SinkGate | None = None,
+    ) -> None:
+        super().__init__(queue.wakeup(sink_wake(sink.name)), sink.options.concurrency)
+        self.label = f"sink {sink.name}"
+        self.sink = sink
+        self.queue = queue
+        self.policy = policy
+        self.metrics = metrics
+        self.lease = lease
+        rate = sink.rate_limit
+        self.rate_limited = bool(rate)
+        # The rate limit and Retry-After pause: this process's own, or the queue's shared one.
+        self.gate = gate or LocalGate(rate, sink.options.burst)
+        self.paused_until = 0.0
+        self.retry_log = ThrottledLog(log)
+        self.redact = sink_redactor(sink)
+
+    async def claim(self, limit: int) -> list[StoredDelivery]:
+        """This sink's due deliveries."""
+        claimed = await self.queue.claim_deliveries(self.sink.name, limit, self.lease)
+        if not claimed and self.rate_limited:
+            await self.gate.give_back()  # the token taken for this claim was not used
+        return claimed
+
+    async def next_due(self) -> float | None:
+        """When this sink's next delivery falls due."""
+        return await self.queue.next_delivery_due(self.sink.name)
+
+    async def before_claim(self, free: int) -> int:
+        """Honour a ``Retry-After`` pause, then the rate limit (one job per token)."""
+        await self.gate.wait_turn()
+        return 1 if self.rate_limited else free
+
+    async def handle(self, delivery: StoredDelivery, slot: Slot) -> None:
+        """Attempt (the rate limit was waited for before the claim), record the outcome."""
+        try:
+            message = Message.model_validate_json(delivery.message_json)
+        except ValueError as exc:
+            # Stored by a version that wrote another shape: retrying cannot help.
+            error = f"stored message unreadable: {type(exc).__name__}"
+            await self.queue.finish_delivery(delivery, state="dead", error=error)
+            self.metrics.dead_letters.labels(sink=self.sink.name).inc()
+            log.error(
+                "sink %s: delivery %s is dead: %s",
+                self.sink.name,
+                delivery.id,
+                error,
+                extra=log_fields(delivery, "dead", None),
+            )
+            return
+        try:
+            started = time.perf_counter()
+            result = await attempt(self.sink, message, self.redact)
+            slot.release()  # the lease keeps the job ours while the outcome is recorded
+            latency = time.perf_counter() - started
+            self.metrics.observe_attempt(self.sink.name, result.outcome, latency)
+            await self._record(delivery, result, latency)
+        except asyncio.CancelledError:
+            raise  # the lease expires and another attempt follows: at-least-once
+        except QueueUnavailable as exc:
+            # The queue logged the cause once; no traceback per delivery in flight.
+            log.warning(
+                "delivery %s to sink %s could not be recorded: %s", delivery.id, self.sink.name, exc
+            )
+        except Exception:
+            log.exception(
+                "delivery %s to sink %s could not be recorded", delivery.id, self.sink.name
+            )
+
+    async def _record(self, delivery: StoredDelivery, result: SendResult, latency: float) -> None:
+        name = self.sink.name
+        fields = log_fields(delivery, result.outcome.value, latency)
+        if result.outcome is Outcome.DELIVERED:
+            await self.queue.finish_delivery(delivery, state="done", error=None)
+            log.info(
+                "delivered event %s to sink %s (route %s) in %.1fms",
+                delivery.event_id,
+                name,
+                delivery.route,
+                latency * 1000,
+                extra=fields,
+            )
+            return
+        if result.outcome is Outcome.PERMANENT:
+            await self.queue.finish_delivery(delivery, state="dead", error=result.detail)
+            self.metrics.dead_letters.labels(sink=name).inc()
+            log.error(
+                "sink %s refused event %s for good: %s",
+                name,
+                delivery.event_id,
+                result.detail,
+                extra=fields,
+            )
+            return
+        if result.config_error:
+            fields["outcome"] = "misconfigured"
+        now = time.time()
+        retry_after = result.retry_after
+        if retry_after:
+            # Honoured up to max(backoff_max, 15 min): one answer must not park the sink for a
+            # day, nor push the job past its maximum age at once.
+            retry_after = min(retry_after, max(self.policy.maximum, RETRY_AFTER_CAP))
+            if now + retry_after > self.paused_until + 1:
+                self._log_pause(retry_after, result, fields)
+            self.paused_until = max(self.paused_until, now + retry_after)
+            await self.gate.pause(self.paused_until)
+        delay = self.policy.delay(delivery.attempts, retry_after)
+        if self.policy.gives_up(delivery.created_at, now, delay):
+            error = f"gave up after {delivery.attempts} attempts: {result.detail}"
+            fields["outcome"] = "dead"
+            await self.queue.finish_delivery(delivery, state="dead", error=error)
+            self.metrics.dead_letters.labels(sink=name).inc()
+            log.error("sink %s: event %s %s", name, delivery.event_id, error, extra=fields)
+            return
+        await self.queue.finish_delivery(
+            delivery, state="pending", error=result.detail, retry_in=delay
+        )
+        if result.config_error:
+            return  # the pause line said why, once per pause
+        # One line per sink and minute: a sink that is down fails every delivery the same way.
+        self.retry_log.log(
+            logging.WARNING,
+            name,
+            "sink %s: attempt %d for event %s failed (%s); retrying in %.1fs",
+            name,
+            delivery.attempts,
+            delivery.event_id,
+            result.detail,
+            delay,
+            extra=fields,
+        )
+
+    def _log_pause(self, pause: float, result: SendResult, fields: dict[str, Any]) -> None:
+        if result.config_error:
+            # Every message would fail the same way: one loud line per pause, not a retry
+            # line per message for a day.
+            log.error(
+                "sink %s: configuration error: %s; messages are kept, the sink pauses %.0fs "
+                "and tries again (fix the config and restart to resume at once)",
+                self.sink.name,
+                result.detail,
+                pause,
+                extra=fields,
+            )
+        else:
+            log.warning(
+                "sink %s: pausing %.1fs as the service asked", self.sink.name, pause, extra=fields
+            )

@@ -1,0 +1,1 @@
+"""The embedded queue backend: one SQLite file, one writer thread, group commit."""

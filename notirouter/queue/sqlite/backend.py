@@ -1,0 +1,43 @@
+"""The SQLite queue as a :class:`~notirouter.queue.protocol.Queue`: one process, one file.
+
+:class:`SqliteQueue` holds the events and jobs; this adds what the protocol asks beyond them:
+schema versions, dead letters and housekeeping, and a sink's rate limit and pause, which on a
+queue that only one process uses live in that process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from notirouter.queue.local_gate import LocalGate
+from notirouter.queue.protocol import DeadLetterStore, SinkGate
+from notirouter.queue.sqlite import dead_letters as sqlite_dead_letters
+from notirouter.queue.sqlite.migrations import current_version
+from notirouter.queue.sqlite.queue import SqliteQueue
+
+
+class SqliteBackend(SqliteQueue):
+    """The embedded default backend (``queue: {backend: sqlite}``)."""
+
+    backend = "sqlite"
+
+    async def schema_version(self) -> int:
+        """The version recorded in the file."""
+        version: int = await self.write(current_version)
+        return version
+
+    def dead_letters(self) -> DeadLetterStore:
+        """The dead letters in this file."""
+        return sqlite_dead_letters.DeadLetters(self)
+
+    def sink_gate(self, sink: str, rate: float | None, burst: int) -> SinkGate:
+        """This process's own bucket and pause: no other process uses the file."""
+        return LocalGate(rate, burst)
+
+    async def bury_orphans(self, sinks: Iterable[str]) -> dict[str, int]:
+        """Dead-letter pending deliveries of sinks no longer configured."""
+        return await sqlite_dead_letters.bury_orphans(self, sinks)
+
+    async def prune(self, older_than: float) -> int:
+        """Forget finished work older than ``older_than`` seconds."""
+        return await sqlite_dead_letters.prune(self, older_than)

@@ -1,0 +1,1 @@
+"""Routing: the route table, the pipeline from event to messages, and the event router."""

@@ -1,0 +1,1 @@
+"""The chat sinks: Teams, Mattermost, Slack and Discord, over a shared layout."""

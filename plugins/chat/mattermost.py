@@ -1,0 +1,210 @@
+"""The ``mattermost`` sink: a Mattermost incoming webhook.
+
+The post's ``text`` is the headline (severity and title) and the message text; one attachment
+carries the severity colour, the title linked to the alert, and the facts as fields. Critical
+alerts are posted with Mattermost's "urgent" message priority, high ones as "important".
+
+Mattermost splits a ``text`` longer than 16,383 characters into several posts; notirouter cuts
+it cleanly instead, so one alert is one post. Success is 200 ``ok``; errors are a JSON AppError
+(``{"id", "message", ...}``) whose id and message go into the failure detail. An unknown hook
+answers 400 (not 404) and disabled webhooks 501, both permanent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import Field, HttpUrl
+
+from notirouter import (
+    MATTERMOST_ADDRESS,
+    HttpRequest,
+    HttpResponse,
+    HttpSink,
+    Message,
+    Outcome,
+    SecretUrl,
+    SendResult,
+    Severity,
+    Sink,
+    SinkContext,
+    SinkOptions,
+    classify_status,
+    defuse_urls,
+    escape_mattermost,
+    escape_mattermost_plain,
+    hookimpl,
+)
+
+from .common import (
+    SEVERITY_COLOUR,
+    SEVERITY_EMOJI,
+    excerpt,
+    expect_body,
+    fit,
+    fit_facts,
+    link_label,
+    omitted_note,
+    one_line,
+    safe_link,
+)
+
+# Mattermost's post limit, in Unicode code points (runes).
+POST_TEXT_MAX = 16_383
+TITLE_MAX = 500
+LABEL_MAX = 500
+FACT_NAME_MAX = 200
+FACT_VALUE_MAX = 2_000
+FACTS_BUDGET = 12_000
+MAX_FACTS = 40
+# A field this short (and on one line) is shown half-width, two per row.
+SHORT_FIELD = 40
+
+
+def _fallback(text: str) -> str:
+    # Plain text where a notification may still link a URL: schemes keep a zero-width break.
+    return defuse_urls(escape_mattermost_plain(text))
+
+
+class MattermostOptions(SinkOptions):
+    """Options of the ``mattermost`` sink."""
+
+    url: SecretUrl
+    channel: str | None = Field(default=None, pattern=r"^[#@]?[A-Za-z0-9_.\-]{1,128}$")
+    """Post elsewhere than the hook's channel: a channel name, or ``@username``."""
+    username: str | None = Field(default=None, min_length=1, max_length=64)
+    """Shown as the author; needs "Enable integrations to override usernames" on the server."""
+    icon_url: HttpUrl | None = None
+    """Profile picture; needs "Enable integrations to override profile picture icons"."""
+    icon_emoji: str | None = Field(default=None, pattern=r"^:?[a-z0-9_+\-]{1,64}:?$")
+    """An emoji as profile picture (wins over ``icon_url``), e.g. ``rotating_light``."""
+    urgent_from: Severity | None = Severity.CRITICAL
+    """Post with "urgent" message priority from this severity up (``null``: never)."""
+    important_from: Severity | None = Severity.HIGH
+    """Post with "important" message priority from this severity up (``null``: never)."""
+
+
+class MattermostSink(HttpSink[MattermostOptions]):
+    """Posts a text and one coloured attachment to a Mattermost incoming webhook."""
+
+    type_name = "mattermost"
+    Options = MattermostOptions
+    # Mattermost's own rate limiter, when an administrator turns it on, defaults to 10/s.
+    default_rate_limit = 10.0
+
+    def __init__(self, name: str, options: MattermostOptions, context: SinkContext) -> None:
+        super().__init__(name, options, context)
+        # Cleared when the server refuses message priority (switched off by its admin): the
+        # alert matters more than its priority, so the next attempt goes without it.
+        self.send_priority = True
+
+    def build_request(self, message: Message) -> HttpRequest:
+        """POST the message as JSON to the configured URL."""
+        return HttpRequest(url=self.options.url.get_secret_value(), json=self.payload(message))
+
+    def payload(self, message: Message) -> dict[str, Any]:
+        """The webhook body."""
+        severity = message.severity
+        word = severity.value.upper()
+        title = one_line(message.title)
+        headline = (
+            f"{SEVERITY_EMOJI[severity]} **{word}** · {fit(title, TITLE_MAX, escape_mattermost)}"
+        )
+        text = headline
+        if message.text.strip():
+            # Line breaks and paragraphs are kept: the post shows them as they are.
+            room = POST_TEXT_MAX - len(headline) - 1
+            text += "\n" + fit(message.text.strip(), room, escape_mattermost)
+        attachment: dict[str, Any] = {
+            # Notifications show the fallback as plain text; the apps never show it.
+            "fallback": fit(f"{word}: {title}", TITLE_MAX, _fallback),
+            "color": SEVERITY_COLOUR[severity],
+        }
+        link = safe_link(message.link)
+        if link:
+            # With a title_link, web and mobile show the title as the link's plain text:
+            # nothing there is Markdown, so nothing is backslash-escaped.
+            attachment["title"] = fit(title, TITLE_MAX, escape_mattermost_plain)
+            attachment["title_link"] = link
+            label = fit(link_label(message), LABEL_MAX, escape_mattermost)
+            attachment["text"] = f"[{label}]({link})"
+        else:
+            attachment["title"] = fit(title, TITLE_MAX, escape_mattermost)
+        fields = self._fields(message)
+        if fields:
+            attachment["fields"] = fields
+        body: dict[str, Any] = {"text": text, "attachments": [attachment]}
+        for key in ("channel", "username", "icon_emoji"):
+            value = getattr(self.options, key)
+            if value:
+                body[key] = value
+        if self.options.icon_url:
+            body["icon_url"] = str(self.options.icon_url)
+        priority = self._priority(severity)
+        if priority:
+            body["priority"] = {"priority": priority}
+        return body
+
+    def _fields(self, message: Message) -> list[dict[str, Any]]:
+        rows, omitted = fit_facts(
+            message.facts,
+            escape=escape_mattermost,
+            name_escape=escape_mattermost_plain,  # field titles are shown without Markdown
+            name_limit=FACT_NAME_MAX,
+            value_limit=FACT_VALUE_MAX,
+            budget=FACTS_BUDGET,
+            max_rows=MAX_FACTS,
+        )
+        fields: list[dict[str, Any]] = []
+        for fact, (name, value) in zip(message.facts, rows, strict=False):
+            if MATTERMOST_ADDRESS.search(fact.name):
+                # A field title is not Markdown, and an address there would become a mailto
+                # link: show the name above the value instead, where it can be escaped.
+                name_limit = FACT_NAME_MAX
+                name, value = (
+                    "",
+                    fit(one_line(fact.name), name_limit, escape_mattermost) + "\n" + value,
+                )
+            short = len(value) <= SHORT_FIELD and "\n" not in value
+            fields.append({"title": name, "value": value, "short": short})
+        if omitted:
+            fields.append({"title": "…", "value": omitted_note(omitted), "short": False})
+        return fields
+
+    def _priority(self, severity: Severity) -> str | None:
+        if not self.send_priority:
+            return None
+        for level, threshold in (
+            ("urgent", self.options.urgent_from),
+            ("important", self.options.important_from),
+        ):
+            if threshold is not None and severity.rank >= threshold.rank:
+                return level
+        return None
+
+    def classify(self, response: HttpResponse) -> SendResult:
+        """200 ``ok`` is success; otherwise report Mattermost's error id and message."""
+        delivered = expect_body(response, "ok")
+        if delivered is not None:
+            return delivered
+        result = classify_status(response)
+        error = response.json()
+        if not isinstance(error, dict) or "id" not in error:
+            return result
+        # "detailed_error" is left out: it may quote ids from the hook's own URL.
+        detail = f"HTTP {response.status} {error['id']}: {excerpt(str(error.get('message', '')))}"
+        if "post_priority" in str(error["id"]) and self.send_priority:
+            self.send_priority = False
+            return SendResult.retry(detail + " (sending again without message priority)")
+        if response.status == 501:  # incoming webhooks are disabled on this server
+            return SendResult.permanent(detail)
+        if result.outcome is Outcome.RETRY:
+            return SendResult.retry(detail, after=result.retry_after)
+        return SendResult.permanent(detail)
+
+
+@hookimpl
+def register_sinks(register: Callable[[type[Sink[Any]]], None]) -> None:
+    """Provide the ``mattermost`` sink."""
+    register(MattermostSink)

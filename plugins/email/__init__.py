@@ -1,0 +1,1 @@
+"""The email sink: SMTP transport, and the mail composed from a message."""

@@ -1,0 +1,1 @@
+"""Sekoia.io: the webhook source, the API enricher and the default messages."""
