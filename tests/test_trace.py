@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,11 +14,13 @@ import aiohttp
 import pytest
 
 from notirouter.cli import main
+from notirouter.config.models import QueueConfig
 from tests.backends import Backend
 from tests.conftest import TOKEN
 from tests.loopback import LoopbackServer, Reply
 from tests.serving import Served, serve
 from tests.test_delivery import config, second_loopback
+from tests.test_migrations import FIRST_SCHEMA
 
 __all__ = ["second_loopback"]
 
@@ -197,3 +201,38 @@ async def test_trace_exit_codes_for_unknown_and_malformed_ids(
         code, _, err = await run(["trace", "not an id; DROP", "-c", str(path)], capsys)
         assert code == 2
         assert "neither an event id" in err
+
+
+async def test_trace_of_an_event_routed_before_history_was_kept(
+    tmp_path: Path,
+    write_config: Callable[..., Path],
+    loopback: LoopbackServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A file of the first schema, with an event routed and delivered by an older notirouter.
+    db = tmp_path / "q.db"
+    event_id = "b" * 32
+    now = time.time() - 60  # recent: serving prunes only what the dedupe window has passed
+    with sqlite3.connect(db) as connection:
+        connection.executescript(FIRST_SCHEMA.read_text())
+        connection.execute(
+            "INSERT INTO events (id, dedupe_key, hook, source, received_at, body, state,"
+            " attempts, next_attempt_at) VALUES (?, 'old-1', 'sekoia', 'sekoia', ?, ?,"
+            " 'routed', 1, ?)",
+            (event_id, now, json.dumps(alert(1)).encode(), now),
+        )
+        connection.execute(
+            "INSERT INTO deliveries (event_id, route, sink, message, state, attempts,"
+            " created_at, next_attempt_at, finished_at) VALUES (?, 'urgent', 'a', '{}', 'done',"
+            " 1, ?, ?, ?)",
+            (event_id, now, now, now),
+        )
+    connection.close()
+    backend = Backend("sqlite", QueueConfig(path=str(db)))
+    path = write_routes(backend, write_config, loopback.url, loopback.url)
+    async with serve(path):
+        code, out, _ = await run(["trace", event_id, "-c", str(path)], capsys)
+    assert code == 0
+    assert "decisions not recorded (routed by an older notirouter)" in out
+    assert "delivery 1 route urgent -> sink a: done after 1 attempt(s)" in out
+    assert "(1 attempt(s) without a recorded outcome)" in out
