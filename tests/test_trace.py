@@ -236,3 +236,36 @@ async def test_trace_of_an_event_routed_before_history_was_kept(
     assert "decisions not recorded (routed by an older notirouter)" in out
     assert "delivery 1 route urgent -> sink a: done after 1 attempt(s)" in out
     assert "(1 attempt(s) without a recorded outcome)" in out
+
+
+async def test_trace_shows_a_failed_enrichment_and_the_route_that_failed_open(
+    queue_backend: Backend,
+    write_config: Callable[..., Path],
+    loopback: LoopbackServer,
+    second_loopback: LoopbackServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    second_loopback.reply(Reply(404, "no such alert"))  # the Sekoia.io API, on loopback
+    text = config(
+        queue_backend,
+        f'  a: {{type: webhook, url: "{loopback.url}"}}',
+        "  - {name: urgent, enrich: [sekoia], when: 'alert.urgency.current_value >= 70',"
+        " sinks: [a]}",
+    ) + (
+        "enrichers:\n"
+        f'  sekoia: {{type: sekoia, api_key: KEY, base_url: "{second_loopback.url}",'
+        " region: fra1, attempts: 1}\n"
+    )
+    path = write_config(text)
+    async with serve(path) as served:
+        event_id = await post(served, alert(1))
+        story = await wait_until_settled(path, event_id, capsys)
+        routing = story["routing"]
+        assert set(routing["enrichment_errors"]) == {"sekoia"}
+        [decision] = routing["routes"]
+        assert decision["matched"] is True
+        assert "because enricher sekoia failed: sent anyway" in decision["reason"]
+        code, out, _ = await run(["trace", event_id, "-c", str(path)], capsys)
+        assert code == 0
+        assert "  enrichment sekoia failed: " in out
+        assert "urgent: matched (type and action match; when could not be evaluated" in out

@@ -173,8 +173,11 @@ def print_story(view: dict[str, Any]) -> None:
         errors = routing.get("enrichment_errors") or {}
         for name, reason in errors.items():
             print(f"  enrichment {inert(name)} failed: {inert(reason)}")
-        if not errors:
-            print("  enrichment no enricher failed")
+        enriched = routing.get("enriched") or []
+        if enriched:
+            print(f"  enrichment added {inert(', '.join(enriched))}")
+        elif not errors:
+            print("  enrichment none")
         if not routing["routes"]:
             print("  routes     none whose match accepts this type and action")
         for decision in routing["routes"]:

@@ -1,9 +1,10 @@
 """What routing decided about one event, as stored with it (``notirouter trace`` reads it).
 
-Kept small: the event's type and action, the enrichers that failed (their reasons are
-already redacted), and for each candidate route, whether it matched and why. Routes whose
-``match`` did not accept the event's type and action were never candidates and are not
-listed: the table indexes them away, and storing them would cost a row per route per event.
+Kept small: the event's type and action, the names enrichment added, the enrichers that
+failed (their reasons are already redacted), and for each candidate route, whether it matched
+and why. Routes whose ``match`` did not accept the event's type and action were never
+candidates and are not listed: the table indexes them away, and storing them would cost a
+row per route per event.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 from notirouter.routing.pipeline import Routed
 
 ROUTING_VERSION = 1
+MAX_NAMES = 20
 
 
 def routing_record(routed: Routed) -> str:
@@ -22,6 +24,8 @@ def routing_record(routed: Routed) -> str:
             "version": ROUTING_VERSION,
             "type": routed.event.type,
             "action": routed.event.action,
+            # What enrichment added (the names templates see: ``alert``, ``case``...).
+            "enriched": sorted(routed.variables["enrichment"])[:MAX_NAMES],
             "enrichment_errors": dict(routed.enrichment_errors),
             "routes": [
                 {
