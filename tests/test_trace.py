@@ -269,3 +269,30 @@ async def test_trace_shows_a_failed_enrichment_and_the_route_that_failed_open(
         assert code == 0
         assert "  enrichment sekoia failed: " in out
         assert "urgent: matched (type and action match; when could not be evaluated" in out
+
+
+async def test_trace_of_a_delivery_given_up_after_its_maximum_age(
+    queue_backend: Backend,
+    write_config: Callable[..., Path],
+    loopback: LoopbackServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    loopback.reply(Reply(503, "still down"))
+    path = write_config(
+        config(
+            queue_backend,
+            f'  a: {{type: webhook, url: "{loopback.url}"}}',
+            "  - {name: r, sinks: [a]}",
+            delivery=", max_age: 1s",
+        )
+    )
+    async with serve(path) as served:
+        event_id = await post(served, alert(1))
+        story = await wait_until_settled(path, event_id, capsys)
+    [delivery] = story["deliveries"]
+    assert delivery["state"] == "dead"
+    assert delivery["dead_letter"]["error"].startswith("gave up after")
+    *retries, last = delivery["history"]
+    assert retries and all((a["outcome"], a["status"]) == ("retry", 503) for a in retries)
+    assert (last["outcome"], last["status"], last["next_attempt_at"]) == ("dead", 503, None)
+    assert [a["attempt"] for a in delivery["history"]] == list(range(1, delivery["attempts"] + 1))

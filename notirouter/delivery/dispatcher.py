@@ -213,13 +213,15 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
             self.paused_until = max(self.paused_until, now + retry_after)
             await self.gate.pause(self.paused_until)
             paused_until = self.paused_until
-        outcome = "misconfigured" if result.config_error else "retry"
         delay = self.policy.delay(delivery.attempts, retry_after)
         if self.policy.gives_up(delivery.created_at, now, delay):
             error = f"gave up after {delivery.attempts} attempts: {result.detail}"
             fields["outcome"] = "dead"
             await self.queue.finish_delivery(
-                delivery, state="dead", error=error, attempt=note("dead", error, paused_until)
+                delivery,
+                state="dead",
+                error=error,
+                attempt=note("dead", result.detail, paused_until),
             )
             self.metrics.dead_letters.labels(sink=name).inc()
             log.error("sink %s: event %s %s", name, delivery.event_id, error, extra=fields)
@@ -229,7 +231,9 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
             state="pending",
             error=result.detail,
             retry_in=delay,
-            attempt=note(outcome, result.detail, paused_until),
+            attempt=note(
+                "misconfigured" if result.config_error else "retry", result.detail, paused_until
+            ),
         )
         if result.config_error:
             return  # the pause line said why, once per pause
