@@ -64,12 +64,13 @@ def trace_command(args: argparse.Namespace) -> int:
             EXIT_USAGE,
         )
 
-    async def work(queue: Queue) -> list[EventStory]:
+    async def work(queue: Queue) -> tuple[list[EventStory], bool]:
+        """The stories, and whether ``wanted`` was an event's own id."""
         inspection = queue.inspection()
         if EVENT_ID.match(wanted):
             story = await inspection.event_story(wanted)
             if story is not None:
-                return [story]
+                return [story], True
         found = await inspection.events_mentioning(wanted, SCAN_LIMIT)
         stories = []
         for event_id, body in found:
@@ -79,16 +80,16 @@ def trace_command(args: argparse.Namespace) -> int:
                     stories.append(story)
                 if len(stories) >= MAX_ALERT_EVENTS:
                     break
-        return stories
+        return stories, False
 
-    stories = with_queue(args, work)
+    stories, by_event_id = with_queue(args, work)
     if not stories:
         raise CommandFailed(
             f"no stored event {wanted} (nor any stored event about such an alert)", EXIT_INPUT
         )
     views = [story_view(story) for story in stories]
     if args.json:
-        print_json(views[0] if EVENT_ID.match(wanted) and len(views) == 1 else views)
+        print_json(views[0] if by_event_id else views)
     else:
         for number, view in enumerate(views):
             if number:
