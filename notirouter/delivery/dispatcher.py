@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from dataclasses import replace
 from typing import Any
@@ -21,12 +22,21 @@ from notirouter.metrics import Metrics
 from notirouter.queue.claim_loop import ClaimLoop, Slot
 from notirouter.queue.local_gate import LocalGate
 from notirouter.queue.protocol import DeliveryQueue, QueueUnavailable, SinkGate, sink_wake
-from notirouter.queue.records import StoredDelivery
+from notirouter.queue.records import AttemptNote, StoredDelivery
 from notirouter.redaction import Redactor, expand_secrets, secret_values
 from notirouter.throttled_log import ThrottledLog
 
 log = logging.getLogger("notirouter.delivery")
 RETRY_AFTER_CAP = 900.0
+# HTTP sinks start their detail with the status (``classify_status``): kept as a number too.
+HTTP_STATUS = re.compile(r"HTTP (\d{3})\b")
+
+
+def note(outcome: str, detail: str | None, paused_until: float | None = None) -> AttemptNote:
+    """An attempt's note for the delivery's history, with the HTTP status its detail names."""
+    found = HTTP_STATUS.match(detail or "")
+    status = int(found.group(1)) if found else None
+    return AttemptNote(outcome, detail or None, status, paused_until)
 
 
 def log_fields(delivery: StoredDelivery, outcome: str, latency: float | None) -> dict[str, Any]:
@@ -126,7 +136,9 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
         except ValueError as exc:
             # Stored by a version that wrote another shape: retrying cannot help.
             error = f"stored message unreadable: {type(exc).__name__}"
-            await self.queue.finish_delivery(delivery, state="dead", error=error)
+            await self.queue.finish_delivery(
+                delivery, state="dead", error=error, attempt=note("unreadable", error)
+            )
             self.metrics.dead_letters.labels(sink=self.sink.name).inc()
             log.error(
                 "sink %s: delivery %s is dead: %s",
@@ -159,7 +171,9 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
         name = self.sink.name
         fields = log_fields(delivery, result.outcome.value, latency)
         if result.outcome is Outcome.DELIVERED:
-            await self.queue.finish_delivery(delivery, state="done", error=None)
+            await self.queue.finish_delivery(
+                delivery, state="done", error=None, attempt=note("delivered", result.detail)
+            )
             log.info(
                 "delivered event %s to sink %s (route %s) in %.1fms",
                 delivery.event_id,
@@ -170,7 +184,12 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
             )
             return
         if result.outcome is Outcome.PERMANENT:
-            await self.queue.finish_delivery(delivery, state="dead", error=result.detail)
+            await self.queue.finish_delivery(
+                delivery,
+                state="dead",
+                error=result.detail,
+                attempt=note("permanent", result.detail),
+            )
             self.metrics.dead_letters.labels(sink=name).inc()
             log.error(
                 "sink %s refused event %s for good: %s",
@@ -184,6 +203,7 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
             fields["outcome"] = "misconfigured"
         now = time.time()
         retry_after = result.retry_after
+        paused_until: float | None = None
         if retry_after:
             # Honoured up to max(backoff_max, 15 min): one answer must not park the sink for a
             # day, nor push the job past its maximum age at once.
@@ -192,16 +212,28 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
                 self._log_pause(retry_after, result, fields)
             self.paused_until = max(self.paused_until, now + retry_after)
             await self.gate.pause(self.paused_until)
+            paused_until = self.paused_until
         delay = self.policy.delay(delivery.attempts, retry_after)
         if self.policy.gives_up(delivery.created_at, now, delay):
             error = f"gave up after {delivery.attempts} attempts: {result.detail}"
             fields["outcome"] = "dead"
-            await self.queue.finish_delivery(delivery, state="dead", error=error)
+            await self.queue.finish_delivery(
+                delivery,
+                state="dead",
+                error=error,
+                attempt=note("dead", result.detail, paused_until),
+            )
             self.metrics.dead_letters.labels(sink=name).inc()
             log.error("sink %s: event %s %s", name, delivery.event_id, error, extra=fields)
             return
         await self.queue.finish_delivery(
-            delivery, state="pending", error=result.detail, retry_in=delay
+            delivery,
+            state="pending",
+            error=result.detail,
+            retry_in=delay,
+            attempt=note(
+                "misconfigured" if result.config_error else "retry", result.detail, paused_until
+            ),
         )
         if result.config_error:
             return  # the pause line said why, once per pause

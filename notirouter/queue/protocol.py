@@ -18,7 +18,9 @@ import asyncio
 from collections.abc import Iterable
 from typing import Protocol
 
+from notirouter.queue.inspection_records import EventStory, QueueSnapshot
 from notirouter.queue.records import (
+    AttemptNote,
     DeadLetter,
     EnqueueResult,
     FailedEvent,
@@ -33,6 +35,7 @@ __all__ = [
     "DeadLetterStore",
     "DeliveryQueue",
     "IngestQueue",
+    "Inspection",
     "Queue",
     "QueueUnavailable",
     "RoutingQueue",
@@ -85,8 +88,13 @@ class RoutingQueue(Wakeups, Protocol):
         """Take up to ``limit`` due events under a lease."""
         ...
 
-    async def complete_event(self, event: StoredEvent, deliveries: Iterable[NewDelivery]) -> bool:
-        """Record the event's jobs and mark it routed in one transaction (``False``: lease lost)."""
+    async def complete_event(
+        self, event: StoredEvent, deliveries: Iterable[NewDelivery], routing: str | None = None
+    ) -> bool:
+        """Record the event's jobs and mark it routed in one transaction (``False``: lease lost).
+
+        ``routing`` (JSON) is what routing decided, kept with the event for ``trace``.
+        """
         ...
 
     async def retry_event(
@@ -110,9 +118,19 @@ class DeliveryQueue(Wakeups, Protocol):
         ...
 
     async def finish_delivery(
-        self, delivery: StoredDelivery, *, state: str, error: str | None, retry_in: float = 0.0
+        self,
+        delivery: StoredDelivery,
+        *,
+        state: str,
+        error: str | None,
+        retry_in: float = 0.0,
+        attempt: AttemptNote | None = None,
     ) -> bool:
-        """Record an attempt: ``done``, ``dead``, or ``pending`` again in ``retry_in`` seconds."""
+        """Record an attempt: ``done``, ``dead``, or ``pending`` again in ``retry_in`` seconds.
+
+        The attempt joins the delivery's history in the same transaction (``attempt``: what it
+        found; by default the outcome ``state`` implies and ``error`` as its detail).
+        """
         ...
 
     async def next_delivery_due(self, sink: str) -> float | None:
@@ -174,6 +192,25 @@ class DeadLetterStore(Protocol):
         ...
 
 
+class Inspection(Protocol):
+    """Read-only questions an operator asks (``status``, ``trace``); they never block writers."""
+
+    async def snapshot(self) -> QueueSnapshot:
+        """Counts by state, per-sink backlog, pauses and last errors, the oldest due delivery."""
+        ...
+
+    async def event_story(self, event_id: str) -> EventStory | None:
+        """One event with its routing decisions, deliveries and attempts (``None``: unknown)."""
+        ...
+
+    async def events_mentioning(self, text: str, limit: int) -> list[tuple[str, bytes]]:
+        """(id, body) of up to ``limit`` events whose body contains ``text``, oldest first.
+
+        A scan of the stored bodies (bounded by retention): for an operator's look-up only.
+        """
+        ...
+
+
 class Queue(IngestQueue, RoutingQueue, DeliveryQueue, Protocol):
     """A whole backend: every stage's needs, its lifecycle, housekeeping and operator access."""
 
@@ -205,6 +242,10 @@ class Queue(IngestQueue, RoutingQueue, DeliveryQueue, Protocol):
 
     def sink_gate(self, sink: str, rate: float | None, burst: int) -> SinkGate:
         """The rate limit (``rate`` per second, ``None``: unlimited) and pause of ``sink``."""
+        ...
+
+    def inspection(self) -> Inspection:
+        """Read-only operator queries on this queue."""
         ...
 
     async def bury_orphans(self, sinks: Iterable[str]) -> dict[str, int]:

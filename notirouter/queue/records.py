@@ -76,3 +76,28 @@ class FailedEvent:
     attempts: int
     last_error: str
     body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptNote:
+    """What one delivery attempt found, kept in the delivery's history (``trace``).
+
+    ``outcome`` is ``delivered``, ``retry``, ``misconfigured``, ``permanent``, ``dead`` (given
+    up) or ``unreadable``; ``detail`` is already redacted; ``paused_until`` is set when the
+    answer paused the whole sink (``Retry-After``).
+    """
+
+    outcome: str
+    detail: str | None = None
+    status: int | None = None
+    paused_until: float | None = None
+
+
+_STATE_OUTCOMES = {"done": "delivered", "dead": "dead", "pending": "retry"}
+
+
+def attempt_note(state: str, error: str | None, attempt: AttemptNote | None) -> AttemptNote:
+    """The note an attempt leaves: the one given, else what its new ``state`` implies."""
+    if attempt is not None:
+        return attempt
+    return AttemptNote(_STATE_OUTCOMES.get(state, state), error)

@@ -22,6 +22,7 @@ from notirouter.queue.claim_loop import ClaimLoop, Slot
 from notirouter.queue.protocol import EVENTS_WAKE, QueueUnavailable, RoutingQueue
 from notirouter.queue.records import NewDelivery, StoredEvent
 from notirouter.routing.pipeline import Pipeline, UnknownSourceError
+from notirouter.routing.record import routing_record
 from notirouter.throttled_log import ThrottledLog
 
 log = logging.getLogger("notirouter.worker")
@@ -93,7 +94,7 @@ class EventRouter(ClaimLoop[StoredEvent]):
         is not installed, and a queue that cannot record the outcome, are worth retrying.
         """
         try:
-            event, jobs, matched = await self._deliveries(stored)
+            event, jobs, matched, routing = await self._deliveries(stored)
         except asyncio.CancelledError:
             raise
         except UnknownSourceError as exc:
@@ -105,7 +106,7 @@ class EventRouter(ClaimLoop[StoredEvent]):
             return
         slot.release()  # enrichment is done; writing the jobs needs no slot
         try:
-            done = await self.queue.complete_event(stored, jobs)
+            done = await self.queue.complete_event(stored, jobs, routing)
         except asyncio.CancelledError:
             raise
         except QueueUnavailable as exc:
@@ -134,8 +135,11 @@ class EventRouter(ClaimLoop[StoredEvent]):
                 },
             )
 
-    async def _deliveries(self, stored: StoredEvent) -> tuple[Event, list[NewDelivery], list[str]]:
-        """Parse, route, format and serialise: the jobs to write, and the routes that matched."""
+    async def _deliveries(
+        self, stored: StoredEvent
+    ) -> tuple[Event, list[NewDelivery], list[str], str]:
+        """Parse, route, format and serialise: the jobs to write, the routes that matched, and
+        the decisions as stored with the event."""
         stage = "parse"
         try:
             event = self.pipeline.parse(stored.source, load_payload(stored.body))
@@ -152,7 +156,8 @@ class EventRouter(ClaimLoop[StoredEvent]):
             raise
         except Exception as exc:
             raise Unroutable(stage, exc) from exc
-        return event, jobs, [route.name for route, _ in routed.messages]
+        matched = [route.name for route, _ in routed.messages]
+        return event, jobs, matched, routing_record(routed)
 
     async def _unroutable(self, stored: StoredEvent, exc: Unroutable) -> None:
         stage, cause, reason = exc.stage, exc.__cause__, str(exc)

@@ -27,10 +27,24 @@ from notirouter.queue.postgres.connection import (
     unavailable,
 )
 from notirouter.queue.postgres.gate import SharedGate
+from notirouter.queue.postgres.inspection import PostgresInspection
 from notirouter.queue.postgres.listener import Listener
 from notirouter.queue.postgres.schema import current_version, migrate
-from notirouter.queue.protocol import EVENTS_WAKE, DeadLetterStore, SinkGate, sink_wake
-from notirouter.queue.records import EnqueueResult, NewDelivery, StoredDelivery, StoredEvent
+from notirouter.queue.protocol import (
+    EVENTS_WAKE,
+    DeadLetterStore,
+    Inspection,
+    SinkGate,
+    sink_wake,
+)
+from notirouter.queue.records import (
+    AttemptNote,
+    EnqueueResult,
+    NewDelivery,
+    StoredDelivery,
+    StoredEvent,
+    attempt_note,
+)
 from notirouter.queue.sqlite.writer import QueueUnavailable
 
 ENQUEUE_TRIES = 5
@@ -203,8 +217,11 @@ class PostgresQueue:
             )
         return [StoredEvent(r[0], r[1], r[2], bytes(r[3]), r[4], r[5], token) for r in rows]
 
-    async def complete_event(self, event: StoredEvent, deliveries: Iterable[NewDelivery]) -> bool:
-        """Write the event's jobs and mark it routed in one statement (``False``: lease lost)."""
+    async def complete_event(
+        self, event: StoredEvent, deliveries: Iterable[NewDelivery], routing: str | None = None
+    ) -> bool:
+        """Write the event's jobs and what routing decided, mark it routed, in one statement
+        (``False``: lease lost)."""
         jobs = list(deliveries)
         wakes = sorted({sink_wake(j.sink) for j in jobs})
         with unavailable("record the routed event"):
@@ -217,6 +234,7 @@ class PostgresQueue:
                 [j.message_json for j in jobs],
                 time.time(),
                 wakes,
+                routing,
             )
         if routed:
             self._wake(set(wakes))
@@ -271,22 +289,38 @@ class PostgresQueue:
         return [StoredDelivery(r[0], r[1], r[2], r[3], r[4], r[5], r[6], token) for r in rows]
 
     async def finish_delivery(
-        self, delivery: StoredDelivery, *, state: str, error: str | None, retry_in: float = 0.0
+        self,
+        delivery: StoredDelivery,
+        *,
+        state: str,
+        error: str | None,
+        retry_in: float = 0.0,
+        attempt: AttemptNote | None = None,
     ) -> bool:
-        """Record an attempt: ``done``, ``dead``, or ``pending`` again in ``retry_in`` seconds."""
+        """Record an attempt: ``done``, ``dead``, or ``pending`` again in ``retry_in`` seconds.
+
+        The attempt joins the delivery's history in the same statement (one round trip).
+        """
         now = time.time()
+        note = attempt_note(state, error, attempt)
         with unavailable("record the delivery attempt"):
-            status = await self.pool.execute(
-                "UPDATE deliveries SET state = $1, last_error = $2, next_attempt_at = $3,"
-                " finished_at = $4 WHERE id = $5 AND lease = $6 AND state = 'pending'",
+            finished = await self.pool.fetchval(
+                sql.FINISH_DELIVERY,
                 state,
                 error,
                 now + retry_in,
                 None if state == "pending" else now,
                 delivery.id,
                 delivery.lease,
+                delivery.sink,
+                delivery.attempts,
+                note.outcome,
+                note.status,
+                note.detail,
+                note.paused_until,
+                now,
             )
-        done = dead_letters.affected(status) > 0
+        done = bool(finished)
         if done and state == "pending":
             # A retry changes when this sink next has work: let its dispatcher re-plan its sleep.
             self._wake({sink_wake(delivery.sink)})
@@ -319,6 +353,10 @@ class PostgresQueue:
     def sink_gate(self, sink: str, rate: float | None, burst: int) -> SinkGate:
         """The sink's bucket and pause, shared with every process on this database."""
         return SharedGate(self.pool, sink, rate, burst)
+
+    def inspection(self) -> Inspection:
+        """Read-only operator queries on this database (``status``, ``trace``)."""
+        return PostgresInspection(self.pool)
 
     async def bury_orphans(self, sinks: Iterable[str]) -> dict[str, int]:
         """Dead-letter pending deliveries of sinks no longer configured."""

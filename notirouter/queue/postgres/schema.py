@@ -65,6 +65,26 @@ MIGRATIONS: dict[int, str] = {
         paused_until DOUBLE PRECISION NOT NULL DEFAULT 0
     );
     """,
+    # What trace reads: the routing decisions per event, one row per delivery attempt (an
+    # index on failures only, so a delivered attempt costs one row and one index entry).
+    2: """
+    ALTER TABLE events ADD COLUMN routing TEXT;
+    CREATE TABLE delivery_attempts (
+        id BIGSERIAL PRIMARY KEY,
+        delivery_id BIGINT NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+        sink TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        at DOUBLE PRECISION NOT NULL,
+        outcome TEXT NOT NULL,
+        status INTEGER,
+        detail TEXT,
+        next_attempt_at DOUBLE PRECISION,
+        paused_until DOUBLE PRECISION
+    );
+    CREATE INDEX delivery_attempts_delivery ON delivery_attempts (delivery_id);
+    CREATE INDEX delivery_attempts_failed ON delivery_attempts (sink, id)
+        WHERE outcome <> 'delivered';
+    """,
 }
 LATEST = max(MIGRATIONS)
 Connection = asyncpg.Connection | PoolConnectionProxy

@@ -26,7 +26,7 @@ CLAIM_EVENTS = (
 # second routing after a lost lease adds none: UNIQUE (event, route, sink)) and wake the sinks,
 # all or nothing. Returns 1 if routed, 0 if the lease was lost.
 COMPLETE_EVENT = (
-    "WITH routed AS (UPDATE events SET state = 'routed', last_error = NULL"
+    "WITH routed AS (UPDATE events SET state = 'routed', last_error = NULL, routing = $8"
     "   WHERE id = $1 AND lease = $2 AND state = 'pending' RETURNING id),"
     " jobs AS (INSERT INTO deliveries (event_id, route, sink, message, created_at,"
     "   next_attempt_at) SELECT routed.id, j.route, j.sink, j.message, $6, $6"
@@ -54,4 +54,16 @@ NEXT_DELIVERY_DUE = (
     "SELECT GREATEST(MIN(d.next_attempt_at), MAX(g.paused_until))"
     " FROM deliveries d LEFT JOIN sink_gates g ON g.sink = d.sink"
     " WHERE d.sink = $1 AND d.state = 'pending'"
+)
+
+# An attempt's outcome and its row in the delivery's history, one round trip; no history row
+# when the lease was lost (the new owner records its own). Returns 1 if recorded, else 0.
+FINISH_DELIVERY = (
+    "WITH finished AS (UPDATE deliveries SET state = $1, last_error = $2, next_attempt_at = $3,"
+    "   finished_at = $4 WHERE id = $5 AND lease = $6 AND state = 'pending' RETURNING id),"
+    " noted AS (INSERT INTO delivery_attempts (delivery_id, sink, attempt, at, outcome, status,"
+    "   detail, next_attempt_at, paused_until)"
+    "   SELECT id, $7, $8, $13, $9, $10, $11, CASE WHEN $1 = 'pending' THEN $3 END, $12"
+    "   FROM finished RETURNING 1)"
+    " SELECT (SELECT COUNT(*) FROM finished) + 0 * (SELECT COUNT(*) FROM noted)"
 )

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from notirouter.queue.local_gate import LocalGate
-from notirouter.queue.protocol import DeadLetterStore, SinkGate
+from notirouter.queue.protocol import DeadLetterStore, Inspection, SinkGate
 from notirouter.queue.sqlite import dead_letters as sqlite_dead_letters
+from notirouter.queue.sqlite.inspection import SqliteInspection
 from notirouter.queue.sqlite.migrations import current_version
 from notirouter.queue.sqlite.queue import SqliteQueue
 
@@ -33,6 +34,10 @@ class SqliteBackend(SqliteQueue):
     def sink_gate(self, sink: str, rate: float | None, burst: int) -> SinkGate:
         """This process's own bucket and pause: no other process uses the file."""
         return LocalGate(rate, burst)
+
+    def inspection(self) -> Inspection:
+        """Read-only operator queries on this file (``status``, ``trace``)."""
+        return SqliteInspection(self)
 
     async def bury_orphans(self, sinks: Iterable[str]) -> dict[str, int]:
         """Dead-letter pending deliveries of sinks no longer configured."""

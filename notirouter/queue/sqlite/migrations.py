@@ -19,6 +19,28 @@ MIGRATIONS: dict[int, str] = {
     CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
     CREATE INDEX IF NOT EXISTS events_failed ON events (next_attempt_at) WHERE state = 'failed';
     """,
+    # What trace reads: the routing decisions per event, one row per delivery attempt (an
+    # index on failures and pauses only, so a delivered attempt costs one row and one index).
+    3: """
+    ALTER TABLE events ADD COLUMN routing TEXT;
+    CREATE TABLE IF NOT EXISTS delivery_attempts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        delivery_id INTEGER NOT NULL,
+        sink TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        at REAL NOT NULL,
+        outcome TEXT NOT NULL,
+        status INTEGER,
+        detail TEXT,
+        next_attempt_at REAL,
+        paused_until REAL
+    );
+    CREATE INDEX IF NOT EXISTS delivery_attempts_delivery ON delivery_attempts (delivery_id);
+    CREATE INDEX IF NOT EXISTS delivery_attempts_failed
+        ON delivery_attempts (sink, id) WHERE outcome != 'delivered';
+    CREATE TRIGGER IF NOT EXISTS deliveries_forget_attempts AFTER DELETE ON deliveries
+    BEGIN DELETE FROM delivery_attempts WHERE delivery_id = OLD.id; END
+    """,
 }
 LATEST = max(MIGRATIONS)
 
@@ -60,5 +82,14 @@ def migrate(connection: sqlite3.Connection, where: str) -> int:
 
 
 def _statements(script: str) -> list[str]:
-    # executescript() would COMMIT first: split so the whole step stays one transaction.
-    return [s.strip() for s in script.split(";") if s.strip()]
+    # executescript() would COMMIT first: split so the whole step stays one transaction. A
+    # trigger's body has its own semicolons: a piece ends where SQLite says a statement does.
+    statements: list[str] = []
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                statements.append(pending.strip())
+            pending = ""
+    return statements

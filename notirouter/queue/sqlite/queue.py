@@ -24,10 +24,12 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from notirouter.queue.records import (
+    AttemptNote,
     EnqueueResult,
     NewDelivery,
     StoredDelivery,
     StoredEvent,
+    attempt_note,
 )
 from notirouter.queue.sqlite.existence import check_before_open, marker_path, record_created
 from notirouter.queue.sqlite.file_identity import (
@@ -235,8 +237,10 @@ class SqliteQueue:
         claimed: list[StoredEvent] = await self._writer.submit(operation)
         return claimed
 
-    async def complete_event(self, event: StoredEvent, deliveries: Iterable[NewDelivery]) -> bool:
-        """Record the event's delivery jobs and mark it routed, in one transaction.
+    async def complete_event(
+        self, event: StoredEvent, deliveries: Iterable[NewDelivery], routing: str | None = None
+    ) -> bool:
+        """Record the event's delivery jobs and what routing decided; mark it routed.
 
         Returns ``False`` when the lease was lost (another worker owns the event now).
         """
@@ -245,9 +249,9 @@ class SqliteQueue:
         def operation(c: sqlite3.Connection) -> bool:
             now = time.time()
             updated = c.execute(
-                "UPDATE events SET state = 'routed', last_error = NULL"
+                "UPDATE events SET state = 'routed', last_error = NULL, routing = ?"
                 " WHERE id = ? AND lease = ? AND state = 'pending'",
-                (event.id, event.lease),
+                (routing, event.id, event.lease),
             ).rowcount
             if not updated:
                 return False
@@ -318,20 +322,46 @@ class SqliteQueue:
         return claimed
 
     async def finish_delivery(
-        self, delivery: StoredDelivery, *, state: str, error: str | None, retry_in: float = 0.0
+        self,
+        delivery: StoredDelivery,
+        *,
+        state: str,
+        error: str | None,
+        retry_in: float = 0.0,
+        attempt: AttemptNote | None = None,
     ) -> bool:
-        """Record an attempt: ``done``, ``dead``, or ``pending`` again in ``retry_in`` seconds."""
+        """Record an attempt: ``done``, ``dead``, or ``pending`` again in ``retry_in`` seconds.
+
+        The attempt joins the delivery's history in the same transaction.
+        """
+        note = attempt_note(state, error, attempt)
 
         def operation(c: sqlite3.Connection) -> bool:
             now = time.time()
             finished = None if state == "pending" else now
-            return bool(
-                c.execute(
-                    "UPDATE deliveries SET state = ?, last_error = ?, next_attempt_at = ?,"
-                    " finished_at = ? WHERE id = ? AND lease = ? AND state = 'pending'",
-                    (state, error, now + retry_in, finished, delivery.id, delivery.lease),
-                ).rowcount
+            next_try = now + retry_in if state == "pending" else None
+            if not c.execute(
+                "UPDATE deliveries SET state = ?, last_error = ?, next_attempt_at = ?,"
+                " finished_at = ? WHERE id = ? AND lease = ? AND state = 'pending'",
+                (state, error, now + retry_in, finished, delivery.id, delivery.lease),
+            ).rowcount:
+                return False  # the lease was lost: the attempt's new owner records its own
+            c.execute(
+                "INSERT INTO delivery_attempts (delivery_id, sink, attempt, at, outcome, status,"
+                " detail, next_attempt_at, paused_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    delivery.id,
+                    delivery.sink,
+                    delivery.attempts,
+                    now,
+                    note.outcome,
+                    note.status,
+                    note.detail,
+                    next_try,
+                    note.paused_until,
+                ),
             )
+            return True
 
         # A retry changes when this sink next has work: wake its dispatcher to re-plan its sleep.
         wakes = (sink_wake(delivery.sink),) if state == "pending" else ()

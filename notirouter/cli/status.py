@@ -1,0 +1,142 @@
+"""``notirouter status``: what the queue holds now, per state and per sink.
+
+Everything shown is read from the queue, on either backend, so ``status`` works while
+``serve`` runs, after it stopped, and from another machine (PostgreSQL); it needs no running
+server and no endpoint. A sink's pause (``Retry-After``) is recorded with the attempt that
+caused it (and, on PostgreSQL, in the gate row every process shares). What lives only in a
+serving process's memory (the enrichment cache, the Sekoia.io circuit breaker) is not in the
+queue and is not shown; storm control state has its place (``storm``) once it exists.
+
+Exit codes: 0 shown; 1 the config or the queue cannot be read; 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from notirouter.cli.common import EXIT_OK, add_config_option, print_json, run_command
+from notirouter.cli.queue_access import timestamp, with_queue
+from notirouter.printable import inert
+from notirouter.queue.inspection_records import QueueSnapshot
+from notirouter.queue.protocol import Queue
+
+SINK_TABLE = (
+    ("SINK", "sink"),
+    ("PENDING", "pending"),
+    ("DUE", "due"),
+    ("DONE", "done"),
+    ("DEAD", "dead"),
+    ("NEXT DUE", "next_due_at"),
+    ("PAUSED UNTIL", "paused_until"),
+    ("LAST ERROR AT", "last_error_at"),
+    ("LAST ERROR", "last_error"),
+)
+
+
+def add_commands(commands: Any) -> None:
+    """Register ``status``."""
+    parser = commands.add_parser(
+        "status",
+        help="show the queue: depth by state, per-sink backlog, pauses, dead letters, errors",
+        description="Show what the queue holds now: events and deliveries by state, each "
+        "sink's backlog, its Retry-After pause and last error (redacted when stored), the "
+        "oldest delivery waiting, and dead letters. Reads the queue only (no server needed). "
+        "Exit codes: 0 shown, 1 the config or queue cannot be read, 2 usage error.",
+    )
+    add_config_option(parser)
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(handler=run_command(status_command))
+
+
+def status_command(args: argparse.Namespace) -> int:
+    """Print the queue's status."""
+
+    async def work(queue: Queue) -> dict[str, Any]:
+        return status_view(queue.backend, await queue.inspection().snapshot())
+
+    view = with_queue(args, work)
+    if args.json:
+        print_json(view)
+    else:
+        print_status(view)
+    return EXIT_OK
+
+
+def status_view(backend: str, snapshot: QueueSnapshot) -> dict[str, Any]:
+    """The status as plain data (what ``--json`` prints)."""
+    oldest = snapshot.oldest_due
+    return {
+        "backend": backend,
+        "taken_at": timestamp(snapshot.taken_at),
+        "events": snapshot.events,
+        "deliveries": snapshot.deliveries,
+        "dead_letters": {
+            "deliveries": snapshot.deliveries.get("dead", 0),
+            "events": snapshot.events.get("failed", 0),
+        },
+        "oldest_pending_event_received_at": timestamp(snapshot.oldest_pending_event_at),
+        "oldest_due_delivery": None
+        if oldest is None
+        else {
+            "id": oldest.delivery_id,
+            "event_id": oldest.event_id,
+            "sink": oldest.sink,
+            "route": oldest.route,
+            "created_at": timestamp(oldest.created_at),
+            "due_at": timestamp(oldest.due_at),
+            "waiting_seconds": round(snapshot.taken_at - oldest.created_at, 3),
+            "attempts": oldest.attempts,
+        },
+        "sinks": [
+            {
+                "sink": sink.sink,
+                "pending": sink.states.get("pending", 0),
+                "due": sink.due,
+                "done": sink.states.get("done", 0),
+                "dead": sink.states.get("dead", 0),
+                "next_due_at": timestamp(sink.next_due_at),
+                "paused_until": timestamp(sink.paused_until),
+                "last_error_at": timestamp(sink.last_error_at),
+                "last_outcome": sink.last_outcome,
+                "last_error": sink.last_error,
+            }
+            for sink in snapshot.sinks
+        ],
+        # Kept in a serving process's memory, not in the queue: not shown by this command.
+        "process": None,
+        # Storm control (grouping, digests) has no state yet.
+        "storm": None,
+    }
+
+
+def print_status(view: dict[str, Any]) -> None:
+    """The status for a terminal: totals, then a tab-separated sink table under its header."""
+    print(f"queue ({view['backend']}) at {view['taken_at']}")
+    print("events:     " + _counts(view["events"]))
+    print("deliveries: " + _counts(view["deliveries"]))
+    dead = view["dead_letters"]
+    print(f"dead letters: {dead['deliveries']} deliveries, {dead['events']} events not routed")
+    if view["oldest_pending_event_received_at"]:
+        print(f"oldest event waiting to be routed: {view['oldest_pending_event_received_at']}")
+    oldest = view["oldest_due_delivery"]
+    if oldest is not None:
+        print(
+            f"oldest due delivery: {oldest['id']} (event {oldest['event_id']}, sink "
+            f"{inert(oldest['sink'])}), created {oldest['created_at']}, waiting "
+            f"{oldest['waiting_seconds']:.1f}s after {oldest['attempts']} attempts"
+        )
+    else:
+        print("oldest due delivery: none")
+    print()
+    print("\t".join(title for title, _ in SINK_TABLE))
+    for sink in view["sinks"]:
+        print("\t".join(inert(_cell(sink[key])) for _, key in SINK_TABLE))
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{state} {count}" for state, count in sorted(counts.items())) or "none"
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else str(value)
