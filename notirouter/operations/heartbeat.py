@@ -51,7 +51,7 @@ class Heartbeat:
             self._withheld = problem
             return
         if self._withheld is not None:
-            log.info("heartbeat resumes: ready again")
+            log.warning("heartbeat resumes: ready again")
             self._withheld = None
         await self._ping()
 
@@ -71,7 +71,7 @@ class Heartbeat:
             return
         self.sent += 1
         if self._failing:
-            log.info("heartbeat delivered again")
+            log.warning("heartbeat delivered again")
             self._failing = False
 
     def _report(self, reason: str) -> None:
