@@ -20,6 +20,7 @@ from notirouter.cli import main
 from tests.backends import Backend
 from tests.conftest import TOKEN
 from tests.loopback import LoopbackServer, Reply
+from tests.sekoia_fixtures import API_KEY, Failure, FakeSekoia, alert_event
 from tests.serving import Served, serve
 
 
@@ -223,3 +224,58 @@ def test_check_is_quiet_when_each_sinks_trouble_goes_elsewhere(
     path = write_config(check_config(routes))
     assert main(["check", "-c", str(path)]) == 0
     assert "warning" not in capsys.readouterr().out
+
+
+async def test_the_sekoia_circuit_raises_enrichment_down_then_recovered(
+    tmp_path: Path, write_config: Callable[..., Path], ops_sink: LoopbackServer
+) -> None:
+    api = LoopbackServer()
+    await api.start()
+    sekoia = FakeSekoia(api)
+    sekoia.fail(Failure(503, times=2))  # two requests in a row fail: the circuit opens
+    forward = LoopbackServer()
+    await forward.start()
+    path = write_config(f"""
+hooks:
+  - {{name: sekoia, token: {TOKEN}}}
+queue: {{path: "{tmp_path / "q.db"}"}}
+delivery: {{backoff_initial: 20ms, backoff_max: 50ms}}
+enrichers:
+  sekoia:
+    type: sekoia
+    api_key: {API_KEY}
+    base_url: "{sekoia.url}"
+    region: fra1
+    attempts: 2
+    backoff_initial: 1ms
+    backoff_max: 5ms
+    circuit_failures: 2
+    circuit_cooldown: 200ms
+sinks:
+  forward: {{type: webhook, url: "{forward.url}"}}
+  ops: {{type: webhook, url: "{ops_sink.url}"}}
+routes:
+  - {{name: operations, match: {{type: notirouter}}, sinks: [ops]}}
+  - {{name: alerts, match: {{type: alert}}, enrich: [sekoia], sinks: [forward]}}
+""")
+    try:
+        async with serve(path) as served:
+            await post(served, alert_event())
+            await ops_sink.wait_for(1)
+            await forward.wait_for(1)  # sent without details meanwhile
+            await asyncio.sleep(0.3)  # the cool-down ends; the next event probes, and it answers
+            await post(served, alert_event("updated"))
+            await ops_sink.wait_for(2)
+            await forward.wait_for(2)
+    finally:
+        await api.stop()
+        await forward.stop()
+    down, recovered = events(ops_sink)
+    assert (down["event"]["action"], down["event"]["enricher"]) == ("enrichment-down", "sekoia")
+    assert "HTTP 503" in down["event"]["detail"]
+    assert down["title"] == "Enricher sekoia is down"
+    assert (recovered["event"]["action"], recovered["event"]["enricher"]) == (
+        "enrichment-recovered",
+        "sekoia",
+    )
+    assert API_KEY not in str(ops_sink.requests[0].body + ops_sink.requests[1].body)
