@@ -24,6 +24,7 @@ from notirouter.operations.emitter import OperationsEmitter
 from notirouter.operations.enricher_health import enricher_health
 from notirouter.operations.events import OperationalSource
 from notirouter.operations.heartbeat import Heartbeat
+from notirouter.operations.self_routing import self_routing_warnings
 from notirouter.operations.sink_health import SinkHealth
 from notirouter.queue.factory import queue_for
 from notirouter.queue.protocol import Queue, QueueUnavailable
@@ -132,6 +133,8 @@ class Runtime:
         if not workers:
             return
         self.operations.active = True
+        for warning in self_routing_warnings(self.pipeline.routes, self.sinks):
+            log.warning("config: %s", warning)  # as `notirouter check` says it
         await self.open_plugins()
         delivery = self.config.app.delivery
         self._router = EventRouter(

@@ -279,3 +279,34 @@ routes:
         "sekoia",
     )
     assert API_KEY not in str(ops_sink.requests[0].body + ops_sink.requests[1].body)
+
+
+async def test_a_long_retry_after_pause_is_a_failing_sink_at_once(
+    queue_backend: Backend,
+    write_config: Callable[..., Path],
+    loopback: LoopbackServer,
+    ops_sink: LoopbackServer,
+) -> None:
+    loopback.reply(Reply(429, "slow down", {"Retry-After": "120"}))
+    path = write_config(config(queue_backend, loopback.url, ops_sink.url))
+    async with serve(path) as served:
+        await post(served, alert(1))
+        (failing,) = await ops_sink.wait_for(1)
+    event = failing.json()["event"]
+    assert (event["action"], event["sink"]) == ("sink-failing", "a")
+    assert event["detail"].startswith("paused 120s")
+
+
+async def test_serve_logs_the_route_to_itself_warning(
+    tmp_path: Path, write_config: Callable[..., Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    routes = "  - {name: ops, match: {type: notirouter}, sinks: [teams]}"
+    text = check_config(routes).replace(
+        "sinks:\n", f'queue: {{path: "{tmp_path / "q.db"}"}}\nsinks:\n'
+    )
+    async with serve(write_config(text)):
+        pass
+    assert any(
+        r.levelname == "WARNING" and "about sink teams go to teams itself" in r.getMessage()
+        for r in caplog.records
+    ), caplog.text
