@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
+from notirouter.cli import main
 from notirouter.config.models import QueueConfig
 from tests.backends import Backend, through_port
 from tests.conftest import TOKEN
@@ -137,3 +138,17 @@ async def test_a_monitor_that_is_down_costs_one_warning(
     failed = [r for r in caplog.records if "heartbeat ping failed" in r.getMessage()]
     assert len(failed) == 1, caplog.text
     assert CHECK_PATH not in caplog.text
+
+
+def test_a_wrong_heartbeat_url_is_a_config_error_that_does_not_show_it(
+    write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(f"""
+hooks:
+  - {{name: sekoia, token: {TOKEN}}}
+heartbeat: {{url: "hc-ping.com{CHECK_PATH}", every: 5m}}
+""")
+    assert main(["check", "-c", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert f"{path}:3:" in err and "heartbeat.url" in err and "http" in err, err
+    assert CHECK_PATH.split("/")[-1] not in out + err
