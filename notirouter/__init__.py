@@ -4,7 +4,13 @@ This module is the public API for plugin authors: everything a source, enricher,
 formatter plugin needs is importable from here, and nothing else is promised.
 """
 
-from notirouter.api.enricher import Enricher, EnricherContext, EnricherOptions, EnrichmentError
+from notirouter.api.enricher import (
+    Enricher,
+    EnricherContext,
+    EnricherHealth,
+    EnricherOptions,
+    EnrichmentError,
+)
 from notirouter.api.escape import (
     TRUNCATION_MARKER,
     defuse_urls,
@@ -38,6 +44,7 @@ from notirouter.api.http import (
 )
 from notirouter.api.http_sink import HttpSink, classify_status
 from notirouter.api.message import Fact, Message, Severity
+from notirouter.api.operations import OPERATIONAL_EVENT_TYPE, OperationalAction
 from notirouter.api.sink import Outcome, SendResult, Sink, SinkContext, SinkOptions
 from notirouter.api.source import Source
 from notirouter.api.spec import hookimpl
@@ -47,9 +54,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MATTERMOST_ADDRESS",
+    "OPERATIONAL_EVENT_TYPE",
     "TRUNCATION_MARKER",
     "Enricher",
     "EnricherContext",
+    "EnricherHealth",
     "EnricherOptions",
     "EnrichmentError",
     "Event",
@@ -59,6 +68,7 @@ __all__ = [
     "HttpResponse",
     "HttpSink",
     "Message",
+    "OperationalAction",
     "Outcome",
     "SecretUrl",
     "SendResult",

@@ -12,6 +12,7 @@ from typing import Any
 
 from notirouter.api.enricher import Enricher, EnricherContext
 from notirouter.api.http import HttpClient
+from notirouter.api.operations import OPERATIONAL_EVENT_TYPE
 from notirouter.api.sink import Sink, SinkContext
 from notirouter.api.source import Source
 from notirouter.config.loader import LoadedConfig
@@ -19,6 +20,12 @@ from notirouter.delivery.dispatcher import SinkDispatcher
 from notirouter.delivery.retry import RetryPolicy
 from notirouter.ingest.hooks import HookTable
 from notirouter.metrics import Metrics
+from notirouter.operations.emitter import OperationsEmitter
+from notirouter.operations.enricher_health import enricher_health
+from notirouter.operations.events import OperationalSource
+from notirouter.operations.heartbeat import Heartbeat
+from notirouter.operations.self_routing import self_routing_warnings
+from notirouter.operations.sink_health import SinkHealth
 from notirouter.queue.factory import queue_for
 from notirouter.queue.protocol import Queue, QueueUnavailable
 from notirouter.routing.pipeline import Pipeline
@@ -40,6 +47,14 @@ class Runtime:
         self.sources: dict[str, Source] = {
             name: cls() for name, cls in config.types.sources.items()
         }
+        # The core's own source: operational events are stored and routed like webhooks.
+        operational = OperationalSource()
+        self.sources[operational.type_name] = operational
+        self.queue: Queue = queue_for(app.queue)
+        self.operations = OperationsEmitter(
+            self.queue, app.operations, routed=self._routes_operational_event
+        )
+        self.sink_health = SinkHealth(self.operations, failing_after=app.operations.failing_after)
         # Each sink and enricher has its own connection budget over the shared session: one
         # service that hangs holds only its own. A sink needs one per attempt in flight; an
         # enricher two per event being routed (the Sekoia enricher fetches a comment and its
@@ -47,7 +62,13 @@ class Runtime:
         enricher_budget = 2 * app.delivery.route_workers
         self.enrichers: dict[str, Enricher[Any]] = {
             name: config.types.enrichers[options.type](
-                name, options, EnricherContext(name, self.http.with_budget(enricher_budget))
+                name,
+                options,
+                EnricherContext(
+                    name,
+                    self.http.with_budget(enricher_budget),
+                    enricher_health(self.operations, name),
+                ),
             )
             for name, options in config.enricher_options.items()
         }
@@ -63,13 +84,15 @@ class Runtime:
             enrichers=self.enrichers,
             routes=config.routes,
         )
-        self.queue: Queue = queue_for(app.queue)
         self.policy = RetryPolicy(
             initial=app.delivery.backoff_initial,
             maximum=app.delivery.backoff_max,
             max_age=app.delivery.max_age,
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._heartbeat: asyncio.Task[None] | None = None
+        # Its own client: the heartbeat also runs without workers (serve --no-workers).
+        self._heartbeat_http = HttpClient(max_connections=2)
         self._router: EventRouter | None = None
         self._dispatchers: list[SinkDispatcher] = []
         # Set when the drain starts: /readyz and new webhooks answer 503 from then on.
@@ -102,8 +125,16 @@ class Runtime:
         Without ``workers`` only the queue is opened (``serve --no-workers``: receive only).
         """
         await self.queue.open(init=init_queue)
+        heartbeat = self.config.app.heartbeat
+        if heartbeat is not None:
+            beat = Heartbeat(heartbeat, self._heartbeat_http, self.readiness)
+            self._heartbeat = asyncio.create_task(beat.run(), name="notirouter heartbeat")
+            self._heartbeat.add_done_callback(self._crashed)
         if not workers:
             return
+        self.operations.active = True
+        for warning in self_routing_warnings(self.pipeline.routes, self.sinks):
+            log.warning("config: %s", warning)  # as `notirouter check` says it
         await self.open_plugins()
         delivery = self.config.app.delivery
         self._router = EventRouter(
@@ -122,6 +153,7 @@ class Runtime:
                 self.metrics,
                 lease=delivery.lease,
                 gate=self.queue.sink_gate(sink.name, sink.rate_limit, sink.options.burst),
+                health=self.sink_health,
             )
             for sink in self.sinks.values()
         ]
@@ -143,6 +175,17 @@ class Runtime:
     def healthy(self) -> bool:
         """Whether every worker loop is still running (for ``/readyz``)."""
         return all(not task.done() for task in self._tasks)
+
+    def _routes_operational_event(self, action: str) -> bool:
+        return bool(self.pipeline.routes.candidates(OPERATIONAL_EVENT_TYPE, action))
+
+    async def readiness(self) -> str | None:
+        """``None`` when ready (``/readyz`` answers 200 and the heartbeat pings), else why not."""
+        if self.draining:
+            return "draining"
+        if not self.healthy:
+            return "a worker loop stopped"
+        return await self.queue.readiness()
 
     async def _housekeeping_forever(self) -> None:
         """Every hour: forget old finished work; dead-letter jobs for unconfigured sinks."""
@@ -176,6 +219,8 @@ class Runtime:
         if self._drained:
             return
         self._drained = True
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -192,6 +237,10 @@ class Runtime:
         """Drain (if not done yet), then close the plugins and the queue."""
         await self.drain()
         self._tasks.clear()
+        if self._heartbeat is not None:
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
+            await self._heartbeat_http.aclose()
+        await self.operations.flush()  # what the last attempts reported, before the queue closes
         if self._router is not None:  # the plugins were opened with the workers
             await self.close_plugins()
         await self.queue.close()

@@ -9,6 +9,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("sekoia", "notirouter.plugins.sekoia.source"),
     ("sekoia_enricher", "notirouter.plugins.sekoia.enricher"),
     ("sekoia_messages", "notirouter.plugins.sekoia.messages"),
+    ("notirouter_messages", "notirouter.plugins.operations"),
     ("log", "notirouter.plugins.log"),
     ("webhook", "notirouter.plugins.webhook"),
     ("email", "notirouter.plugins.email.sink"),

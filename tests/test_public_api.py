@@ -16,9 +16,11 @@ import notirouter
 
 PUBLIC_API = [
     "MATTERMOST_ADDRESS",
+    "OPERATIONAL_EVENT_TYPE",
     "TRUNCATION_MARKER",
     "Enricher",
     "EnricherContext",
+    "EnricherHealth",
     "EnricherOptions",
     "EnrichmentError",
     "Event",
@@ -28,6 +30,7 @@ PUBLIC_API = [
     "HttpResponse",
     "HttpSink",
     "Message",
+    "OperationalAction",
     "Outcome",
     "SecretUrl",
     "SendResult",

@@ -8,7 +8,7 @@ raises :class:`EnrichmentError` and the notification still goes out with what th
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -43,12 +43,27 @@ class EnricherOptions(BaseModel):
     type: str
 
 
+EnricherHealth = Callable[[bool, str], None]
+"""``(available, reason)``: how an enricher tells the core its service went down or came back."""
+
+
 @dataclass(frozen=True, slots=True)
 class EnricherContext:
-    """What the core hands an enricher: its configured name and the shared HTTP client."""
+    """What the core hands an enricher: its configured name, the shared HTTP client, and
+    where to report the health of the service it calls (``health``, see :meth:`report_health`).
+    """
 
     name: str
     http: HttpClient
+    health: EnricherHealth | None = None
+
+    def report_health(self, available: bool, reason: str = "") -> None:
+        """Report that the enricher's service became unavailable (``False``, e.g. a circuit
+        breaker opened) or available again (``True``). Call it on changes only; the core
+        raises the ``enrichment-down`` / ``enrichment-recovered`` operational events. The
+        ``reason`` is shown to users: no secrets in it."""
+        if self.health is not None:
+            self.health(available, reason)
 
 
 EnricherOptionsT = TypeVar("EnricherOptionsT", bound=EnricherOptions)

@@ -15,6 +15,7 @@ from notirouter.cli.common import (
     run_command,
 )
 from notirouter.config.models import QueueConfig
+from notirouter.operations.self_routing import self_routing_warnings
 from notirouter.queue.factory import queue_for
 from notirouter.queue.protocol import QueueUnavailable
 
@@ -69,6 +70,8 @@ def check_command(args: argparse.Namespace) -> int:
         f"{_count(len(app.enrichers), 'enricher')}, {_count(len(app.routes), 'route')}, "
         f"queue {describe_queue(app.queue)}"
     )
+    for warning in self_routing_warnings(config.routes, app.sinks):
+        print(f"{config.path}: warning: {warning}")
     if args.connect:
         print(f"queue reached: {reach_queue(app.queue)}")
     return EXIT_OK

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from notirouter.config.log_settings import LoggingConfig
+from notirouter.config.operations_settings import HeartbeatConfig, OperationsConfig
 
 MIN_TOKEN_LENGTH = 16
 _TOKEN_CHARACTERS = re.compile(r"[A-Za-z0-9._~+-]+")
@@ -173,3 +174,5 @@ class AppConfig(_Strict):
     routes: list[RouteConfig] = Field(default_factory=list)
     plugins: PluginsConfig = Field(default_factory=PluginsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    operations: OperationsConfig = Field(default_factory=OperationsConfig)
+    heartbeat: HeartbeatConfig | None = None

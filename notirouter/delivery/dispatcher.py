@@ -19,6 +19,7 @@ from notirouter.api.message import Message
 from notirouter.api.sink import Outcome, SendResult, Sink, attempt_bound
 from notirouter.delivery.retry import RetryPolicy
 from notirouter.metrics import Metrics
+from notirouter.operations.sink_health import SinkHealth
 from notirouter.queue.claim_loop import ClaimLoop, Slot
 from notirouter.queue.local_gate import LocalGate
 from notirouter.queue.protocol import DeliveryQueue, QueueUnavailable, SinkGate, sink_wake
@@ -97,6 +98,7 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
         *,
         lease: float,
         gate: SinkGate | None = None,
+        health: SinkHealth | None = None,
     ) -> None:
         super().__init__(queue.wakeup(sink_wake(sink.name)), sink.options.concurrency)
         self.label = f"sink {sink.name}"
@@ -112,6 +114,7 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
         self.paused_until = 0.0
         self.retry_log = ThrottledLog(log)
         self.redact = sink_redactor(sink)
+        self.health = health  # operational events: failing, recovered, dead letters
 
     async def claim(self, limit: int) -> list[StoredDelivery]:
         """This sink's due deliveries."""
@@ -140,6 +143,7 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
                 delivery, state="dead", error=error, attempt=note("unreadable", error)
             )
             self.metrics.dead_letters.labels(sink=self.sink.name).inc()
+            self._dead(delivery, error)
             log.error(
                 "sink %s: delivery %s is dead: %s",
                 self.sink.name,
@@ -174,6 +178,8 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
             await self.queue.finish_delivery(
                 delivery, state="done", error=None, attempt=note("delivered", result.detail)
             )
+            if self.health is not None:
+                self.health.delivered(name)
             log.info(
                 "delivered event %s to sink %s (route %s) in %.1fms",
                 delivery.event_id,
@@ -183,6 +189,8 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
                 extra=fields,
             )
             return
+        if self.health is not None:
+            self.health.failed(name, result.detail or result.outcome.value)
         if result.outcome is Outcome.PERMANENT:
             await self.queue.finish_delivery(
                 delivery,
@@ -191,6 +199,7 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
                 attempt=note("permanent", result.detail),
             )
             self.metrics.dead_letters.labels(sink=name).inc()
+            self._dead(delivery, result.detail or "refused")
             log.error(
                 "sink %s refused event %s for good: %s",
                 name,
@@ -210,6 +219,10 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
             retry_after = min(retry_after, max(self.policy.maximum, RETRY_AFTER_CAP))
             if now + retry_after > self.paused_until + 1:
                 self._log_pause(retry_after, result, fields)
+                if self.health is not None:
+                    self.health.paused(
+                        name, retry_after, result.detail, config_error=result.config_error
+                    )
             self.paused_until = max(self.paused_until, now + retry_after)
             await self.gate.pause(self.paused_until)
             paused_until = self.paused_until
@@ -224,6 +237,7 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
                 attempt=note("dead", result.detail, paused_until),
             )
             self.metrics.dead_letters.labels(sink=name).inc()
+            self._dead(delivery, error)
             log.error("sink %s: event %s %s", name, delivery.event_id, error, extra=fields)
             return
         await self.queue.finish_delivery(
@@ -249,6 +263,12 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
             delay,
             extra=fields,
         )
+
+    def _dead(self, delivery: StoredDelivery, error: str) -> None:
+        if self.health is not None:
+            self.health.dead(
+                self.sink.name, delivery_id=delivery.id, event_id=delivery.event_id, error=error
+            )
 
     def _log_pause(self, pause: float, result: SendResult, fields: dict[str, Any]) -> None:
         if result.config_error:

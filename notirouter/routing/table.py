@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from notirouter.api.operations import OPERATIONAL_EVENT_TYPE
 from notirouter.api.templating import TemplateRenderError
 
 ANY = "*"
@@ -75,7 +76,13 @@ class RouteTable:
         if found is not None:
             return found
         merged: dict[int, Route] = {}
-        for lookup in ((event_type, action), (event_type, ANY), (ANY, action), (ANY, ANY)):
+        lookups = [(event_type, action), (event_type, ANY), (ANY, action), (ANY, ANY)]
+        if event_type == OPERATIONAL_EVENT_TYPE:
+            # notirouter's own events go only where a route names their type: a catch-all
+            # route to the alert channel would otherwise carry them, and a failing sink's
+            # trouble back to itself.
+            lookups = lookups[:2]
+        for lookup in lookups:
             for route in self._index.get(lookup, ()):
                 merged[route.position] = route
         found = tuple(merged[p] for p in sorted(merged))

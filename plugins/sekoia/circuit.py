@@ -36,6 +36,7 @@ class Circuit:
         cooldown: float,
         cooldown_max: float,
         monotonic: Callable[[], float] = time.monotonic,
+        on_change: Callable[[bool, str], None] | None = None,
     ) -> None:
         self.enricher = enricher
         self.threshold = threshold
@@ -47,6 +48,8 @@ class Circuit:
         self._until: float | None = None  # None: closed; else when the next probe may go
         self._opened_at = 0.0
         self._probing = False
+        # ``(available, reason)`` on opening and closing: the core's operational events.
+        self._on_change = on_change
 
     @property
     def is_open(self) -> bool:
@@ -80,6 +83,8 @@ class Circuit:
                 self.enricher,
                 down,
             )
+            if self._on_change is not None:
+                self._on_change(True, f"the Sekoia.io API answers again after {down:.0f}s")
 
     def failed(self, probe: bool, reason: str) -> None:
         """A request failed for lack of the API (timeout, connection error, 408, 5xx)."""
@@ -111,6 +116,10 @@ class Circuit:
                 self._cooldown,
                 self.cooldown_max,
             )
+            if self._on_change is not None:
+                self._on_change(
+                    False, f"{self._failures} requests in a row failed, the last with {reason}"
+                )
 
     def abandoned(self, probe: bool) -> None:
         """A request ended without an outcome (cancelled): let the next call probe instead."""

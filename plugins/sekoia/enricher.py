@@ -64,6 +64,7 @@ class SekoiaEnricher(Enricher[SekoiaOptions]):
                 threshold=options.circuit_failures,
                 cooldown=options.circuit_cooldown,
                 cooldown_max=options.circuit_cooldown_max,
+                on_change=context.report_health,
             ),
         )
         self.cache = FlightCache(ttl=options.cache_ttl, max_entries=options.cache_size)

@@ -1,0 +1,1 @@
+"""notirouter watching itself: operational events (``type: notirouter``) and the heartbeat."""
