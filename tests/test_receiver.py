@@ -182,6 +182,17 @@ async def test_wrong_field_types_are_422_with_locations(
     assert stored_events(served) == []
 
 
+async def test_notirouters_own_event_type_cannot_come_from_outside(
+    served: Served, client: aiohttp.ClientSession
+) -> None:
+    forged = {**ALERT, "type": "notirouter", "action": "sink-recovered"}
+    status, body, _ = await post(client, served, forged)
+    assert status == 422
+    assert [tuple(d["loc"]) for d in body["detail"]] == [("type",)]
+    assert "reserved" in body["detail"][0]["msg"]
+    assert stored_events(served) == []
+
+
 async def test_unknown_type_is_accepted_and_routed(
     served: Served, client: aiohttp.ClientSession, loopback: LoopbackServer
 ) -> None:

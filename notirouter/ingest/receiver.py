@@ -20,6 +20,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from notirouter.api.operations import OPERATIONAL_EVENT_TYPE
 from notirouter.ingest.payload import PayloadRefused, load_payload
 from notirouter.queue.protocol import QueueUnavailable
 from notirouter.redaction import redact_path
@@ -28,6 +29,7 @@ from notirouter.throttled_log import ThrottledLog
 if TYPE_CHECKING:
     from notirouter.runtime import Runtime
 
+RESERVED_TYPE = f"type {OPERATIONAL_EVENT_TYPE!r} is reserved for notirouter's own events"
 log = logging.getLogger("notirouter.receiver")
 access_log = logging.getLogger("notirouter.access")
 
@@ -126,6 +128,12 @@ def create_app(runtime: Runtime) -> Starlette:
                 for e in exc.errors(include_input=False, include_url=False)
             ]
             return error(422, "invalid event", detail=detail)
+        if event.type == OPERATIONAL_EVENT_TYPE:
+            # notirouter's own events are enqueued by notirouter alone: one from outside would
+            # page as "sink failing" or hide a real one. Refused like any invalid event.
+            count(hook.name, "422")
+            reserved = {"loc": ["type"], "msg": RESERVED_TYPE, "type": "value_error"}
+            return error(422, "invalid event", detail=[reserved])
         try:
             result = await runtime.queue.enqueue(
                 hook=hook.name,
