@@ -37,7 +37,7 @@ from notirouter.api.http import (
     parse_retry_after,
 )
 from notirouter.api.http_sink import HttpSink, classify_status
-from notirouter.api.message import Fact, Message, Severity
+from notirouter.api.message import Digest, DigestItem, Fact, Message, Severity
 from notirouter.api.sink import Outcome, SendResult, Sink, SinkContext, SinkOptions
 from notirouter.api.source import Source
 from notirouter.api.spec import hookimpl
@@ -48,6 +48,8 @@ __version__ = "0.1.0"
 __all__ = [
     "MATTERMOST_ADDRESS",
     "TRUNCATION_MARKER",
+    "Digest",
+    "DigestItem",
     "Enricher",
     "EnricherContext",
     "EnricherOptions",

@@ -17,6 +17,8 @@ import notirouter
 PUBLIC_API = [
     "MATTERMOST_ADDRESS",
     "TRUNCATION_MARKER",
+    "Digest",
+    "DigestItem",
     "Enricher",
     "EnricherContext",
     "EnricherOptions",

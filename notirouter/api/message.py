@@ -1,5 +1,10 @@
 """The neutral Message: built once per (event, route), rendered by every sink.
 
+A grouped route sends a :class:`Digest` of several messages as one Message (README "Storm
+control"): its title, text and facts already say everything, so a sink that knows nothing of
+digests delivers a readable one; ``Message.digest`` carries the structure for a sink that
+renders digests natively.
+
 A Message holds *plain text*. Templates from the configuration are trusted, values from events
 are not, and neither carries markup: each sink escapes every field for its own markup, so an
 attacker-controlled title can never become a live link or a mention.
@@ -60,6 +65,69 @@ class Fact(BaseModel):
     value: str
 
 
+class DigestItem(BaseModel):
+    """One message of a digest, as one line: title, severity, status if known, link."""
+
+    model_config = ConfigDict(frozen=True)
+
+    title: str
+    severity: Severity = Severity.INFO
+    status: str | None = None
+    link: str | None = None
+    event_id: str = ""
+
+
+class Digest(BaseModel):
+    """What one group gathered since its last message (plain, untrusted text like any field).
+
+    ``count`` counts every message gathered; ``items`` lists the first ``max_items`` of them
+    (oldest first) and ``more`` is how many were left out (``count == len(items) + more``).
+    ``more_link`` is a link shared by every left-out message, when they have one in common.
+    ``event_ids`` names the event of every message, listed or not, so none is out of reach.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    route: str
+    group: tuple[Fact, ...] = ()
+    count: int
+    severity: Severity = Severity.INFO
+    items: tuple[DigestItem, ...] = ()
+    more: int = 0
+    more_link: str | None = None
+    event_ids: tuple[str, ...] = ()
+
+    def line(self, item: DigestItem) -> str:
+        """The default plain-text line of ``item``: ``[HIGH] title · status · link``."""
+        parts = [f"[{item.severity.label}] {item.title}"]
+        if item.status:
+            parts.append(item.status)
+        if item.link:
+            parts.append(item.link)
+        return " · ".join(parts)
+
+    def more_line(self) -> str | None:
+        """``and N more`` (with the shared link, if any), or ``None`` when none was left out."""
+        if not self.more:
+            return None
+        return f"and {self.more} more" + (f": {self.more_link}" if self.more_link else "")
+
+    def title(self) -> str:
+        """The default title: the count, the highest severity and the group's values."""
+        noun = "notification" if self.count == 1 else "notifications"
+        title = f"{self.count} {noun} on {self.route}, highest {self.severity.label}"
+        values = ", ".join(fact.value for fact in self.group if fact.value)
+        return f"{title}: {values}" if values else title
+
+    def text(self) -> str:
+        """The default text: one line per listed item, then ``and N more``."""
+        lines = [f"- {self.line(item)}" for item in self.items]
+        more = self.more_line()
+        if more is not None:
+            lines.append(more)
+        return "\n".join(lines)
+
+
 class Message(BaseModel):
     """What a notification says, independent of where it goes.
 
@@ -79,6 +147,9 @@ class Message(BaseModel):
         default=None, description="Stable id of the thing the message is about (e.g. an alert)."
     )
     route: str = ""
+    digest: Digest | None = Field(
+        default=None, description="Set when this message is a digest of a grouped route."
+    )
     event: dict[str, Any] = Field(default_factory=dict)
     enrichment: dict[str, Any] = Field(default_factory=dict)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from notirouter.api.templating import TemplateRenderError
+from notirouter.routing.grouping import Grouping
 
 ANY = "*"
 Renderer = Callable[[Mapping[str, Any]], str]
@@ -34,6 +35,7 @@ class Route:
     title: Renderer | None = None
     text: Renderer | None = None
     facts: tuple[tuple[str, Renderer], ...] | None = None
+    group: Grouping | None = None  # None: every message is delivered at once
 
     def mismatch(self, event_type: str, action: str) -> str | None:
         """Why this route cannot match (type, action), or ``None`` when it can."""
