@@ -1,0 +1,238 @@
+"""Storm control, item 1: grouping and digests, through the real runtime on both backends.
+
+A grouped route holds its messages per group in the queue and sends, per group, its first
+message after ``wait`` and then at most one digest per ``interval``. Every message is counted
+and named by its event in the digest that carries it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from notirouter.config.errors import ConfigError
+from notirouter.config.loader import load_config
+from tests.backends import Backend
+from tests.conftest import TOKEN
+from tests.loopback import LoopbackServer
+from tests.sekoia_fixtures import alert_event, metadata
+from tests.serve_process import free_port, start_serve, wait_exit
+from tests.serving import serve
+
+
+def config(backend: Backend, sink_url: str, group: str) -> str:
+    return f"""
+hooks:
+  - {{name: sekoia, token: {TOKEN}}}
+queue: {backend.yaml()}
+delivery: {{backoff_initial: 50ms, backoff_max: 200ms, lease: 30s}}
+server: {{access_log: false}}
+sinks:
+  a: {{type: webhook, url: "{sink_url}"}}
+routes:
+  - name: storm
+    match: {{type: alert}}
+    sinks: [a]
+    group: {group}
+"""
+
+
+def alert(n: int, rule: str = "PowerShell", urgency: int = 30) -> dict[str, Any]:
+    return alert_event(
+        uuid=f"00000000-0000-0000-0000-{n:012d}",
+        short_id=f"AL{n}",
+        rule_name=rule,
+        urgency_current_value=urgency,
+        status_name="Pending",
+    ) | {"metadata": metadata(uuid=f"m{n}-{rule}")}
+
+
+async def post(base: str, events: list[dict[str, Any]]) -> None:
+    async with aiohttp.ClientSession() as client:
+
+        async def one(item: dict[str, Any]) -> None:
+            async with client.post(f"{base}/hooks/{TOKEN}", json=item) as response:
+                assert response.status == 202
+
+        await asyncio.gather(*(one(item) for item in events))
+
+
+def messages(loopback: LoopbackServer) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = [r.json() for r in loopback.requests]
+    return found
+
+
+async def quiet(loopback: LoopbackServer, seconds: float) -> None:
+    """Let ``seconds`` pass in which a further message would have arrived."""
+    await asyncio.sleep(seconds)
+
+
+async def test_a_storm_within_wait_is_one_digest_with_the_count_and_highest_severity(
+    queue_backend: Backend, write_config: Callable[..., Path], loopback: LoopbackServer
+) -> None:
+    path = write_config(
+        config(queue_backend, loopback.url, "{by: [attributes.rule_name], wait: 2s, interval: 30s}")
+    )
+    async with serve(path) as served:
+        storm = [alert(n, urgency=90 if n == 17 else 30) for n in range(50)]
+        await post(served.url, storm)
+        await loopback.wait_for(1, timeout=15)
+        await quiet(loopback, 1.0)
+    [digest] = messages(loopback)
+    assert digest["digest"]["count"] == 50
+    assert digest["severity"] == "critical"
+    assert digest["title"].startswith("50 notifications on storm, highest CRITICAL")
+    assert "PowerShell" in digest["title"]
+    assert len(digest["digest"]["items"]) == 50
+    assert digest["text"].count("\n- ") == 49  # one line per item
+    assert "[CRITICAL] New alert: AL17 · Pending" in digest["text"]
+    assert len(set(digest["digest"]["event_ids"])) == 50  # every event named
+
+
+async def test_each_by_value_is_its_own_group(
+    queue_backend: Backend, write_config: Callable[..., Path], loopback: LoopbackServer
+) -> None:
+    path = write_config(
+        config(queue_backend, loopback.url, "{by: [attributes.rule_name], wait: 1s, interval: 30s}")
+    )
+    async with serve(path) as served:
+        await post(served.url, [alert(n, rule="Mimikatz") for n in range(3)])
+        await post(served.url, [alert(n, rule="PsExec") for n in range(3, 5)])
+        await loopback.wait_for(2, timeout=15)
+        await quiet(loopback, 1.0)
+    counts = {m["digest"]["group"][0]["value"]: m["digest"]["count"] for m in messages(loopback)}
+    assert counts == {"Mimikatz": 3, "PsExec": 2}
+    assert len(loopback.requests) == 2
+
+
+async def test_a_lone_first_message_goes_as_usual_and_later_ones_wait_for_the_interval(
+    queue_backend: Backend, write_config: Callable[..., Path], loopback: LoopbackServer
+) -> None:
+    interval = 1.5
+    path = write_config(
+        config(queue_backend, loopback.url, f"{{by: [], wait: 300ms, interval: {interval}s}}")
+    )
+    async with serve(path) as served:
+        await post(served.url, [alert(1)])
+        await loopback.wait_for(1, timeout=10)
+        first_at = time.time()
+        await post(served.url, [alert(2), alert(3, urgency=60)])
+        await asyncio.sleep(interval / 2)
+        held = len(loopback.requests)  # still 1: the interval has not ended
+        await loopback.wait_for(2, timeout=10)
+        second_at = time.time()
+        await quiet(loopback, 0.5)
+    assert held == 1
+    first, second = messages(loopback)
+    assert first["digest"] is None
+    assert first["title"] == "New alert: AL1"  # what it would be without grouping
+    assert second["digest"]["count"] == 2  # what arrived since, not the first again
+    assert second["severity"] == "high"
+    assert second_at - first_at >= interval - 0.3
+    assert len(loopback.requests) == 2
+
+
+async def test_items_beyond_max_items_are_counted_as_and_n_more(
+    queue_backend: Backend, write_config: Callable[..., Path], loopback: LoopbackServer
+) -> None:
+    path = write_config(
+        config(queue_backend, loopback.url, "{by: [], wait: 1s, interval: 30s, max_items: 3}")
+    )
+    async with serve(path) as served:
+        await post(served.url, [alert(n) for n in range(7)])
+        await loopback.wait_for(1, timeout=10)
+        await quiet(loopback, 0.5)
+    [digest] = messages(loopback)
+    assert digest["digest"]["count"] == 7
+    assert len(digest["digest"]["items"]) == 3
+    assert digest["digest"]["more"] == 4
+    assert digest["text"].endswith("and 4 more")
+    assert len(digest["digest"]["event_ids"]) == 7  # none out of reach
+
+
+async def routed_count(backend: Backend) -> int:
+    queue = backend.make()
+    await queue.open(create=False)
+    try:
+        return (await queue.counts()).get("events_routed", 0)
+    finally:
+        await queue.close()
+
+
+async def test_sigkill_while_a_group_waits_then_restart_sends_its_digest_once(
+    queue_backend: Backend, write_config: Callable[..., Path], loopback: LoopbackServer
+) -> None:
+    path = write_config(config(queue_backend, loopback.url, "{by: [], wait: 2s, interval: 30s}"))
+    log = path.parent / "serve.log"
+    port = free_port()
+    process = await start_serve(path, port, log)
+    try:
+        await post(f"http://127.0.0.1:{port}", [alert(n) for n in range(5)])
+        for _ in range(200):  # at most 10 s
+            if await routed_count(queue_backend) == 5:
+                break
+            await asyncio.sleep(0.05)
+        assert loopback.requests == []
+    finally:
+        process.kill()  # SIGKILL: no drain, nothing flushed
+        process.wait()
+    process = await start_serve(path, port, log)
+    try:
+        await loopback.wait_for(1, timeout=15)
+        await quiet(loopback, 1.0)
+    finally:
+        process.terminate()
+        await wait_exit(process, 10)
+    [digest] = messages(loopback)
+    assert digest["digest"]["count"] == 5
+
+
+async def test_two_processes_on_postgres_send_one_digest(
+    postgres_backend: Backend, write_config: Callable[..., Path], loopback: LoopbackServer
+) -> None:
+    path = write_config(config(postgres_backend, loopback.url, "{by: [], wait: 1s, interval: 30s}"))
+    async with serve(path) as one, serve(path) as two:
+        events = [alert(n) for n in range(20)]
+        await asyncio.gather(post(one.url, events[::2]), post(two.url, events[1::2]))
+        await loopback.wait_for(1, timeout=15)
+        await quiet(loopback, 1.5)
+    [digest] = messages(loopback)
+    assert digest["digest"]["count"] == 20
+
+
+def test_a_by_expression_that_does_not_compile_is_a_config_error_with_its_position(
+    write_config: Callable[..., Path],
+) -> None:
+    path = write_config(
+        f"""
+hooks: [{{name: sekoia, token: {TOKEN}}}]
+sinks: {{a: {{type: log}}}}
+routes:
+  - name: storm
+    sinks: [a]
+    group:
+      by: [attributes.rule_name, "attributes.(("]
+"""
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    [problem] = [str(p) for p in caught.value.problems]
+    assert problem.startswith(f"{path}:7:34: routes.storm.group.by: does not compile")
+
+
+def test_without_group_nothing_is_held(write_config: Callable[..., Path]) -> None:
+    path = write_config(
+        f"""
+hooks: [{{name: sekoia, token: {TOKEN}}}]
+sinks: {{a: {{type: log}}}}
+routes: [{{name: r, sinks: [a]}}]
+"""
+    )
+    [route] = load_config(path).routes.routes
+    assert route.group is None
