@@ -8,6 +8,8 @@ and named by its event in the digest that carries it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -236,3 +238,32 @@ routes: [{{name: r, sinks: [a]}}]
     )
     [route] = load_config(path).routes.routes
     assert route.group is None
+
+
+async def test_a_storm_of_500_alerts_reaches_teams_as_at_most_3_messages_counting_all(
+    queue_backend: Backend, write_config: Callable[..., Path], loopback: LoopbackServer
+) -> None:
+    group = "{by: [attributes.rule_name], wait: 3s, interval: 5s}"
+    text = config(queue_backend, loopback.url, group)
+    path = write_config(text.replace("type: webhook", "type: teams"))
+    async with serve(path) as served:
+        storm = [alert(n) for n in range(500)]
+        for start in range(0, 500, 50):  # 50 senders at a time
+            await post(served.url, storm[start : start + 50])
+        counted = 0
+        for _ in range(3):
+            with contextlib.suppress(TimeoutError):
+                await loopback.wait_for(len(loopback.requests) + 1, timeout=12)
+            counted = sum(digest_count(r.body.decode()) for r in loopback.requests)
+            if counted >= 500:
+                break
+        await quiet(loopback, 1.0)
+    assert counted == 500
+    assert len(loopback.requests) <= 3
+
+
+def digest_count(card: str) -> int:
+    """The count a Teams digest card states in its title."""
+    found = re.search(r"(\d+) notifications on storm", card)
+    assert found is not None, card[:500]
+    return int(found.group(1))
