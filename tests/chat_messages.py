@@ -91,7 +91,7 @@ ONE_PER_SEVERITY = tuple(
 )
 
 
-def _digest(items: list[Message], max_items: int) -> Message:
+def digest_of(items: list[Message], max_items: int) -> Message:
     """The digest a group holding ``items`` sends (README "Storm control")."""
     held = [
         GroupedItem(n, f"event-{n}", m.severity.rank, m.link, m.model_dump_json())
@@ -108,7 +108,7 @@ def _digest(items: list[Message], max_items: int) -> Message:
 
 
 # A digest of hostile items, with some left out ("and N more").
-DIGEST = _digest([HOSTILE, HOSTILE_LINKED, ALERT, *ONE_PER_SEVERITY, HOSTILE], max_items=5)
+DIGEST = digest_of([HOSTILE, HOSTILE_LINKED, ALERT, *ONE_PER_SEVERITY, HOSTILE], max_items=5)
 
 ALL = {
     "alert": ALERT,

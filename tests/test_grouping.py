@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import time
 from collections.abc import Callable
@@ -18,9 +19,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from notirouter import TRUNCATION_MARKER, Message, Severity
 from notirouter.config.errors import ConfigError
 from notirouter.config.loader import load_config
 from tests.backends import Backend
+from tests.chat_helpers import build_sink
+from tests.chat_messages import digest_of
 from tests.conftest import TOKEN
 from tests.loopback import LoopbackServer
 from tests.sekoia_fixtures import alert_event, metadata
@@ -267,3 +271,20 @@ def digest_count(card: str) -> int:
     found = re.search(r"(\d+) notifications on storm", card)
     assert found is not None, card[:500]
     return int(found.group(1))
+
+
+@pytest.mark.parametrize("sink_type", ["teams", "discord", "mattermost"])
+def test_a_digest_too_long_for_a_sink_keeps_whole_lines_and_counts_the_cut_ones(
+    sink_type: str,
+) -> None:
+    long_titles = [
+        Message(title=f"alert {n} " + "x" * 300, severity=Severity.HIGH) for n in range(200)
+    ]
+    digest = digest_of(long_titles, max_items=150)
+    rendered = json.dumps(build_sink(sink_type).render(digest), ensure_ascii=False)
+    listed = len(re.findall(r"alert \d+ x{300}", rendered))
+    more = re.search(r"and (\d+) more", rendered)
+    assert more is not None
+    assert 0 < listed < 150
+    assert listed + int(more.group(1)) == 200  # every item listed or counted
+    assert "x" * 300 + TRUNCATION_MARKER not in rendered  # no line cut in half

@@ -12,6 +12,7 @@ attacker-controlled title can never become a live link or a mention.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
@@ -121,8 +122,31 @@ class Digest(BaseModel):
 
     def text(self) -> str:
         """The default text: one line per listed item, then ``and N more``."""
-        lines = [f"- {self.line(item)}" for item in self.items]
-        more = self.more_line()
+        return self._text(len(self.items))
+
+    def text_within(self, fits: Callable[[str], bool]) -> str | None:
+        """The default text cut to whole lines that ``fits`` accepts, ``and N more`` counting
+        every item cut (``None`` if not even that fits): a sink's limit never hides the count.
+        """
+        if fits(self._text(len(self.items))):
+            return self._text(len(self.items))
+        if not fits(self._text(0)):
+            return None
+        low, high = 0, len(self.items)  # fits(low) holds, fits(high) does not
+        while high - low > 1:
+            middle = (low + high) // 2
+            if fits(self._text(middle)):
+                low = middle
+            else:
+                high = middle
+        return self._text(low)
+
+    def _text(self, listed: int) -> str:
+        lines = [f"- {self.line(item)}" for item in self.items[:listed]]
+        if listed == len(self.items):
+            more = self.more_line()
+        else:  # the shared link was of the items left out at first: not of these
+            more = f"and {self.more + len(self.items) - listed} more"
         if more is not None:
             lines.append(more)
         return "\n".join(lines)
