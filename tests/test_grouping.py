@@ -30,6 +30,7 @@ from tests.loopback import LoopbackServer
 from tests.sekoia_fixtures import alert_event, metadata
 from tests.serve_process import free_port, start_serve, wait_exit
 from tests.serving import serve
+from tests.test_email_conformance import mail_of, parts, read_html
 
 
 def config(backend: Backend, sink_url: str, group: str) -> str:
@@ -288,3 +289,29 @@ def test_a_digest_too_long_for_a_sink_keeps_whole_lines_and_counts_the_cut_ones(
     assert 0 < listed < 150
     assert listed + int(more.group(1)) == 200  # every item listed or counted
     assert "x" * 300 + TRUNCATION_MARKER not in rendered  # no line cut in half
+
+
+def test_an_email_digest_is_a_table_of_inert_rows_and_counts_the_rest() -> None:
+    hostile = Message(
+        title="<b>bold</b> <a href='https://evil.example'>x</a>",
+        severity=Severity.CRITICAL,
+        link="javascript:alert(1)",
+    )
+    linked = Message(title="PowerShell", severity=Severity.LOW, link="https://app.example/a/1")
+    digest = digest_of([hostile, linked, linked, linked], max_items=2)
+    text, html = parts(mail_of(digest))
+    reader = read_html(html)
+    shown = "".join(reader.text)
+    # Shown as typed (its URL defused, as in any mail title), never as markup.
+    assert "CRITICAL<b>bold</b> <a href='https\u200b://evil.example'>x</a>" in shown.replace(
+        "\n", ""
+    )
+    hrefs = [dict(attrs).get("href") for tag, attrs in reader.tags if tag == "a"]
+    assert hrefs == [
+        "https://app.example/a/1",
+        "https://app.example/a/1",
+        "https://app.example/a/1",
+    ]
+    assert "and 2 more" in shown
+    assert "and 2 more: https\u200b://app.example/a/1" in text  # the plain part: the lines
+    assert ("b", ()) not in reader.tags
