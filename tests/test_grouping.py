@@ -274,7 +274,7 @@ def digest_count(card: str) -> int:
     return int(found.group(1))
 
 
-@pytest.mark.parametrize("sink_type", ["teams", "discord", "mattermost"])
+@pytest.mark.parametrize("sink_type", ["teams", "discord", "mattermost", "slack"])
 def test_a_digest_too_long_for_a_sink_keeps_whole_lines_and_counts_the_cut_ones(
     sink_type: str,
 ) -> None:
