@@ -78,15 +78,21 @@ def add_items(c: sqlite3.Connection, event_id: str, items: Iterable[NewGroupItem
 
 def _due_group(c: sqlite3.Connection, row: tuple[str, str, str, str, int, int]) -> DueGroup:
     kind, route, key, sinks, max_items, flushes = row
-    rows = c.execute(
-        "SELECT id, event_id, severity, link, message FROM storm_group_items"
-        " WHERE kind = ? AND route = ? AND group_key = ? ORDER BY id",
-        (kind, route, key),
+    where = "WHERE kind = ? AND route = ? AND group_key = ?"
+    # Messages of the listed items only: a group of 10,000 costs 10,000 small rows, not bodies.
+    listed = c.execute(
+        f"SELECT id, event_id, severity, link, message FROM storm_group_items {where}"  # noqa: S608
+        " ORDER BY id LIMIT ?",
+        (kind, route, key, max_items),
     ).fetchall()
-    items = [
-        GroupedItem(r[0], r[1], r[2], r[3], r[4] if i < max_items else None)
-        for i, r in enumerate(rows)
-    ]
+    items = [GroupedItem(r[0], r[1], r[2], r[3], r[4]) for r in listed]
+    if len(listed) == max_items:
+        rest = c.execute(
+            f"SELECT id, event_id, severity, link FROM storm_group_items {where}"  # noqa: S608
+            " AND id > ? ORDER BY id",
+            (kind, route, key, listed[-1][0]),
+        ).fetchall()
+        items.extend(GroupedItem(r[0], r[1], r[2], r[3], None) for r in rest)
     return DueGroup(kind, route, key, tuple(json.loads(sinks)), max_items, flushes, items)
 
 
