@@ -22,6 +22,8 @@ import pytest
 from notirouter import TRUNCATION_MARKER, Message, Severity
 from notirouter.config.errors import ConfigError
 from notirouter.config.loader import load_config
+from notirouter.delivery.digests import flushed_message
+from notirouter.queue.records import NewGroupItem
 from tests.backends import Backend
 from tests.chat_helpers import build_sink
 from tests.chat_messages import digest_of
@@ -315,3 +317,58 @@ def test_an_email_digest_is_a_table_of_inert_rows_and_counts_the_rest() -> None:
     assert "and 2 more" in shown
     assert "and 2 more: https\u200b://app.example/a/1" in text  # the plain part: the lines
     assert ("b", ()) not in reader.tags
+
+
+def held_item(wait: float = 60.0) -> NewGroupItem:
+    message = Message(title="held", severity=Severity.HIGH)
+    return NewGroupItem(
+        kind="group",
+        route="storm",
+        group_key="[]",
+        sinks=("a",),
+        wait=wait,
+        interval=60.0,
+        max_items=50,
+        message_json=message.model_dump_json(),
+        severity=message.severity.rank,
+        link=None,
+    )
+
+
+async def test_an_event_whose_lease_was_lost_adds_nothing_to_its_group(
+    queue_backend: Backend,
+) -> None:
+    queue = queue_backend.make()
+    await queue.open()
+    try:
+        await queue.enqueue(hook="h", source="sekoia", dedupe_key="k", body=b"{}")
+        [stale] = await queue.claim_events(1, 0.0)  # its lease ends at once
+        [current] = await queue.claim_events(1, 30.0)
+        assert not await queue.complete_event(stale, [], [held_item()])
+        assert await queue.next_group_due() is None  # not routed: nothing held either
+        before = time.time()
+        assert await queue.complete_event(current, [], [held_item(wait=60.0)])
+        due = await queue.next_group_due()
+        assert due is not None and before + 60.0 <= due <= time.time() + 60.0
+        assert await queue.flush_groups(10, flushed_message) == 0  # not due before its wait
+    finally:
+        await queue.close()
+
+
+async def test_a_group_idle_for_a_whole_interval_is_forgotten_and_starts_anew(
+    queue_backend: Backend, write_config: Callable[..., Path], loopback: LoopbackServer
+) -> None:
+    group = "{by: [], wait: 200ms, interval: 600ms}"
+    path = write_config(config(queue_backend, loopback.url, group))
+    async with serve(path) as served:
+        await post(served.url, [alert(1)])
+        await loopback.wait_for(1, timeout=10)
+        for _ in range(100):  # at most 10 s: until the empty group has been forgotten
+            if await served.runtime.queue.next_group_due() is None:
+                break
+            await asyncio.sleep(0.1)
+        await post(served.url, [alert(2)])
+        await loopback.wait_for(2, timeout=10)
+    first, second = messages(loopback)
+    assert (first["title"], second["title"]) == ("New alert: AL1", "New alert: AL2")
+    assert second["digest"] is None  # a new group's lone first message, not a digest
