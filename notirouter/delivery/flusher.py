@@ -21,6 +21,8 @@ BATCH = 64
 # Other processes notify new groups; this bounds the sleep should one notice be lost.
 MAX_SLEEP = 30.0
 RETRY_AFTER_ERROR = 1.0
+# A due group another process is flushing right now: look again shortly, not in a tight loop.
+TAKEN_RETRY = 0.05
 
 
 class GroupFlusher:
@@ -35,9 +37,12 @@ class GroupFlusher:
         while True:
             self.wakeup.clear()
             try:
-                if await self.queue.flush_groups(BATCH, flushed_message) >= BATCH:
+                flushed = await self.queue.flush_groups(BATCH, flushed_message)
+                if flushed >= BATCH:
                     continue  # more may be due at once
                 due = await self.queue.next_group_due()
+                if not flushed and due is not None and due <= time.time():
+                    due = time.time() + TAKEN_RETRY
             except QueueUnavailable as exc:
                 log.warning("groups could not be flushed: %s", exc)
                 due = time.time() + RETRY_AFTER_ERROR

@@ -1,12 +1,19 @@
 """Groups on PostgreSQL: the messages grouped routes hold, and their timers, shared by every
 process (README "Storm control").
 
-Same tables as SQLite (``storm_groups``, ``storm_group_items``). Items are added in the
-transaction that marks their event routed; adding upserts the group row first, so it waits for
-a flush holding that row and never slips between a flush's read and its delete. A flush takes
-due group rows ``FOR UPDATE SKIP LOCKED`` and empties them into delivery jobs in the same
-transaction: several processes flush each group once, and a process killed mid-flush rolls
-back, leaving the group due for the next one.
+Same tables as SQLite (``storm_groups``, ``storm_group_items``). The row locks are chosen so
+that a storm never starves the flush and no item is ever orphaned:
+
+- routing holds its group row ``FOR KEY SHARE`` (routers never wait for each other, nor for
+  a flush) from before it adds its item until it commits;
+- a flush takes one due group ``FOR NO KEY UPDATE SKIP LOCKED``: compatible with routing,
+  exclusive among flushers, so several processes flush each group once; it removes exactly the
+  items it read (one committed meanwhile stays for the next flush);
+- only forgetting an empty group needs the row ``FOR UPDATE``: it waits for routing in flight,
+  then looks again; routing that finds its group forgotten creates it anew.
+
+Each group is flushed in its own transaction, so a flush holds one row lock at a time and
+cannot deadlock with routing. A process killed mid-flush rolls back: the group stays due.
 """
 
 from __future__ import annotations
@@ -18,24 +25,30 @@ import asyncpg
 
 from notirouter.queue.postgres.connection import unavailable
 from notirouter.queue.postgres.schema import Connection
-from notirouter.queue.protocol import GROUPS_WAKE, sink_wake
+from notirouter.queue.protocol import GROUPS_WAKE, QueueUnavailable, sink_wake
 from notirouter.queue.records import DueGroup, FlushedMessage, GroupedItem, NewGroupItem
 
-# The latest config's sinks and limits win; the timer of a running group stays.
-_UPSERT_GROUP = (
+_CREATE_GROUP = (
     "INSERT INTO storm_groups (kind, route, group_key, sinks, interval_seconds, max_items,"
     " created_at, next_flush_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-    " ON CONFLICT (kind, route, group_key) DO UPDATE SET sinks = EXCLUDED.sinks,"
-    " interval_seconds = EXCLUDED.interval_seconds, max_items = EXCLUDED.max_items"
-    " RETURNING (xmax = 0)"
+    " ON CONFLICT (kind, route, group_key) DO NOTHING RETURNING 1"
+)
+_HOLD_GROUP = (
+    "SELECT 1 FROM storm_groups WHERE kind = $1 AND route = $2 AND group_key = $3 FOR KEY SHARE"
+)
+# The latest config's sinks and limits win (rarely a write: only when they changed).
+_UPDATE_SETTINGS = (
+    "UPDATE storm_groups SET sinks = $4, interval_seconds = $5, max_items = $6"
+    " WHERE kind = $1 AND route = $2 AND group_key = $3"
+    " AND (sinks <> $4 OR interval_seconds <> $5 OR max_items <> $6)"
 )
 _INSERT_ITEM = (
     "INSERT INTO storm_group_items (kind, route, group_key, event_id, message, severity, link,"
     " added_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING"
 )
-_CLAIM_DUE = (
+_CLAIM_ONE = (
     "SELECT kind, route, group_key, sinks, max_items, flushes FROM storm_groups"
-    " WHERE next_flush_at <= $1 ORDER BY next_flush_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+    " WHERE next_flush_at <= $1 ORDER BY next_flush_at LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED"
 )
 # Messages of the listed items only: a group of 10,000 costs 10,000 small rows, not bodies.
 _ITEMS = (
@@ -47,31 +60,39 @@ _INSERT_DELIVERIES = (
     "INSERT INTO deliveries (event_id, route, sink, message, created_at, next_attempt_at)"
     " SELECT $1, $2, s, $4, $5, $5 FROM unnest($3::text[]) AS s ON CONFLICT DO NOTHING"
 )
-_DELETE_GROUP = "DELETE FROM storm_groups WHERE kind = $1 AND route = $2 AND group_key = $3"
-_DELETE_ITEMS = (
-    "DELETE FROM storm_group_items WHERE kind = $1 AND route = $2 AND group_key = $3 AND id <= $4"
+_LOCK_TO_FORGET = (
+    "SELECT 1 FROM storm_groups WHERE kind = $1 AND route = $2 AND group_key = $3 FOR UPDATE"
 )
+_HOLDS_ITEMS = (
+    "SELECT EXISTS (SELECT 1 FROM storm_group_items"
+    " WHERE kind = $1 AND route = $2 AND group_key = $3)"
+)
+_DELETE_GROUP = "DELETE FROM storm_groups WHERE kind = $1 AND route = $2 AND group_key = $3"
+_DELETE_ITEMS = "DELETE FROM storm_group_items WHERE id = ANY($1::bigint[])"
 _RESCHEDULE = (
     "UPDATE storm_groups SET flushes = flushes + 1, next_flush_at = $4 + interval_seconds"
     " WHERE kind = $1 AND route = $2 AND group_key = $3"
 )
+HOLD_TRIES = 5
 
 
 async def add_items(connection: Connection, event_id: str, items: Iterable[NewGroupItem]) -> None:
     """Hold ``items`` of one event in their groups (inside its routing transaction)."""
     now = time.time()
-    # One order for every process: two events of the same groups never wait on each other.
     for item in sorted(items, key=lambda i: (i.kind, i.route, i.group_key)):
         where = (item.kind, item.route, item.group_key)
-        created = await connection.fetchval(
-            _UPSERT_GROUP,
-            *where,
-            list(item.sinks),
-            item.interval,
-            item.max_items,
-            now,
-            now + item.wait,
-        )
+        settings = (list(item.sinks), item.interval, item.max_items)
+        for _ in range(HOLD_TRIES):
+            created = await connection.fetchval(
+                _CREATE_GROUP, *where, *settings, now, now + item.wait
+            )
+            # A row this transaction created, or one it holds: not forgotten before commit.
+            if created or await connection.fetchval(_HOLD_GROUP, *where):
+                break
+        else:
+            raise QueueUnavailable("PostgreSQL: a group kept being forgotten while routing")
+        if not created:
+            await connection.execute(_UPDATE_SETTINGS, *where, *settings)
         await connection.execute(
             _INSERT_ITEM, *where, event_id, item.message_json, item.severity, item.link, now
         )
@@ -90,44 +111,48 @@ async def _due_group(connection: Connection, row: asyncpg.Record) -> DueGroup:
 async def flush_groups(
     pool: asyncpg.Pool, limit: int, build: Callable[[DueGroup], FlushedMessage]
 ) -> tuple[int, set[str]]:
-    """Flush up to ``limit`` due groups in one transaction; how many, and the sinks to wake."""
+    """Flush up to ``limit`` due groups, one transaction each; how many, and sinks to wake."""
     woken: set[str] = set()
+    handled = 0
     with unavailable("flush groups"):
-        async with pool.acquire() as connection, connection.transaction():
-            now = time.time()
-            due = await connection.fetch(_CLAIM_DUE, now, limit)
-            for row in due:
-                group = await _due_group(connection, row)
-                where = (group.kind, group.route, group.group_key)
-                if not group.items:
-                    await connection.execute(_DELETE_GROUP, *where)
-                    continue
-                flushed = build(group)
-                await connection.execute(
-                    _INSERT_DELIVERIES,
-                    flushed.event_id,
-                    group.route,
-                    list(group.sinks),
-                    flushed.message_json,
-                    now,
-                )
-                await connection.execute(
-                    _DELETE_ITEMS,
-                    *where,
-                    group.items[-1].id,
-                )
-                await connection.execute(
-                    _RESCHEDULE,
-                    *where,
-                    now,
-                )
-                woken.update(sink_wake(sink) for sink in group.sinks)
-            if woken:
-                await connection.execute(
-                    "SELECT pg_notify('notirouter', k) FROM unnest($1::text[]) AS k",
-                    sorted(woken),
-                )
-    return len(due), woken
+        while handled < limit:
+            async with pool.acquire() as connection, connection.transaction():
+                sinks = await _flush_one(connection, build)
+            if sinks is None:
+                break
+            handled += 1
+            woken |= sinks
+    return handled, woken
+
+
+async def _flush_one(
+    connection: Connection, build: Callable[[DueGroup], FlushedMessage]
+) -> set[str] | None:
+    """Flush the earliest due group no other flusher holds (``None``: none is due)."""
+    now = time.time()
+    row = await connection.fetchrow(_CLAIM_ONE, now)
+    if row is None:
+        return None
+    group = await _due_group(connection, row)
+    where = (group.kind, group.route, group.group_key)
+    if not group.items:
+        # Nothing arrived for a whole interval: forget it, unless routing just added an item.
+        await connection.fetchval(_LOCK_TO_FORGET, *where)
+        if not await connection.fetchval(_HOLDS_ITEMS, *where):
+            await connection.execute(_DELETE_GROUP, *where)
+        return set()
+    flushed = build(group)
+    sinks = list(group.sinks)
+    await connection.execute(
+        _INSERT_DELIVERIES, flushed.event_id, group.route, sinks, flushed.message_json, now
+    )
+    await connection.execute(_DELETE_ITEMS, [item.id for item in group.items])
+    await connection.execute(_RESCHEDULE, *where, now)
+    woken = {sink_wake(sink) for sink in sinks}
+    await connection.execute(
+        "SELECT pg_notify('notirouter', k) FROM unnest($1::text[]) AS k", sorted(woken)
+    )
+    return woken
 
 
 async def next_group_due(pool: asyncpg.Pool) -> float | None:
