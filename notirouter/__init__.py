@@ -43,7 +43,7 @@ from notirouter.api.http import (
     parse_retry_after,
 )
 from notirouter.api.http_sink import HttpSink, classify_status
-from notirouter.api.message import Fact, Message, Severity
+from notirouter.api.message import Digest, DigestItem, Fact, Message, Severity
 from notirouter.api.operations import OPERATIONAL_EVENT_TYPE, OperationalAction
 from notirouter.api.sink import Outcome, SendResult, Sink, SinkContext, SinkOptions
 from notirouter.api.source import Source
@@ -56,6 +56,8 @@ __all__ = [
     "MATTERMOST_ADDRESS",
     "OPERATIONAL_EVENT_TYPE",
     "TRUNCATION_MARKER",
+    "Digest",
+    "DigestItem",
     "Enricher",
     "EnricherContext",
     "EnricherHealth",

@@ -17,6 +17,7 @@ from notirouter.api.sink import Sink, SinkContext
 from notirouter.api.source import Source
 from notirouter.config.loader import LoadedConfig
 from notirouter.delivery.dispatcher import SinkDispatcher
+from notirouter.delivery.flusher import GroupFlusher
 from notirouter.delivery.retry import RetryPolicy
 from notirouter.ingest.hooks import HookTable
 from notirouter.metrics import Metrics
@@ -160,6 +161,8 @@ class Runtime:
         self._spawn(self._router.run(), "router")
         for dispatcher in self._dispatchers:
             self._spawn(dispatcher.run(), f"sink {dispatcher.sink.name}")
+        # Always: groups held by a route since removed from the config still go out.
+        self._spawn(GroupFlusher(self.queue).run(), "group flusher")
         self._spawn(self._housekeeping_forever(), "housekeeping")
 
     def _spawn(self, coroutine: Any, label: str) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from notirouter.api.message import Fact, Message, Severity
+from notirouter.delivery.digests import digest_message
+from notirouter.queue.records import DueGroup, GroupedItem
 
 SEKOIA_LINK = "https://app.sekoia.io/operations/alerts/ALEY4fqz8moo"
 
@@ -88,6 +90,26 @@ ONE_PER_SEVERITY = tuple(
     for severity in Severity
 )
 
+
+def digest_of(items: list[Message], max_items: int) -> Message:
+    """The digest a group holding ``items`` sends (README "Storm control")."""
+    held = [
+        GroupedItem(n, f"event-{n}", m.severity.rank, m.link, m.model_dump_json())
+        for n, m in enumerate(items, 1)
+    ]
+    held = [
+        item
+        if n < max_items
+        else GroupedItem(item.id, item.event_id, item.severity, item.link, None)
+        for n, item in enumerate(held)
+    ]
+    key = '[["alert.rule.name","@channel <!here> [x](https://evil.example/login)"]]'
+    return digest_message(DueGroup("group", "storm", key, ("a",), max_items, 1, held))
+
+
+# A digest of hostile items, with some left out ("and N more").
+DIGEST = digest_of([HOSTILE, HOSTILE_LINKED, ALERT, *ONE_PER_SEVERITY, HOSTILE], max_items=5)
+
 ALL = {
     "alert": ALERT,
     "hostile": HOSTILE,
@@ -97,5 +119,6 @@ ALL = {
     "empty": EMPTY,
     "multibyte": MULTIBYTE,
     **{f"severity-{m.severity.value}": m for m in ONE_PER_SEVERITY},
+    "digest": DIGEST,
 }
 """Every sample, by name, for parametrised tests."""

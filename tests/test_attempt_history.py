@@ -44,7 +44,7 @@ async def test_each_outcome_adds_one_attempt_and_purge_and_prune_remove_them(
     result = await queue.enqueue(hook="h", source="sekoia", dedupe_key="k", body=b"{}")
     [event] = await queue.claim_events(1, 30)
     jobs = [NewDelivery("r", "ok", "{}"), NewDelivery("r", "bad", "{}")]
-    assert await queue.complete_event(event, jobs, '{"routes": []}')
+    assert await queue.complete_event(event, jobs, routing='{"routes": []}')
     [bad] = await queue.claim_deliveries("bad", 1, 30)
     assert await queue.finish_delivery(
         bad,

@@ -29,7 +29,7 @@ from notirouter.api.escape_chat import escape_discord, escape_mattermost
 from notirouter.api.message import Fact, Message, Severity
 from notirouter.redaction import url_secrets
 from tests.chat_helpers import CHAT_SINKS, build_sink, walk_strings
-from tests.chat_messages import ALL, HOSTILE, HOSTILE_LINKED
+from tests.chat_messages import ALL, DIGEST, HOSTILE, HOSTILE_LINKED
 
 HOSTILE_SNIPPETS = [
     "[login](https://evil.example/a)",
@@ -161,9 +161,10 @@ def is_markdown(sink_type: str, path: str) -> bool:
 
 
 @pytest.mark.parametrize("sink_type", CHAT_SINKS)
-def test_hostile_message_yields_no_link_anywhere(sink_type: str) -> None:
+@pytest.mark.parametrize("message", [HOSTILE, DIGEST], ids=["message", "digest"])
+def test_hostile_message_yields_no_link_anywhere(sink_type: str, message: Message) -> None:
     md = parser("teams" if sink_type == "teams" else "markdown")
-    for path, text in walk_strings(build_sink(sink_type).render(HOSTILE)):
+    for path, text in walk_strings(build_sink(sink_type).render(message)):
         assert not URL_FIELDS.search(path), path  # javascript: is never a link
         if path.endswith(("$schema", "@context")):
             continue  # the card's own schema identifiers

@@ -18,6 +18,8 @@ PUBLIC_API = [
     "MATTERMOST_ADDRESS",
     "OPERATIONAL_EVENT_TYPE",
     "TRUNCATION_MARKER",
+    "Digest",
+    "DigestItem",
     "Enricher",
     "EnricherContext",
     "EnricherHealth",

@@ -1,5 +1,10 @@
 """The neutral Message: built once per (event, route), rendered by every sink.
 
+A grouped route sends a :class:`Digest` of several messages as one Message (README "Storm
+control"): its title, text and facts already say everything, so a sink that knows nothing of
+digests delivers a readable one; ``Message.digest`` carries the structure for a sink that
+renders digests natively.
+
 A Message holds *plain text*. Templates from the configuration are trusted, values from events
 are not, and neither carries markup: each sink escapes every field for its own markup, so an
 attacker-controlled title can never become a live link or a mention.
@@ -7,6 +12,7 @@ attacker-controlled title can never become a live link or a mention.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
@@ -60,6 +66,92 @@ class Fact(BaseModel):
     value: str
 
 
+class DigestItem(BaseModel):
+    """One message of a digest, as one line: title, severity, status if known, link."""
+
+    model_config = ConfigDict(frozen=True)
+
+    title: str
+    severity: Severity = Severity.INFO
+    status: str | None = None
+    link: str | None = None
+    event_id: str = ""
+
+
+class Digest(BaseModel):
+    """What one group gathered since its last message (plain, untrusted text like any field).
+
+    ``count`` counts every message gathered; ``items`` lists the first ``max_items`` of them
+    (oldest first) and ``more`` is how many were left out (``count == len(items) + more``).
+    ``more_link`` is a link shared by every left-out message, when they have one in common.
+    ``event_ids`` names the event of every message, listed or not, so none is out of reach.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    route: str
+    group: tuple[Fact, ...] = ()
+    count: int
+    severity: Severity = Severity.INFO
+    items: tuple[DigestItem, ...] = ()
+    more: int = 0
+    more_link: str | None = None
+    event_ids: tuple[str, ...] = ()
+
+    def line(self, item: DigestItem) -> str:
+        """The default plain-text line of ``item``: ``[HIGH] title · status · link``."""
+        parts = [f"[{item.severity.label}] {item.title}"]
+        if item.status:
+            parts.append(item.status)
+        if item.link:
+            parts.append(item.link)
+        return " · ".join(parts)
+
+    def more_line(self) -> str | None:
+        """``and N more`` (with the shared link, if any), or ``None`` when none was left out."""
+        if not self.more:
+            return None
+        return f"and {self.more} more" + (f": {self.more_link}" if self.more_link else "")
+
+    def title(self) -> str:
+        """The default title: the count, the highest severity and the group's values."""
+        noun = "notification" if self.count == 1 else "notifications"
+        title = f"{self.count} {noun} on {self.route}, highest {self.severity.label}"
+        values = ", ".join(fact.value for fact in self.group if fact.value)
+        return f"{title}: {values}" if values else title
+
+    def text(self) -> str:
+        """The default text: one line per listed item, then ``and N more``."""
+        return self._text(len(self.items))
+
+    def text_within(self, fits: Callable[[str], bool]) -> str | None:
+        """The default text cut to whole lines that ``fits`` accepts, ``and N more`` counting
+        every item cut (``None`` if not even that fits): a sink's limit never hides the count.
+        """
+        if fits(self._text(len(self.items))):
+            return self._text(len(self.items))
+        if not fits(self._text(0)):
+            return None
+        low, high = 0, len(self.items)  # fits(low) holds, fits(high) does not
+        while high - low > 1:
+            middle = (low + high) // 2
+            if fits(self._text(middle)):
+                low = middle
+            else:
+                high = middle
+        return self._text(low)
+
+    def _text(self, listed: int) -> str:
+        lines = [f"- {self.line(item)}" for item in self.items[:listed]]
+        if listed == len(self.items):
+            more = self.more_line()
+        else:  # the shared link was of the items left out at first: not of these
+            more = f"and {self.more + len(self.items) - listed} more"
+        if more is not None:
+            lines.append(more)
+        return "\n".join(lines)
+
+
 class Message(BaseModel):
     """What a notification says, independent of where it goes.
 
@@ -79,6 +171,9 @@ class Message(BaseModel):
         default=None, description="Stable id of the thing the message is about (e.g. an alert)."
     )
     route: str = ""
+    digest: Digest | None = Field(
+        default=None, description="Set when this message is a digest of a grouped route."
+    )
     event: dict[str, Any] = Field(default_factory=dict)
     enrichment: dict[str, Any] = Field(default_factory=dict)
 

@@ -99,6 +99,27 @@ class Templates:
 
         return evaluate
 
+    def compile_value(self, source: str) -> Callable[[Mapping[str, Any]], Any]:
+        """Compile an expression to a function of the variables returning its value.
+
+        An undefined value is ``None``; any other evaluation error raises
+        :class:`TemplateRenderError`.
+        """
+        try:
+            expression = self._env.compile_expression(source, undefined_to_none=True)
+        except TemplateError as exc:
+            raise TemplateCompileError(_reason(exc)) from None
+
+        def evaluate(variables: Mapping[str, Any]) -> Any:
+            try:
+                return expression(**variables)
+            except TemplateError as exc:
+                raise TemplateRenderError(_reason(exc)) from None
+            except Exception as exc:  # any failure of one expression is that expression's only
+                raise TemplateRenderError(_failure(exc)) from None
+
+        return evaluate
+
 
 def _reason(exc: TemplateError) -> str:
     message = exc.message or type(exc).__name__

@@ -142,6 +142,21 @@ class MatchConfig(_Strict):
     action: str | list[str] = "*"
 
 
+class GroupConfig(_Strict):
+    """``group:`` of a route: gather its messages per group and send digests (Storm control).
+
+    ``by`` are expressions on the event and its enrichment (as in ``when``); messages whose
+    values are equal share a group (``[]``: one group for the route). A new group waits ``wait``
+    before its first message, then sends at most one per ``interval`` with what arrived since,
+    listing ``max_items`` items and counting the rest.
+    """
+
+    by: list[str] = Field(default_factory=list, max_length=16)
+    wait: Duration = 30.0
+    interval: Duration = 300.0
+    max_items: int = Field(default=50, ge=1, le=1000)
+
+
 class RouteConfig(_Strict):
     """One route: which events, optional condition, which sinks, optional overrides."""
 
@@ -154,6 +169,7 @@ class RouteConfig(_Strict):
     title: str | None = None
     text: str | None = None
     facts: dict[str, str] | None = None
+    group: GroupConfig | None = None
 
 
 class PluginsConfig(_Strict):

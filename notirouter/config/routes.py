@@ -9,6 +9,7 @@ from __future__ import annotations
 from notirouter.api.templating import TemplateCompileError
 from notirouter.config.checker import Checker
 from notirouter.config.models import AppConfig, RouteConfig
+from notirouter.routing.grouping import Grouping, GroupingCompileError
 from notirouter.routing.table import Renderer, Route
 
 
@@ -71,6 +72,22 @@ def _compile_route(
         compiled = template(value, "facts", name)
         if compiled is not None:
             facts.append((name, compiled))
+    group = None
+    if config.group is not None:
+        try:
+            group = Grouping.compile(
+                checker.templates,
+                config.group.by,
+                wait=config.group.wait,
+                interval=config.group.interval,
+                max_items=config.group.max_items,
+            )
+        except GroupingCompileError as exc:
+            ok = False
+            checker.add(
+                (*path, "group", "by", exc.index),
+                f"routes.{config.name}.group.by: does not compile: {exc}",
+            )
     if not ok:
         return None
     return Route(
@@ -86,6 +103,7 @@ def _compile_route(
         title=title,
         text=text,
         facts=tuple(facts) if config.facts is not None else None,
+        group=group,
     )
 
 

@@ -15,16 +15,19 @@ writes an event's delivery jobs in the transaction that marks it routed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from notirouter.queue.inspection_records import EventStory, QueueSnapshot
 from notirouter.queue.records import (
     AttemptNote,
     DeadLetter,
+    DueGroup,
     EnqueueResult,
     FailedEvent,
+    FlushedMessage,
     NewDelivery,
+    NewGroupItem,
     StoredDelivery,
     StoredEvent,
 )
@@ -32,8 +35,10 @@ from notirouter.queue.sqlite.writer import QueueUnavailable
 
 __all__ = [
     "EVENTS_WAKE",
+    "GROUPS_WAKE",
     "DeadLetterStore",
     "DeliveryQueue",
+    "GroupStore",
     "IngestQueue",
     "Inspection",
     "Queue",
@@ -44,6 +49,7 @@ __all__ = [
 ]
 
 EVENTS_WAKE = "events"
+GROUPS_WAKE = "groups"
 
 
 def sink_wake(sink: str) -> str:
@@ -89,11 +95,17 @@ class RoutingQueue(Wakeups, Protocol):
         ...
 
     async def complete_event(
-        self, event: StoredEvent, deliveries: Iterable[NewDelivery], routing: str | None = None
+        self,
+        event: StoredEvent,
+        deliveries: Iterable[NewDelivery],
+        items: Iterable[NewGroupItem] = (),
+        routing: str | None = None,
     ) -> bool:
-        """Record the event's jobs and mark it routed in one transaction (``False``: lease lost).
+        """Record the event's jobs and group items and mark it routed in one transaction.
 
-        ``routing`` (JSON) is what routing decided, kept with the event for ``trace``.
+        ``False``: the lease was lost. A new group is created with its first item, due
+        ``wait`` seconds later (and wakes :data:`GROUPS_WAKE`). ``routing`` (JSON) is what
+        routing decided, kept with the event for ``trace``.
         """
         ...
 
@@ -135,6 +147,24 @@ class DeliveryQueue(Wakeups, Protocol):
 
     async def next_delivery_due(self, sink: str) -> float | None:
         """When the earliest pending delivery for ``sink`` becomes due."""
+        ...
+
+
+class GroupStore(Wakeups, Protocol):
+    """What the group flusher needs: due groups, emptied into delivery jobs atomically."""
+
+    async def flush_groups(self, limit: int, build: Callable[[DueGroup], FlushedMessage]) -> int:
+        """Flush up to ``limit`` due groups; return how many were due.
+
+        Each due group is taken so that no other process flushes it too. A group holding
+        items is emptied, in the same transaction, into one delivery per sink of the message
+        ``build`` makes of it, and is due again ``interval`` later; a group found empty
+        (nothing arrived for a whole interval) is forgotten, so its next item starts anew.
+        """
+        ...
+
+    async def next_group_due(self) -> float | None:
+        """When the earliest group falls due (``None``: no group)."""
         ...
 
 
@@ -211,7 +241,7 @@ class Inspection(Protocol):
         ...
 
 
-class Queue(IngestQueue, RoutingQueue, DeliveryQueue, Protocol):
+class Queue(IngestQueue, RoutingQueue, DeliveryQueue, GroupStore, Protocol):
     """A whole backend: every stage's needs, its lifecycle, housekeeping and operator access."""
 
     backend: str

@@ -101,3 +101,56 @@ def attempt_note(state: str, error: str | None, attempt: AttemptNote | None) -> 
     if attempt is not None:
         return attempt
     return AttemptNote(_STATE_OUTCOMES.get(state, state), error)
+
+
+@dataclass(frozen=True, slots=True)
+class NewGroupItem:
+    """A message a grouped route holds for its group instead of delivering it at once.
+
+    ``kind`` names what holds it (``group`` for now; throttles and quiet hours can hold in
+    the same tables). The group's settings travel with each item, so the latest config wins
+    and a group whose route was removed still flushes what it holds.
+    """
+
+    kind: str
+    route: str
+    group_key: str
+    sinks: tuple[str, ...]
+    wait: float
+    interval: float
+    max_items: int
+    message_json: str
+    severity: int
+    link: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupedItem:
+    """A held message of a due group (``message_json`` only for the first ``max_items``)."""
+
+    id: int
+    event_id: str
+    severity: int
+    link: str | None
+    message_json: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DueGroup:
+    """A group whose timer ran out, with everything it holds, oldest first."""
+
+    kind: str
+    route: str
+    group_key: str
+    sinks: tuple[str, ...]
+    max_items: int
+    flushes: int
+    items: list[GroupedItem]
+
+
+@dataclass(frozen=True, slots=True)
+class FlushedMessage:
+    """What a flushed group sends (one delivery per sink), and the event id it goes under."""
+
+    event_id: str
+    message_json: str

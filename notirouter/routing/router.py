@@ -20,7 +20,7 @@ from notirouter.ingest.payload import PayloadRefused, load_payload
 from notirouter.metrics import Metrics
 from notirouter.queue.claim_loop import ClaimLoop, Slot
 from notirouter.queue.protocol import EVENTS_WAKE, QueueUnavailable, RoutingQueue
-from notirouter.queue.records import NewDelivery, StoredEvent
+from notirouter.queue.records import NewDelivery, NewGroupItem, StoredEvent
 from notirouter.routing.pipeline import Pipeline, UnknownSourceError
 from notirouter.routing.record import routing_record
 from notirouter.throttled_log import ThrottledLog
@@ -94,7 +94,7 @@ class EventRouter(ClaimLoop[StoredEvent]):
         is not installed, and a queue that cannot record the outcome, are worth retrying.
         """
         try:
-            event, jobs, matched, routing = await self._deliveries(stored)
+            event, jobs, items, matched, routing = await self._deliveries(stored)
         except asyncio.CancelledError:
             raise
         except UnknownSourceError as exc:
@@ -106,7 +106,7 @@ class EventRouter(ClaimLoop[StoredEvent]):
             return
         slot.release()  # enrichment is done; writing the jobs needs no slot
         try:
-            done = await self.queue.complete_event(stored, jobs, routing)
+            done = await self.queue.complete_event(stored, jobs, items, routing)
         except asyncio.CancelledError:
             raise
         except QueueUnavailable as exc:
@@ -120,44 +120,52 @@ class EventRouter(ClaimLoop[StoredEvent]):
         if done:
             self.metrics.events_routed.inc()
             log.debug(
-                "routed %s/%s event %s: routes %s, %d deliveries",
+                "routed %s/%s event %s: routes %s, %d deliveries, %d held in groups",
                 event.type,
                 event.action,
                 stored.id,
                 ",".join(matched) or "none",
                 len(jobs),
+                len(items),
                 extra={
                     "event_id": stored.id,
                     "hook": stored.hook,
                     "routes": matched,
                     "outcome": "routed",
                     "deliveries": len(jobs),
+                    "grouped": len(items),
                 },
             )
 
     async def _deliveries(
         self, stored: StoredEvent
-    ) -> tuple[Event, list[NewDelivery], list[str], str]:
-        """Parse, route, format and serialise: the jobs to write, the routes that matched, and
-        the decisions as stored with the event."""
+    ) -> tuple[Event, list[NewDelivery], list[NewGroupItem], list[str], str]:
+        """Parse, route, format and serialise: the jobs to write, the messages grouped routes
+        hold (README "Storm control"), the routes that matched, and the decisions as stored
+        with the event."""
         stage = "parse"
         try:
             event = self.pipeline.parse(stored.source, load_payload(stored.body))
             stage = "route"
             routed = await self.pipeline.route(event)
             stage = "serialise"
-            stored_messages = [(route, serialise(message)) for route, message in routed.messages]
-            jobs = [
-                NewDelivery(route.name, sink, message_json)
-                for route, message_json in stored_messages
-                for sink in route.sinks
-            ]
+            jobs: list[NewDelivery] = []
+            items: list[NewGroupItem] = []
+            for route, message in routed.messages:
+                message_json = serialise(message)
+                if route.group is None:
+                    jobs.extend(NewDelivery(route.name, sink, message_json) for sink in route.sinks)
+                else:
+                    key = route.group.key(routed.variables)
+                    items.append(
+                        route.group.item(route.name, route.sinks, message, message_json, key)
+                    )
         except UnknownSourceError:
             raise
         except Exception as exc:
             raise Unroutable(stage, exc) from exc
         matched = [route.name for route, _ in routed.messages]
-        return event, jobs, matched, routing_record(routed)
+        return event, jobs, items, matched, routing_record(routed)
 
     async def _unroutable(self, stored: StoredEvent, exc: Unroutable) -> None:
         stage, cause, reason = exc.stage, exc.__cause__, str(exc)

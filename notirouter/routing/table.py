@@ -13,6 +13,7 @@ from typing import Any
 
 from notirouter.api.operations import OPERATIONAL_EVENT_TYPE
 from notirouter.api.templating import TemplateRenderError
+from notirouter.routing.grouping import Grouping
 
 ANY = "*"
 Renderer = Callable[[Mapping[str, Any]], str]
@@ -35,6 +36,7 @@ class Route:
     title: Renderer | None = None
     text: Renderer | None = None
     facts: tuple[tuple[str, Renderer], ...] | None = None
+    group: Grouping | None = None  # None: every message is delivered at once
 
     def mismatch(self, event_type: str, action: str) -> str | None:
         """Why this route cannot match (type, action), or ``None`` when it can."""

@@ -75,6 +75,21 @@ def _as_is(text: str) -> str:
     return text
 
 
+def fit_text(
+    message: Message,
+    limit: int,
+    escape: Escape = _as_is,
+    measure: Measure = len,
+) -> str:
+    """The message's text, escaped and cut to ``limit``; a digest is cut to whole item lines
+    and keeps its ``and N more`` line, counting the items cut."""
+    if message.digest is not None:
+        shown = message.digest.text_within(lambda text: measure(escape(text)) <= limit)
+        if shown is not None:
+            return escape(shown)
+    return fit(message.text.strip(), limit, escape, measure)
+
+
 def fit(
     text: str,
     limit: int,

@@ -39,6 +39,7 @@ from .common import (
     excerpt,
     fit,
     fit_facts,
+    fit_text,
     link_label,
     omitted_note,
     one_line,
@@ -119,7 +120,7 @@ class DiscordSink(HttpSink[DiscordOptions]):
         used += sum(utf16_len(f["name"]) + utf16_len(f["value"]) for f in fields)
         room = min(EMBED_DESCRIPTION_MAX, EMBED_TOTAL_MAX - used) - utf16_len(link_line) - 2
         text = message.text.strip()
-        description = fit(text, room, escape_discord, utf16_len) if text else ""
+        description = fit_text(message, room, escape_discord, utf16_len) if text else ""
         description = "\n\n".join(part for part in (description, link_line) if part)
         if description:
             embed["description"] = description

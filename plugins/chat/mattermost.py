@@ -44,6 +44,7 @@ from .common import (
     expect_body,
     fit,
     fit_facts,
+    fit_text,
     link_label,
     omitted_note,
     one_line,
@@ -115,7 +116,7 @@ class MattermostSink(HttpSink[MattermostOptions]):
         if message.text.strip():
             # Line breaks and paragraphs are kept: the post shows them as they are.
             room = POST_TEXT_MAX - len(headline) - 1
-            text += "\n" + fit(message.text.strip(), room, escape_mattermost)
+            text += "\n" + fit_text(message, room, escape_mattermost)
         attachment: dict[str, Any] = {
             # Notifications show the fallback as plain text; the apps never show it.
             "fallback": fit(f"{word}: {title}", TITLE_MAX, _fallback),

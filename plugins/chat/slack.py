@@ -40,6 +40,7 @@ from .common import (
     expect_body,
     fit,
     fit_facts,
+    fit_text,
     link_label,
     omitted_note,
     one_line,
@@ -119,7 +120,7 @@ class SlackSink(HttpSink[SlackOptions]):
         # The text gets what the other blocks leave of the budget: at least one section.
         used = block_text_length([*blocks, *tail]) + CUT_NOTE_RESERVE
         room = max(SECTION_TEXT_MAX, BLOCK_TEXT_BUDGET - used)
-        blocks.extend(self._text_blocks(message.text.strip(), link, room))
+        blocks.extend(self._text_blocks(message, link, room))
         blocks.extend(tail)
         # Notifications and screen readers read this text; with mrkdwn off, Slack still finds
         # "<!here>" and links in it, which escape_slack makes inert.
@@ -132,14 +133,15 @@ class SlackSink(HttpSink[SlackOptions]):
             "unfurl_media": False,
         }
 
-    def _text_blocks(self, text: str, link: str | None, room: int) -> list[dict[str, Any]]:
+    def _text_blocks(self, message: Message, link: str | None, room: int) -> list[dict[str, Any]]:
         # Plain text keeps the paragraphs and line breaks as they are, over as many sections
         # as it needs. A text longer than the room left is cut with the marker, and a note
         # says where the whole of it is.
+        text = message.text.strip()
         if not text:
             return []
         limit = min(room, SECTION_TEXT_MAX * MAX_TEXT_SECTIONS)
-        shown = fit(text, limit, escape_plain)
+        shown = fit_text(message, limit, escape_plain)  # a digest: whole lines, then the count
         blocks: list[dict[str, Any]] = [
             {"type": "section", "text": _plain(part)}
             for part in split_sections(shown, SECTION_TEXT_MAX)

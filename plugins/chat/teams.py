@@ -40,6 +40,7 @@ from .common import (
     excerpt,
     fit,
     fit_facts,
+    fit_text,
     json_len,
     link_label,
     omitted_note,
@@ -147,7 +148,7 @@ class TeamsSink(HttpSink[TeamsOptions]):
         # The text takes whatever room the rest of the card leaves (measured with a one-byte
         # text, since an empty one leaves its whole TextBlock out).
         room = PAYLOAD_BUDGET - len(json_bytes(with_text("x"))) + 1
-        return with_text(fit(message.text.strip(), room, _text_markdown, json_len))
+        return with_text(fit_text(message, room, _text_markdown, json_len))
 
     def _adaptive(self, message: Message, text: str, rows: list[tuple[str, str]]) -> dict[str, Any]:
         severity = message.severity

@@ -73,6 +73,9 @@ def clean_header_text(text: str, limit: int = MAX_SUBJECT_CHARS) -> str:
     return _ENCODED_WORD_START.sub("=\u200b", text)
 
 
+MAX_DIGEST_ROWS = 1000
+
+
 def severity_label(severity: Severity) -> str:
     """``HIGH`` for ``Severity.HIGH``: how the subject and both parts show it."""
     return severity.label
@@ -104,7 +107,27 @@ def body_variables(message: Message, short_id: str) -> dict[str, Any]:
         # The label of our own link must not read as another URL either.
         "link_label": defuse_urls(one_line(message.link_label, 100)) or "Open",
         "route": message.route,
+        "digest": _digest_rows(message),
     }
+
+
+def _digest_rows(message: Message) -> dict[str, Any] | None:
+    """A digest as table rows for the HTML part (the text part shows its text lines)."""
+    digest = message.digest
+    if digest is None:
+        return None
+    rows = [
+        {
+            "severity": severity_label(item.severity),
+            "colour": SEVERITY_COLOURS[item.severity],
+            "title": defuse_urls(one_line(item.title, 1000)),
+            "status": defuse_urls(one_line(item.status or "", 200)),
+            "link": item.link if item.link and is_web_link(item.link) else None,
+        }
+        for item in digest.items[:MAX_DIGEST_ROWS]
+    ]
+    more = digest.more + len(digest.items) - len(rows)
+    return {"rows": rows, "more": f"and {more} more" if more else ""}
 
 
 def is_web_link(url: str) -> bool:

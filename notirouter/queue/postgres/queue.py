@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import asyncpg
 
 from notirouter.config.models import QueueConfig
-from notirouter.queue.postgres import dead_letters
+from notirouter.queue.postgres import dead_letters, groups
 from notirouter.queue.postgres import statements as sql
 from notirouter.queue.postgres.connection import (
     DRIVER_ERRORS,
@@ -32,6 +32,7 @@ from notirouter.queue.postgres.listener import Listener
 from notirouter.queue.postgres.schema import current_version, migrate
 from notirouter.queue.protocol import (
     EVENTS_WAKE,
+    GROUPS_WAKE,
     DeadLetterStore,
     Inspection,
     SinkGate,
@@ -39,8 +40,11 @@ from notirouter.queue.protocol import (
 )
 from notirouter.queue.records import (
     AttemptNote,
+    DueGroup,
     EnqueueResult,
+    FlushedMessage,
     NewDelivery,
+    NewGroupItem,
     StoredDelivery,
     StoredEvent,
     attempt_note,
@@ -218,26 +222,37 @@ class PostgresQueue:
         return [StoredEvent(r[0], r[1], r[2], bytes(r[3]), r[4], r[5], token) for r in rows]
 
     async def complete_event(
-        self, event: StoredEvent, deliveries: Iterable[NewDelivery], routing: str | None = None
+        self,
+        event: StoredEvent,
+        deliveries: Iterable[NewDelivery],
+        items: Iterable[NewGroupItem] = (),
+        routing: str | None = None,
     ) -> bool:
-        """Write the event's jobs and what routing decided, mark it routed, in one statement
-        (``False``: lease lost)."""
+        """Write the event's jobs, group items and what routing decided, and mark it routed,
+        in one transaction (``False``: lease lost). Without group items it is one statement."""
         jobs = list(deliveries)
+        held = list(items)
         wakes = sorted({sink_wake(j.sink) for j in jobs})
+        args = (
+            event.id,
+            event.lease,
+            [j.route for j in jobs],
+            [j.sink for j in jobs],
+            [j.message_json for j in jobs],
+            time.time(),
+            wakes,
+            routing,
+        )
         with unavailable("record the routed event"):
-            routed = await self.pool.fetchval(
-                sql.COMPLETE_EVENT,
-                event.id,
-                event.lease,
-                [j.route for j in jobs],
-                [j.sink for j in jobs],
-                [j.message_json for j in jobs],
-                time.time(),
-                wakes,
-                routing,
-            )
+            if not held:
+                routed = await self.pool.fetchval(sql.COMPLETE_EVENT, *args)
+            else:
+                async with self.pool.acquire() as connection, connection.transaction():
+                    routed = await connection.fetchval(sql.COMPLETE_EVENT, *args)
+                    if routed:
+                        await groups.add_items(connection, event.id, held)
         if routed:
-            self._wake(set(wakes))
+            self._wake(set(wakes) | ({GROUPS_WAKE} if held else set()))
         return bool(routed)
 
     async def retry_event(
@@ -264,6 +279,18 @@ class PostgresQueue:
                 "SELECT MIN(next_attempt_at) FROM events WHERE state = 'pending'"
             )
         return None if due is None else float(due)
+
+    # -- groups ------------------------------------------------------------------------------
+
+    async def flush_groups(self, limit: int, build: Callable[[DueGroup], FlushedMessage]) -> int:
+        """Flush up to ``limit`` due groups, each by one process only (``SKIP LOCKED``)."""
+        flushed, woken = await groups.flush_groups(self.pool, limit, build)
+        self._wake(woken)
+        return flushed
+
+    async def next_group_due(self) -> float | None:
+        """When the earliest group falls due (``None``: no group)."""
+        return await groups.next_group_due(self.pool)
 
     # -- deliveries --------------------------------------------------------------------------
 

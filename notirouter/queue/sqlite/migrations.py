@@ -41,6 +41,36 @@ MIGRATIONS: dict[int, str] = {
     CREATE TRIGGER IF NOT EXISTS deliveries_forget_attempts AFTER DELETE ON deliveries
     BEGIN DELETE FROM delivery_attempts WHERE delivery_id = OLD.id; END
     """,
+    # Storm control: groups and the messages they hold (notirouter.queue.sqlite.groups).
+    4: """
+    CREATE TABLE IF NOT EXISTS storm_groups (
+        kind TEXT NOT NULL,
+        route TEXT NOT NULL,
+        group_key TEXT NOT NULL,
+        sinks TEXT NOT NULL,
+        interval_seconds REAL NOT NULL,
+        max_items INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        flushes INTEGER NOT NULL DEFAULT 0,
+        next_flush_at REAL NOT NULL,
+        PRIMARY KEY (kind, route, group_key)
+    );
+    CREATE INDEX IF NOT EXISTS storm_groups_due ON storm_groups (next_flush_at);
+    CREATE TABLE IF NOT EXISTS storm_group_items (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        route TEXT NOT NULL,
+        group_key TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        message TEXT NOT NULL,
+        severity INTEGER NOT NULL,
+        link TEXT,
+        added_at REAL NOT NULL,
+        UNIQUE (kind, route, group_key, event_id)
+    );
+    CREATE INDEX IF NOT EXISTS storm_group_items_group
+        ON storm_group_items (kind, route, group_key, id);
+    """,
 }
 LATEST = max(MIGRATIONS)
 
@@ -61,8 +91,8 @@ def migrate(connection: sqlite3.Connection, where: str) -> int:
     version = current_version(connection)
     if version > LATEST:
         raise too_new(version, LATEST, where)
-    while version < LATEST:
-        version += 1
+    # Versions are applied in order; a number may be missing (kept free for another change).
+    for version in sorted(v for v in MIGRATIONS if v > version):
         connection.execute("BEGIN IMMEDIATE")
         try:
             # Another process may have migrated while this one waited for the write lock.
@@ -78,7 +108,7 @@ def migrate(connection: sqlite3.Connection, where: str) -> int:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             raise
-    return version
+    return current_version(connection)
 
 
 def _statements(script: str) -> list[str]:

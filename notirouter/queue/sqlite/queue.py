@@ -25,12 +25,16 @@ from urllib.parse import quote
 
 from notirouter.queue.records import (
     AttemptNote,
+    DueGroup,
     EnqueueResult,
+    FlushedMessage,
     NewDelivery,
+    NewGroupItem,
     StoredDelivery,
     StoredEvent,
     attempt_note,
 )
+from notirouter.queue.sqlite import groups
 from notirouter.queue.sqlite.existence import check_before_open, marker_path, record_created
 from notirouter.queue.sqlite.file_identity import (
     FileIdentity,
@@ -238,13 +242,20 @@ class SqliteQueue:
         return claimed
 
     async def complete_event(
-        self, event: StoredEvent, deliveries: Iterable[NewDelivery], routing: str | None = None
+        self,
+        event: StoredEvent,
+        deliveries: Iterable[NewDelivery],
+        items: Iterable[NewGroupItem] = (),
+        routing: str | None = None,
     ) -> bool:
-        """Record the event's delivery jobs and what routing decided; mark it routed.
+        """Record the event's delivery jobs, group items and what routing decided, and mark it
+        routed, in one transaction.
 
         Returns ``False`` when the lease was lost (another worker owns the event now).
         """
         jobs = list(deliveries)
+        held = list(items)
+        created: list[bool] = []
 
         def operation(c: sqlite3.Connection) -> bool:
             now = time.time()
@@ -260,10 +271,13 @@ class SqliteQueue:
                 " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)",
                 [(event.id, j.route, j.sink, j.message_json, now, now) for j in jobs],
             )
+            created.append(groups.add_items(c, event.id, held))
             return True
 
         wakes = tuple(sorted({sink_wake(j.sink) for j in jobs}))
         done: bool = await self._writer.submit(operation, wakes=wakes)
+        if done and any(created):
+            self._wake({groups.GROUPS_WAKE})
         return done
 
     async def retry_event(
@@ -298,6 +312,16 @@ class SqliteQueue:
             ).fetchone()
         )
         return None if row is None or row[0] is None else float(row[0])
+
+    # -- groups ------------------------------------------------------------------------------
+
+    async def flush_groups(self, limit: int, build: Callable[[DueGroup], FlushedMessage]) -> int:
+        """Flush up to ``limit`` due groups (see :class:`~notirouter.queue.protocol.GroupStore`)."""
+        return await groups.flush_groups(self, limit, build)
+
+    async def next_group_due(self) -> float | None:
+        """When the earliest group falls due (``None``: no group)."""
+        return await groups.next_group_due(self)
 
     # -- deliveries --------------------------------------------------------------------------
 
