@@ -1,8 +1,9 @@
 """The HTTP receiver: ``POST /hooks/{token}``, health, readiness and metrics (DESIGN.md §3.2).
 
-Order of checks: token (404, the same answer as any unknown path), content type (415), size
-(413, from ``Content-Length`` or while streaming, never reading past the limit), JSON (400),
-event schema (422 with locations), then a durable commit (202) or 503 if the queue cannot commit.
+Order of checks: token and the hook's allow-list (404, the same answer as any unknown path),
+content type (415), size (413, from ``Content-Length`` or while streaming, never reading past
+the limit), JSON (400), event schema (422 with locations), then a durable commit (202) or 503
+if the queue cannot commit.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from notirouter.ingest.allow_list import admits, client_address
 from notirouter.ingest.payload import PayloadRefused, load_payload
 from notirouter.queue.protocol import QueueUnavailable
 from notirouter.redaction import redact_path
@@ -83,11 +85,22 @@ def create_app(runtime: Runtime) -> Starlette:
     max_body = runtime.config.app.server.max_body_bytes
     count = runtime.metrics.count_received
     refusals = ThrottledLog(log)  # during an outage every event is refused the same way
+    trusted_proxies = tuple(runtime.config.app.server.trusted_proxies)
 
     async def receive_hook(request: Request) -> Response:
         hook = runtime.hooks.find(request.path_params["token"])
         if hook is None:
             return not_found()
+        if hook.allow is not None:
+            # Decided before the body is read; refused like an unknown token, so a sender
+            # outside the list cannot tell that the token exists.
+            peer = request.client.host if request.client else None
+            sender = client_address(
+                peer, request.headers.getlist("x-forwarded-for"), trusted_proxies
+            )
+            if not admits(hook.allow, sender):
+                log.debug("hook %s: %s is not in its allow-list (404)", hook.name, sender)
+                return not_found()
         if runtime.draining:  # shutting down: the client retries, on this or another instance
             count(hook.name, "503")
             return JSONResponse(
