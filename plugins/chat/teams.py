@@ -9,13 +9,23 @@ a MessageCard answers 202 with an empty body).
 Workflows never tells the sender that a card was rejected (the flow fails in its run history),
 so every card is built to be valid (the tests check it against the Adaptive Card schema) and
 to stay under the ~28 KB limit of the "Post card" action.
+
+A flow whose trigger admits only "Any user in my tenant" (the default for new flows) needs an
+Entra ID token: with ``auth:`` the sink sends one (:mod:`plugins.chat.teams_auth`), and after a
+401 fetches a new one and tries once more. Office 365 connector URLs are refused at load: the
+connectors are retired and Teams no longer delivers to them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import time
 from collections.abc import Callable
 from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import field_validator
 
 from notirouter import (
     HttpRequest,
@@ -26,6 +36,7 @@ from notirouter import (
     SendResult,
     Severity,
     Sink,
+    SinkContext,
     SinkOptions,
     classify_status,
     escape_teams,
@@ -47,6 +58,7 @@ from .common import (
     safe_link,
     severity_badge,
 )
+from .teams_auth import TeamsAuth, TokenError, TokenSource
 
 # Teams rejects messages over about 28 KB; whether that is 28,000 or 28,672 bytes is not
 # documented, so stay under 27,000 bytes of JSON for the whole request, as others do.
@@ -93,6 +105,25 @@ BADGE_WEIGHT: dict[Severity, str] = {
 }
 # A legacy connector reports failures in the body of a 200: "... returned HTTP error 429 ...".
 _CONNECTOR_ERROR = re.compile(r"HTTP error (\d{3})")
+RETIRED_CONNECTOR = (
+    "this is a retired Office 365 connector URL, and Teams no longer delivers to connectors. "
+    "Create a Workflows webhook instead: in Teams, on the channel's ... menu choose Workflows, "
+    'then the template "Post to a channel when a webhook request is received" (or, in Power '
+    'Automate, a flow triggered by "When a Teams webhook request is received" that posts the '
+    "card), and put the URL it shows here"
+)
+
+
+def is_retired_connector(url: str) -> bool:
+    """Whether ``url`` is an Office 365 connector's (``*.webhook.office.com/webhookb2/…``)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower().rstrip(".")
+    path = parts.path.lower()
+    if host == "webhook.office.com" or host.endswith(".webhook.office.com"):
+        return path.startswith("/webhookb2/")
+    if host in ("outlook.office.com", "outlook.office365.com"):
+        return path.startswith("/webhook/")
+    return False
 
 
 class TeamsOptions(SinkOptions):
@@ -105,6 +136,16 @@ class TeamsOptions(SinkOptions):
     """Adaptive Card version; Workflows has been seen rejecting anything above 1.4."""
     full_width: bool = True
     """Let the card use the whole width of the channel (``msteams.width: Full``)."""
+    auth: TeamsAuth | None = None
+    """Entra ID app credentials, for a flow that only "Any user in my tenant" may trigger."""
+
+    @field_validator("url")
+    @classmethod
+    def _refuse_retired_connector(cls, url: Any) -> Any:
+        # The message says what to do and never repeats the URL: it holds the credential.
+        if is_retired_connector(url.get_secret_value()):
+            raise ValueError(RETIRED_CONNECTOR)
+        return url
 
 
 def _text_markdown(text: str) -> str:
@@ -120,6 +161,45 @@ class TeamsSink(HttpSink[TeamsOptions]):
     Options = TeamsOptions
     # Teams throttles incoming webhooks above 4 requests per second.
     default_rate_limit = 4.0
+
+    def __init__(self, name: str, options: TeamsOptions, context: SinkContext) -> None:
+        super().__init__(name, options, context)
+        auth = options.auth
+        self.tokens = None if auth is None else TokenSource(auth, context.http)
+
+    async def send(self, message: Message) -> SendResult:
+        """POST the card; with ``auth``, as a bearer of the current token (renewed after a 401)."""
+        if self.tokens is None:
+            return await super().send(message)
+        # The token request, the post and a second post after a 401 share the one timeout.
+        deadline = time.monotonic() + self.options.timeout
+        request = self.build_request(message)
+        try:
+            token = await self.tokens.token(_remaining(deadline))
+            response = await self._post(request, token, deadline)
+            if response.status == 401:
+                self.tokens.forget(token)
+                token = await self.tokens.token(_remaining(deadline))
+                response = await self._post(request, token, deadline)
+                if response.status == 401:
+                    return SendResult.misconfigured(
+                        "HTTP 401 with a new token: the flow does not accept this app "
+                        '(check the trigger\'s "Who can trigger the flow", the tenant and the '
+                        "audience of the sink's auth:)"
+                    )
+        except TokenError as exc:
+            return exc.result
+        result = self.classify(response)
+        # A flow echoing the request would put the token in the detail; the core redacts only
+        # the configured secrets, and the token is obtained at run time.
+        if token in result.detail:
+            result = dataclasses.replace(result, detail=result.detail.replace(token, "***"))
+        return result
+
+    async def _post(self, request: HttpRequest, token: str, deadline: float) -> HttpResponse:
+        headers = {**request.headers, "Authorization": f"Bearer {token}"}
+        authorised = dataclasses.replace(request, headers=headers)
+        return await self.context.http.send(authorised, timeout=_remaining(deadline))
 
     def build_request(self, message: Message) -> HttpRequest:
         """POST the card as JSON to the configured URL."""
@@ -195,7 +275,8 @@ class TeamsSink(HttpSink[TeamsOptions]):
         if self.options.full_width:
             card["msteams"] = {"width": "Full"}
         attachment = {"contentType": ADAPTIVE_CARD, "contentUrl": None, "content": card}
-        return {"type": "message", "attachments": [attachment]}
+        # The activity's summary is the notification preview; without it Teams shows "Card".
+        return {"type": "message", "summary": card["fallbackText"], "attachments": [attachment]}
 
     def _message_card(
         self, message: Message, text: str, rows: list[tuple[str, str]]
@@ -246,6 +327,11 @@ class TeamsSink(HttpSink[TeamsOptions]):
         if code in (408, 425, 429) or code >= 500:
             return SendResult.retry(detail, after=response.retry_after())
         return SendResult.permanent(detail)
+
+
+def _remaining(deadline: float) -> float:
+    # Out of time, a tiny timeout makes the client fail at once with its transport error.
+    return max(deadline - time.monotonic(), 0.001)
 
 
 @hookimpl
