@@ -171,3 +171,21 @@ def test_bad_trusted_proxy_is_reported_with_position(
         load_config(write_config(text), environ={})
     assert "CIDR" in str(caught.value)
     assert ":1:" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("proxies", "shown"), [("", "127.0.0.1"), (", trusted_proxies: [127.0.0.1/32]", "2001:db8::5")]
+)
+async def test_access_log_names_the_sender_only_through_a_trusted_proxy(
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    proxies: str,
+    shown: str,
+) -> None:
+    caplog.set_level(logging.INFO, logger="notirouter.access")
+    path = write_config(config(tmp_path / "q.db", "[127.0.0.0/8, 2001:db8::/32]", proxies))
+    async with serve(path, init_queue=True) as served:
+        await post(served, ["2001:db8::5"])
+    [line] = [r.getMessage() for r in caplog.records if r.name == "notirouter.access"]
+    assert line.startswith(f'{shown} "POST /hooks/***" 202')

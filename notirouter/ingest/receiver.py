@@ -21,7 +21,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from notirouter.ingest.allow_list import admits, client_address
+from notirouter.ingest.allow_list import Network, admits, client_address
 from notirouter.ingest.payload import PayloadRefused, load_payload
 from notirouter.queue.protocol import QueueUnavailable
 from notirouter.redaction import redact_path
@@ -193,15 +193,16 @@ def create_app(runtime: Runtime) -> Starlette:
         exception_handlers={HTTPException: http_error},
     )
     if runtime.config.app.server.access_log:
-        app.add_middleware(AccessLogMiddleware)
+        app.add_middleware(AccessLogMiddleware, trusted_proxies=trusted_proxies)
     return app
 
 
 class AccessLogMiddleware:
     """One line per request with the path redacted (uvicorn's own access log is disabled)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, trusted_proxies: tuple[Network, ...] = ()) -> None:
         self.app = app
+        self.trusted_proxies = trusted_proxies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -222,9 +223,17 @@ class AccessLogMiddleware:
             client = scope.get("client") or ("-", 0)
             access_log.info(
                 '%s "%s %s" %d %.1fms',
-                client[0],
+                self._sender(client[0], scope),
                 scope["method"],
                 redact_path(scope["path"]),
                 status,
                 (time.perf_counter() - started) * 1000,
             )
+
+    def _sender(self, peer: str, scope: Scope) -> str:
+        # Behind a trusted proxy, the address it forwarded (parsed, so never a forged text).
+        if not self.trusted_proxies:
+            return peer
+        forwarded = [v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-for"]
+        sender = client_address(peer, forwarded, self.trusted_proxies)
+        return peer if sender is None else str(sender)

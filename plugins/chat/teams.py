@@ -18,9 +18,7 @@ connectors are retired and Teams no longer delivers to them.
 
 from __future__ import annotations
 
-import dataclasses
 import re
-import time
 from collections.abc import Callable
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -58,7 +56,7 @@ from .common import (
     safe_link,
     severity_badge,
 )
-from .teams_auth import TeamsAuth, TokenError, TokenSource
+from .teams_auth import TeamsAuth, TokenSource, send_authorised
 
 # Teams rejects messages over about 28 KB; whether that is 28,000 or 28,672 bytes is not
 # documented, so stay under 27,000 bytes of JSON for the whole request, as others do.
@@ -171,35 +169,10 @@ class TeamsSink(HttpSink[TeamsOptions]):
         """POST the card; with ``auth``, as a bearer of the current token (renewed after a 401)."""
         if self.tokens is None:
             return await super().send(message)
-        # The token request, the post and a second post after a 401 share the one timeout.
-        deadline = time.monotonic() + self.options.timeout
         request = self.build_request(message)
-        try:
-            token = await self.tokens.token(_remaining(deadline))
-            response = await self._post(request, token, deadline)
-            if response.status == 401:
-                self.tokens.forget(token)
-                token = await self.tokens.token(_remaining(deadline))
-                response = await self._post(request, token, deadline)
-                if response.status == 401:
-                    return SendResult.misconfigured(
-                        "HTTP 401 with a new token: the flow does not accept this app "
-                        '(check the trigger\'s "Who can trigger the flow", the tenant and the '
-                        "audience of the sink's auth:)"
-                    )
-        except TokenError as exc:
-            return exc.result
-        result = self.classify(response)
-        # A flow echoing the request would put the token in the detail; the core redacts only
-        # the configured secrets, and the token is obtained at run time.
-        if token in result.detail:
-            result = dataclasses.replace(result, detail=result.detail.replace(token, "***"))
-        return result
-
-    async def _post(self, request: HttpRequest, token: str, deadline: float) -> HttpResponse:
-        headers = {**request.headers, "Authorization": f"Bearer {token}"}
-        authorised = dataclasses.replace(request, headers=headers)
-        return await self.context.http.send(authorised, timeout=_remaining(deadline))
+        return await send_authorised(
+            self.tokens, self.context.http, request, self.options.timeout, self.classify
+        )
 
     def build_request(self, message: Message) -> HttpRequest:
         """POST the card as JSON to the configured URL."""
@@ -327,11 +300,6 @@ class TeamsSink(HttpSink[TeamsOptions]):
         if code in (408, 425, 429) or code >= 500:
             return SendResult.retry(detail, after=response.retry_after())
         return SendResult.permanent(detail)
-
-
-def _remaining(deadline: float) -> float:
-    # Out of time, a tiny timeout makes the client fail at once with its transport error.
-    return max(deadline - time.monotonic(), 0.001)
 
 
 @hookimpl

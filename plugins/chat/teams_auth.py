@@ -15,9 +15,11 @@ through the sink's own HTTP client, so they count against its connection budget.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -216,3 +218,52 @@ class TokenSource:
         self._token = token
         self._renew_at = started + lifetime - min(REFRESH_MARGIN_SECONDS, lifetime / 2)
         return token
+
+
+def _remaining(deadline: float) -> float:
+    # Out of time, a tiny timeout makes the client fail at once with its transport error.
+    return max(deadline - time.monotonic(), 0.001)
+
+
+async def _post(
+    http: HttpClient, request: HttpRequest, token: str, deadline: float
+) -> HttpResponse:
+    headers = {**request.headers, "Authorization": f"Bearer {token}"}
+    authorised = dataclasses.replace(request, headers=headers)
+    return await http.send(authorised, timeout=_remaining(deadline))
+
+
+async def send_authorised(
+    tokens: TokenSource,
+    http: HttpClient,
+    request: HttpRequest,
+    timeout: float,
+    classify: Callable[[HttpResponse], SendResult],
+) -> SendResult:
+    """Send ``request`` as a bearer of the current token; after a 401, once more with a new one.
+
+    The token request and both posts share the one ``timeout``. A second 401 means the flow
+    does not admit this app: a configuration error (the sink pauses, the message is kept).
+    """
+    deadline = time.monotonic() + timeout
+    try:
+        token = await tokens.token(_remaining(deadline))
+        response = await _post(http, request, token, deadline)
+        if response.status == 401:
+            tokens.forget(token)
+            token = await tokens.token(_remaining(deadline))
+            response = await _post(http, request, token, deadline)
+            if response.status == 401:
+                return SendResult.misconfigured(
+                    "HTTP 401 with a new token: the flow does not accept this app (check the "
+                    'trigger\'s "Who can trigger the flow", the tenant and the audience of the '
+                    "sink's auth:)"
+                )
+    except TokenError as exc:
+        return exc.result
+    result = classify(response)
+    # A flow echoing the request would put the token in the detail; the core redacts only the
+    # configured secrets, and the token is obtained at run time.
+    if token in result.detail:
+        result = dataclasses.replace(result, detail=result.detail.replace(token, "***"))
+    return result
