@@ -153,8 +153,9 @@ URL_FIELDS = re.compile(r"(^|\.)(url|uri|title_link)$")
 
 def is_markdown(sink_type: str, path: str) -> bool:
     """Whether the service renders this field as Markdown (the others are plain text)."""
-    if sink_type == "teams":  # TextRuns, fallbackText and action titles are plain
-        return "inlines" not in path and "fallbackText" not in path and "actions" not in path
+    if sink_type == "teams":  # TextRuns, fallbackText, the preview and action titles are plain
+        plain = ("inlines" in path, "fallbackText" in path, "actions" in path, path == "summary")
+        return not any(plain)
     if sink_type == "mattermost":  # field titles, a linked title and the fallback are plain
         return path == "text" or path.endswith((".text", ".value"))
     return sink_type == "discord"  # Slack mrkdwn has no [label](url) syntax

@@ -41,6 +41,7 @@ VARIABLES = {
     "SEKOIA_API_KEY": "readme-sekoia-api-key",
     "SEKOIA_REGION": "fra2",
     "TEAMS_WEBHOOK_URL": "https://prod-00.westeurope.logic.azure.com/workflows/0a1b/triggers/manual/paths/invoke?sig=x",
+    "TEAMS_CLIENT_SECRET": "readme-teams-client-secret",
     "MATTERMOST_WEBHOOK_URL": "https://mattermost.example.com/hooks/xyz0123456789",
     "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T000/B000/XXXXXXXX",
     "DISCORD_WEBHOOK_URL": "https://discord.com/api/webhooks/123456789012345678/abcdefABCDEF",

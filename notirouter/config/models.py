@@ -7,6 +7,7 @@ named by ``type``, and the loader validates them with that type's ``Options`` mo
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import re
 from typing import Annotated, Any, Literal
 
@@ -57,6 +58,22 @@ def _check_token(token: SecretStr) -> SecretStr:
 
 
 HookToken = Annotated[SecretStr, AfterValidator(_check_token)]
+
+
+def _parse_cidr(value: Any) -> Any:
+    # ipaddress says what is wrong ("10.0.0.1/24 has host bits set"); pydantic's own network
+    # type would only say "not a valid network".
+    if isinstance(value, str):
+        try:
+            return ipaddress.ip_network(value.strip(), strict=True)
+        except ValueError as exc:
+            raise ValueError(
+                f"expected a CIDR such as 192.0.2.0/24 or 2001:db8::/32: {exc}"
+            ) from None
+    raise ValueError("expected a CIDR such as 192.0.2.0/24 or 2001:db8::/32")
+
+
+Cidr = Annotated[ipaddress.IPv4Network | ipaddress.IPv6Network, BeforeValidator(_parse_cidr)]
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 
@@ -79,6 +96,8 @@ class ServerConfig(_Strict):
     body_timeout: Timeout = 30.0
     max_connections: int = Field(default=2048, ge=1, le=1_000_000)
     shutdown_grace: Duration = 10.0
+    trusted_proxies: list[Cidr] = Field(default_factory=list)
+    """Peers whose ``X-Forwarded-For`` is believed (for ``hooks[].allow``)."""
 
 
 class HookConfig(_Strict):
@@ -87,6 +106,8 @@ class HookConfig(_Strict):
     name: Name
     token: HookToken
     source: str = "sekoia"
+    allow: list[Cidr] | None = Field(default=None, min_length=1)
+    """Client addresses admitted (None: any); others get the unknown token's 404."""
 
 
 def _check_postgres_url(url: SecretStr | None) -> SecretStr | None:

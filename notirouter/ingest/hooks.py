@@ -7,15 +7,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from notirouter.config.models import HookConfig
+from notirouter.ingest.allow_list import Network
 
 
 @dataclass(frozen=True)
 class Hook:
-    """A configured endpoint: its name (safe to log) and source type."""
+    """A configured endpoint: its name (safe to log), source type and allowed senders."""
 
     name: str
     source: str
     token: bytes
+    allow: tuple[Network, ...] | None = None
+    """Networks whose clients may post here; None: any client."""
 
 
 class HookTable:
@@ -23,7 +26,13 @@ class HookTable:
 
     def __init__(self, hooks: Iterable[HookConfig]) -> None:
         self.hooks = tuple(
-            Hook(h.name, h.source, h.token.get_secret_value().encode()) for h in hooks
+            Hook(
+                h.name,
+                h.source,
+                h.token.get_secret_value().encode(),
+                None if h.allow is None else tuple(h.allow),
+            )
+            for h in hooks
         )
 
     def find(self, token: str) -> Hook | None:

@@ -1,8 +1,9 @@
 """The HTTP receiver: ``POST /hooks/{token}``, health, readiness and metrics (DESIGN.md §3.2).
 
-Order of checks: token (404, the same answer as any unknown path), content type (415), size
-(413, from ``Content-Length`` or while streaming, never reading past the limit), JSON (400),
-event schema (422 with locations), then a durable commit (202) or 503 if the queue cannot commit.
+Order of checks: token and the hook's allow-list (404, the same answer as any unknown path),
+content type (415), size (413, from ``Content-Length`` or while streaming, never reading past
+the limit), JSON (400), event schema (422 with locations), then a durable commit (202) or 503
+if the queue cannot commit.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from notirouter.api.operations import OPERATIONAL_EVENT_TYPE
+from notirouter.ingest.allow_list import Network, admits, client_address
 from notirouter.ingest.payload import PayloadRefused, load_payload
 from notirouter.queue.protocol import QueueUnavailable
 from notirouter.redaction import redact_path
@@ -85,11 +87,22 @@ def create_app(runtime: Runtime) -> Starlette:
     max_body = runtime.config.app.server.max_body_bytes
     count = runtime.metrics.count_received
     refusals = ThrottledLog(log)  # during an outage every event is refused the same way
+    trusted_proxies = tuple(runtime.config.app.server.trusted_proxies)
 
     async def receive_hook(request: Request) -> Response:
         hook = runtime.hooks.find(request.path_params["token"])
         if hook is None:
             return not_found()
+        if hook.allow is not None:
+            # Decided before the body is read; refused like an unknown token, so a sender
+            # outside the list cannot tell that the token exists.
+            peer = request.client.host if request.client else None
+            sender = client_address(
+                peer, request.headers.getlist("x-forwarded-for"), trusted_proxies
+            )
+            if not admits(hook.allow, sender):
+                log.debug("hook %s: %s is not in its allow-list (404)", hook.name, sender)
+                return not_found()
         if runtime.draining:  # shutting down: the client retries, on this or another instance
             count(hook.name, "503")
             return JSONResponse(
@@ -188,15 +201,16 @@ def create_app(runtime: Runtime) -> Starlette:
         exception_handlers={HTTPException: http_error},
     )
     if runtime.config.app.server.access_log:
-        app.add_middleware(AccessLogMiddleware)
+        app.add_middleware(AccessLogMiddleware, trusted_proxies=trusted_proxies)
     return app
 
 
 class AccessLogMiddleware:
     """One line per request with the path redacted (uvicorn's own access log is disabled)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, trusted_proxies: tuple[Network, ...] = ()) -> None:
         self.app = app
+        self.trusted_proxies = trusted_proxies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -217,9 +231,17 @@ class AccessLogMiddleware:
             client = scope.get("client") or ("-", 0)
             access_log.info(
                 '%s "%s %s" %d %.1fms',
-                client[0],
+                self._sender(client[0], scope),
                 scope["method"],
                 redact_path(scope["path"]),
                 status,
                 (time.perf_counter() - started) * 1000,
             )
+
+    def _sender(self, peer: str, scope: Scope) -> str:
+        # Behind a trusted proxy, the address it forwarded (parsed, so never a forged text).
+        if not self.trusted_proxies:
+            return peer
+        forwarded = [v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-for"]
+        sender = client_address(peer, forwarded, self.trusted_proxies)
+        return peer if sender is None else str(sender)

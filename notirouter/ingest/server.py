@@ -63,6 +63,9 @@ def uvicorn_config(runtime: Runtime, *, host: str, port: int) -> uvicorn.Config:
         log_config=None,
         access_log=False,
         server_header=False,
+        # uvicorn would believe X-Forwarded-For from 127.0.0.1 and replace the peer with it;
+        # the allow-list reads that header itself, from server.trusted_proxies only.
+        proxy_headers=False,
         lifespan="off",  # the runtime starts before and stops after the server
     )
 

@@ -9,6 +9,11 @@ a MessageCard answers 202 with an empty body).
 Workflows never tells the sender that a card was rejected (the flow fails in its run history),
 so every card is built to be valid (the tests check it against the Adaptive Card schema) and
 to stay under the ~28 KB limit of the "Post card" action.
+
+A flow whose trigger admits only "Any user in my tenant" (the default for new flows) needs an
+Entra ID token: with ``auth:`` the sink sends one (:mod:`plugins.chat.teams_auth`), and after a
+401 fetches a new one and tries once more. Office 365 connector URLs are refused at load: the
+connectors are retired and Teams no longer delivers to them.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import field_validator
 
 from notirouter import (
     HttpRequest,
@@ -26,6 +34,7 @@ from notirouter import (
     SendResult,
     Severity,
     Sink,
+    SinkContext,
     SinkOptions,
     classify_status,
     escape_teams,
@@ -48,6 +57,7 @@ from .common import (
     safe_link,
     severity_badge,
 )
+from .teams_auth import TeamsAuth, TokenSource, send_authorised
 
 # Teams rejects messages over about 28 KB; whether that is 28,000 or 28,672 bytes is not
 # documented, so stay under 27,000 bytes of JSON for the whole request, as others do.
@@ -94,6 +104,25 @@ BADGE_WEIGHT: dict[Severity, str] = {
 }
 # A legacy connector reports failures in the body of a 200: "... returned HTTP error 429 ...".
 _CONNECTOR_ERROR = re.compile(r"HTTP error (\d{3})")
+RETIRED_CONNECTOR = (
+    "this is a retired Office 365 connector URL, and Teams no longer delivers to connectors. "
+    "Create a Workflows webhook instead: in Teams, on the channel's ... menu choose Workflows, "
+    'then the template "Post to a channel when a webhook request is received" (or, in Power '
+    'Automate, a flow triggered by "When a Teams webhook request is received" that posts the '
+    "card), and put the URL it shows here"
+)
+
+
+def is_retired_connector(url: str) -> bool:
+    """Whether ``url`` is an Office 365 connector's (``*.webhook.office.com/webhookb2/…``)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower().rstrip(".")
+    path = parts.path.lower()
+    if host == "webhook.office.com" or host.endswith(".webhook.office.com"):
+        return path.startswith("/webhookb2/")
+    if host in ("outlook.office.com", "outlook.office365.com"):
+        return path.startswith("/webhook/")
+    return False
 
 
 class TeamsOptions(SinkOptions):
@@ -106,6 +135,16 @@ class TeamsOptions(SinkOptions):
     """Adaptive Card version; Workflows has been seen rejecting anything above 1.4."""
     full_width: bool = True
     """Let the card use the whole width of the channel (``msteams.width: Full``)."""
+    auth: TeamsAuth | None = None
+    """Entra ID app credentials, for a flow that only "Any user in my tenant" may trigger."""
+
+    @field_validator("url")
+    @classmethod
+    def _refuse_retired_connector(cls, url: Any) -> Any:
+        # The message says what to do and never repeats the URL: it holds the credential.
+        if is_retired_connector(url.get_secret_value()):
+            raise ValueError(RETIRED_CONNECTOR)
+        return url
 
 
 def _text_markdown(text: str) -> str:
@@ -121,6 +160,20 @@ class TeamsSink(HttpSink[TeamsOptions]):
     Options = TeamsOptions
     # Teams throttles incoming webhooks above 4 requests per second.
     default_rate_limit = 4.0
+
+    def __init__(self, name: str, options: TeamsOptions, context: SinkContext) -> None:
+        super().__init__(name, options, context)
+        auth = options.auth
+        self.tokens = None if auth is None else TokenSource(auth, context.http)
+
+    async def send(self, message: Message) -> SendResult:
+        """POST the card; with ``auth``, as a bearer of the current token (renewed after a 401)."""
+        if self.tokens is None:
+            return await super().send(message)
+        request = self.build_request(message)
+        return await send_authorised(
+            self.tokens, self.context.http, request, self.options.timeout, self.classify
+        )
 
     def build_request(self, message: Message) -> HttpRequest:
         """POST the card as JSON to the configured URL."""
@@ -196,7 +249,8 @@ class TeamsSink(HttpSink[TeamsOptions]):
         if self.options.full_width:
             card["msteams"] = {"width": "Full"}
         attachment = {"contentType": ADAPTIVE_CARD, "contentUrl": None, "content": card}
-        return {"type": "message", "attachments": [attachment]}
+        # The activity's summary is the notification preview; without it Teams shows "Card".
+        return {"type": "message", "summary": card["fallbackText"], "attachments": [attachment]}
 
     def _message_card(
         self, message: Message, text: str, rows: list[tuple[str, str]]
