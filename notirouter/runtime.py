@@ -146,24 +146,27 @@ class Runtime:
 
     async def _housekeeping_forever(self) -> None:
         """Every hour: forget old finished work; dead-letter jobs for unconfigured sinks."""
-        window = max(self.config.app.queue.dedupe_window, self.config.app.delivery.max_age)
         while True:
             try:
-                for sink, count in (await self.queue.bury_orphans(self.sinks)).items():
-                    log.warning(
-                        "%d pending deliveries for sink %s, which is not configured, are now "
-                        "dead letters (replay them once the sink is back)",
-                        count,
-                        sink,
-                    )
-                pruned = await self.queue.prune(window)
-                if pruned:
-                    log.info("pruned %d finished events", pruned)
+                await self.housekeep()
             except QueueUnavailable as exc:
                 log.error("queue housekeeping failed: %s", exc)  # the cause, not a traceback
             except Exception:
                 log.exception("queue housekeeping failed")
             await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
+
+    async def housekeep(self) -> None:
+        """Dead-letter jobs of unconfigured sinks; prune what finished ``queue.retention`` ago."""
+        for sink, count in (await self.queue.bury_orphans(self.sinks)).items():
+            log.warning(
+                "%d pending deliveries for sink %s, which is not configured, are now "
+                "dead letters (replay them once the sink is back)",
+                count,
+                sink,
+            )
+        pruned = await self.queue.prune(self.config.app.queue.retention)
+        if pruned:
+            log.info("pruned %d finished events", pruned)
 
     async def drain(self) -> None:
         """Stop claiming, and let the work in flight finish within ``server.shutdown_grace``.
