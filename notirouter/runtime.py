@@ -75,6 +75,9 @@ class Runtime:
         # Set when the drain starts: /readyz and new webhooks answer 503 from then on.
         self.draining = False
         self._drained = False
+        # Loops and parts a reload replaced, still finishing their work (notirouter.reload).
+        self.retiring: list[Any] = []
+        self.retirements: set[asyncio.Task[None]] = set()
 
     async def open_plugins(self) -> None:
         """Open the HTTP client and let sinks and enrichers prepare."""
@@ -183,7 +186,7 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         grace = self.config.app.server.shutdown_grace
-        loops: list[SinkDispatcher | EventRouter] = list(self._dispatchers)
+        loops: list[SinkDispatcher | EventRouter] = [*self._dispatchers, *self.retiring]
         if self._router is not None:
             loops.append(self._router)
         in_flight = sum(len(loop.tasks) for loop in loops)
@@ -194,6 +197,7 @@ class Runtime:
     async def stop(self) -> None:
         """Drain (if not done yet), then close the plugins and the queue."""
         await self.drain()
+        await asyncio.gather(*self.retirements, return_exceptions=True)
         self._tasks.clear()
         if self._router is not None:  # the plugins were opened with the workers
             await self.close_plugins()

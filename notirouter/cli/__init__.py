@@ -1,7 +1,8 @@
 """The ``notirouter`` command line (DESIGN.md §3.1).
 
 Exit codes: 0 success; 1 invalid config or failure to start; 2 usage error; 3 unreadable or
-invalid event file; 4 a sink did not accept a notification (``send``, ``test-sink``).
+invalid event file; 4 a sink did not accept a notification (``send``, ``test-sink``); 5 no
+running process found to signal (``reload``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,18 @@ import sys
 from collections.abc import Sequence
 
 from notirouter import __version__
-from notirouter.cli import check, dead, migrate, plugins, route, send, serve, test_sink, worker
+from notirouter.cli import (
+    check,
+    dead,
+    migrate,
+    plugins,
+    reload,
+    route,
+    send,
+    serve,
+    test_sink,
+    worker,
+)
 from notirouter.cli.common import EXIT_USAGE
 
 
@@ -32,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     dead.add_commands(commands)
     worker.add_commands(commands)
     migrate.add_commands(commands)
+    reload.add_commands(commands)
     return parser
 
 

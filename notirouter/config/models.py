@@ -80,6 +80,9 @@ class ServerConfig(_Strict):
     body_timeout: Timeout = 30.0
     max_connections: int = Field(default=2048, ge=1, le=1_000_000)
     shutdown_grace: Duration = 10.0
+    # Where `notirouter reload` finds the running processes (None: `<queue.path>.pid` on
+    # SQLite, no pid file on PostgreSQL); see notirouter/pidfile.py.
+    pid_file: str | None = None
 
 
 class HookConfig(_Strict):
