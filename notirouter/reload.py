@@ -97,10 +97,11 @@ class Reloader:
         task.add_done_callback(self.pending.discard)
 
     async def reload(self) -> str:
-        """Read the config again and apply it; the outcome (``applied``, ...)."""
+        """Read the config again and apply it; the outcome (``applied``, ..., ``ignored``)."""
         async with self._lock:
             outcome = await self._reload()
-        self.reloads.labels(outcome=outcome).inc()
+        if outcome in OUTCOMES:
+            self.reloads.labels(outcome=outcome).inc()
         return outcome
 
     async def _reload(self) -> str:
@@ -108,7 +109,7 @@ class Reloader:
         path = runtime.config.path
         if runtime.draining:
             log.warning("reload of %s ignored: shutting down", path)
-            return "rejected"
+            return "ignored"
         try:
             config = await asyncio.to_thread(load_config, path)
         except ConfigError as exc:

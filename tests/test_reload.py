@@ -47,8 +47,8 @@ def config_text(db: Path, sinks: dict[str, str], routes: str, server: str = "{}"
     )
 
 
-async def post(client: aiohttp.ClientSession, base: str, n: int) -> None:
-    async with client.post(f"{base}/hooks/{TOKEN}", json=event(n)) as response:
+async def post(client: aiohttp.ClientSession, base: str, n: int, token: str = TOKEN) -> None:
+    async with client.post(f"{base}/hooks/{token}", json=event(n)) as response:
         assert response.status == 202
 
 
