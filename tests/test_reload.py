@@ -130,6 +130,8 @@ async def test_sighup_applies_a_new_config_without_losing_or_repeating_any_event
                 await post(client, base, n)
             await wait_for_metric(client, base, DONE, 12, timeout=30)
             assert await metric(client, base, APPLIED) == 1
+            async with client.get(f"{base}/readyz") as response:
+                assert response.status == 200  # the replaced loops are not counted as stopped
 
             # A broken config is refused at its place; the running one stays.
             config.write_text(v2.replace("sinks: [second]", "sinks: [nowhere]"), encoding="utf-8")
