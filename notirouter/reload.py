@@ -87,7 +87,10 @@ class Reloader:
         for outcome in OUTCOMES:
             self.reloads.labels(outcome=outcome)
         self._lock = asyncio.Lock()
-        self._runners: dict[int, asyncio.Task[None]] = {}
+        # The task running each loop this reloader started, and the loop each dispatcher waits
+        # for (the same sink's previous one): reloads in quick succession chain up.
+        self._runners: dict[ClaimLoop[Any], asyncio.Task[None]] = {}
+        self._predecessors: dict[ClaimLoop[Any], ClaimLoop[Any]] = {}
         self.pending: set[asyncio.Task[str]] = set()
 
     def request(self) -> None:
@@ -190,9 +193,26 @@ class Reloader:
         retirement.add_done_callback(runtime.retirements.discard)
 
     def _runner(self, loop: ClaimLoop[Any]) -> asyncio.Task[None]:
-        runner = self._runners.pop(id(loop), None) or loop.runner
+        runner = self._runners.get(loop) or loop.runner
         assert runner is not None, "a claim loop is retired before it ran"
         return runner
+
+    async def _quiet(self, loop: ClaimLoop[Any]) -> None:
+        """Return once ``loop`` (and the loop it waited for) has nothing in progress."""
+        predecessor = self._predecessors.get(loop)
+        if predecessor is not None:
+            await self._quiet(predecessor)
+        await asyncio.wait([self._runner(loop)])
+        while loop.tasks:
+            await asyncio.wait(list(loop.tasks))
+
+    async def _after(self, old: SinkDispatcher | None, new: SinkDispatcher) -> None:
+        """Run ``new`` once ``old`` (the same sink's dispatcher) has no attempt left."""
+        if old is not None:
+            # Shielded: a reload stopping ``new`` meanwhile still finds ``old`` to wait for.
+            await asyncio.shield(self._quiet(old))
+            self._predecessors.pop(new, None)
+        await new.run()
 
     def _start_loops(self, new: Runtime, old_dispatchers: dict[str, SinkDispatcher]) -> None:
         runtime = self.runtime
@@ -220,24 +240,28 @@ class Reloader:
             dispatcher = SinkDispatcher(
                 sink, runtime.queue, new.policy, runtime.metrics, lease=delivery.lease, gate=gate
             )
+            if old is not None:
+                self._predecessors[dispatcher] = old
             if old is not None and same_limits:
                 dispatcher.paused_until = old.paused_until
             dispatchers.append(dispatcher)
-            self._spawn(dispatcher, _after(old, dispatcher), f"sink {sink.name}")
+            self._spawn(dispatcher, self._after(old, dispatcher), f"sink {sink.name}")
         runtime._router = router
         runtime._dispatchers = dispatchers
         self._spawn(router, router.run(), "router")
 
     def _spawn(self, loop: ClaimLoop[Any], coroutine: Any, label: str) -> None:
         self.runtime._spawn(coroutine, label)
-        self._runners[id(loop)] = self.runtime._tasks[-1]
+        self._runners[loop] = self.runtime._tasks[-1]
 
     async def _retire(self, retired: _Retired) -> None:
         """Wait for the old loops' work in flight, close the old parts, bury orphaned jobs."""
         runtime = self.runtime
-        await asyncio.gather(*(_quiet(loop) for loop in retired.loops))
+        await asyncio.gather(*(self._quiet(loop) for loop in retired.loops))
         for loop in retired.loops:
             runtime.retiring.remove(loop)
+            self._runners.pop(loop, None)
+            self._predecessors.pop(loop, None)
         closers = [(s.name, s.aclose) for s in retired.sinks]
         closers += [(e.name, e.aclose) for e in retired.enrichers]
         for name, aclose in closers:
@@ -259,22 +283,6 @@ class Reloader:
                 )
         except QueueUnavailable as exc:
             log.error("after the reload, jobs of removed sinks stay pending: %s", exc)
-
-
-async def _quiet(loop: ClaimLoop[Any]) -> None:
-    """Return once ``loop`` claims no more and nothing it claimed is in progress."""
-    runner = loop.runner
-    if runner is not None:
-        await asyncio.wait([runner])
-    while loop.tasks:
-        await asyncio.wait(list(loop.tasks))
-
-
-async def _after(old: SinkDispatcher | None, new: SinkDispatcher) -> None:
-    """Run ``new`` once ``old`` (the same sink's dispatcher) has no attempt left."""
-    if old is not None:
-        await _quiet(old)
-    await new.run()
 
 
 def _redact_new_secrets(secrets: Iterable[str]) -> None:

@@ -63,10 +63,10 @@ async def metric(client: aiohttp.ClientSession, base: str, name: str) -> float:
     return 0.0
 
 
-async def wait_for_log(log: Path, text: str, timeout: float = 15.0) -> str:
+async def wait_for_log(log: Path, text: str, count: int = 1, timeout: float = 15.0) -> str:
     for _ in range(int(timeout / 0.05)):
         found = log.read_text()
-        if text in found:
+        if found.count(text) >= count:
             return found
         await asyncio.sleep(0.05)
     raise AssertionError(f"{text!r} not logged within {timeout}s:\n{log.read_text()}")
@@ -124,12 +124,17 @@ async def test_sighup_applies_a_new_config_without_losing_or_repeating_any_event
             assert loopback.in_flight == 2  # attempts in flight when the signal arrives
 
             config.write_text(v2, encoding="utf-8")
+            # Twice in a row: the second reload replaces dispatchers still waiting for the
+            # first one's attempts to finish.
             process.send_signal(signal.SIGHUP)
             await wait_for_log(log, "config reloaded from")
+            process.send_signal(signal.SIGHUP)  # the first reload's attempts are still running
+            await wait_for_log(log, "config reloaded from", count=2)
+            assert loopback.in_flight == 2
             for n in range(6, 9):
                 await post(client, base, n)
             await wait_for_metric(client, base, DONE, 12, timeout=30)
-            assert await metric(client, base, APPLIED) == 1
+            assert await metric(client, base, APPLIED) == 2
             async with client.get(f"{base}/readyz") as response:
                 assert response.status == 200  # the replaced loops are not counted as stopped
 
