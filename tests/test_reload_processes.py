@@ -96,15 +96,27 @@ def test_the_pid_file_names_only_live_notirouter_processes(tmp_path: Path) -> No
     pid_file = tmp_path / "notirouter.pid"
     ended = subprocess.Popen(["true"])
     ended.wait()
-    stranger = subprocess.Popen(["sleep", "30"])
+    stranger = subprocess.Popen(
+        [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(30)"],
+        stdout=subprocess.PIPE,
+    )
     try:
+        assert stranger.stdout is not None
+        assert stranger.stdout.readline() == b"up\n"
         pid_file.write_text(f"{ended.pid}\n{stranger.pid}\n")
         # A pid that ended, or that another program now holds, is never signalled.
         assert running(pid_file) == []
         ours = subprocess.Popen(
-            [sys.executable, "-c", "import time; time.sleep(30)  # notirouter"],
+            [
+                sys.executable,
+                "-c",
+                "import time; print('up', flush=True); time.sleep(30)  # notirouter",
+            ],
+            stdout=subprocess.PIPE,
         )
         try:
+            assert ours.stdout is not None
+            assert ours.stdout.readline() == b"up\n"  # exec'd: /proc shows its command line
             register(pid_file, ours.pid)
             assert pid_file.read_text().split() == [str(ours.pid)]  # stale lines dropped
             assert running(pid_file) == [ours.pid]
