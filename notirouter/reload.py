@@ -133,8 +133,12 @@ class Reloader:
             log.warning("reload: %s changed: needs a restart; the running value is kept", setting)
         for section in RESTART_SECTIONS:
             setattr(config.app, section, getattr(runtime.config.app, section))
-        candidate = Runtime(config)
         workers = runtime._router is not None
+        try:
+            candidate = Runtime(config)  # the same constructor as at start
+        except Exception:
+            log.exception("reload failed: a sink or enricher could not be built; config kept")
+            return "failed"
         if workers:
             try:
                 await candidate.open_plugins()
