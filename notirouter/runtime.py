@@ -99,6 +99,9 @@ class Runtime:
         # Set when the drain starts: /readyz and new webhooks answer 503 from then on.
         self.draining = False
         self._drained = False
+        # Loops and parts a reload replaced, still finishing their work (notirouter.reload).
+        self.retiring: list[Any] = []
+        self.retirements: set[asyncio.Task[None]] = set()
 
     async def open_plugins(self) -> None:
         """Open the HTTP client and let sinks and enrichers prepare."""
@@ -192,24 +195,27 @@ class Runtime:
 
     async def _housekeeping_forever(self) -> None:
         """Every hour: forget old finished work; dead-letter jobs for unconfigured sinks."""
-        window = max(self.config.app.queue.dedupe_window, self.config.app.delivery.max_age)
         while True:
             try:
-                for sink, count in (await self.queue.bury_orphans(self.sinks)).items():
-                    log.warning(
-                        "%d pending deliveries for sink %s, which is not configured, are now "
-                        "dead letters (replay them once the sink is back)",
-                        count,
-                        sink,
-                    )
-                pruned = await self.queue.prune(window)
-                if pruned:
-                    log.info("pruned %d finished events", pruned)
+                await self.housekeep()
             except QueueUnavailable as exc:
                 log.error("queue housekeeping failed: %s", exc)  # the cause, not a traceback
             except Exception:
                 log.exception("queue housekeeping failed")
             await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
+
+    async def housekeep(self) -> None:
+        """Dead-letter jobs of unconfigured sinks; prune what finished ``queue.retention`` ago."""
+        for sink, count in (await self.queue.bury_orphans(self.sinks)).items():
+            log.warning(
+                "%d pending deliveries for sink %s, which is not configured, are now "
+                "dead letters (replay them once the sink is back)",
+                count,
+                sink,
+            )
+        pruned = await self.queue.prune(self.config.app.queue.retention)
+        if pruned:
+            log.info("pruned %d finished events", pruned)
 
     async def drain(self) -> None:
         """Stop claiming, and let the work in flight finish within ``server.shutdown_grace``.
@@ -228,7 +234,7 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         grace = self.config.app.server.shutdown_grace
-        loops: list[SinkDispatcher | EventRouter] = list(self._dispatchers)
+        loops: list[SinkDispatcher | EventRouter] = [*self._dispatchers, *self.retiring]
         if self._router is not None:
             loops.append(self._router)
         in_flight = sum(len(loop.tasks) for loop in loops)
@@ -239,6 +245,7 @@ class Runtime:
     async def stop(self) -> None:
         """Drain (if not done yet), then close the plugins and the queue."""
         await self.drain()
+        await asyncio.gather(*self.retirements, return_exceptions=True)
         self._tasks.clear()
         if self._heartbeat is not None:
             await asyncio.gather(self._heartbeat, return_exceptions=True)

@@ -2,7 +2,7 @@
 
 Exit codes: 0 success; 1 invalid config or failure to start; 2 usage error; 3 unreadable or
 invalid event file (``trace``: no such event); 4 a sink did not accept a notification
-(``send``, ``test-sink``).
+(``send``, ``test-sink``); 5 no running process found to signal (``reload``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from notirouter.cli import (
     dead,
     migrate,
     plugins,
+    reload,
     route,
     send,
     serve,
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_commands(commands)
     status.add_commands(commands)
     trace.add_commands(commands)
+    reload.add_commands(commands)
     return parser
 
 

@@ -14,6 +14,7 @@ from notirouter.config.log_settings import LOG_FORMATS, LOG_LEVELS
 from notirouter.ingest.server import DrainingServer, uvicorn_config
 from notirouter.logs import configure_logging
 from notirouter.queue.protocol import QueueUnavailable
+from notirouter.reload import reloading
 from notirouter.runtime import Runtime
 
 log = logging.getLogger("notirouter")
@@ -79,7 +80,8 @@ async def _serve(
         log.error("%s", exc)
         return EXIT_CONFIG
     try:
-        await server.serve()
+        async with reloading(runtime):  # SIGHUP reads the config again
+            await server.serve()
     except SystemExit:  # uvicorn exits this way when it cannot bind the address
         return EXIT_CONFIG
     finally:

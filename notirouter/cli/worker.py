@@ -15,6 +15,7 @@ from typing import Any
 from notirouter.cli.common import EXIT_CONFIG, EXIT_OK, add_config_option, load, run_command
 from notirouter.logs import configure_logging
 from notirouter.queue.protocol import QueueUnavailable
+from notirouter.reload import reloading
 from notirouter.runtime import Runtime
 
 log = logging.getLogger("notirouter")
@@ -58,7 +59,8 @@ async def _work(runtime: Runtime) -> int:
         ", ".join(runtime.sinks) or "none",
     )
     try:
-        await stop.wait()
+        async with reloading(runtime):  # SIGHUP reads the config again
+            await stop.wait()
     finally:
         log.info("notirouter worker stopping")
         await runtime.stop()

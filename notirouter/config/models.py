@@ -18,6 +18,8 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -98,6 +100,9 @@ class ServerConfig(_Strict):
     shutdown_grace: Duration = 10.0
     trusted_proxies: list[Cidr] = Field(default_factory=list)
     """Peers whose ``X-Forwarded-For`` is believed (for ``hooks[].allow``)."""
+    # Where `notirouter reload` finds the running processes (None: `<queue.path>.pid` on
+    # SQLite, no pid file on PostgreSQL); see notirouter/pidfile.py.
+    pid_file: str | None = None
 
 
 class HookConfig(_Strict):
@@ -127,11 +132,25 @@ class QueueConfig(_Strict):
     backend: Literal["sqlite", "postgres"] = "sqlite"
     path: str = "./var/notirouter.db"
     dedupe_window: Duration = 86_400.0
+    # How long finished events stay for ``dead``/history before the hourly prune; a key must
+    # outlive its dedupe window, so a shorter retention is refused (checked in the loader).
+    retention: Duration = 7 * 86_400.0
     synchronous: Literal["full", "normal"] = "full"
     busy_timeout: Duration = 5.0
     url: Annotated[SecretStr | None, AfterValidator(_check_postgres_url)] = None
     pool_size: int = Field(default=10, ge=2, le=200)
     connect_timeout: Duration = 5.0
+
+    @field_validator("retention")
+    @classmethod
+    def _retention_covers_dedupe_window(cls, retention: float, info: ValidationInfo) -> float:
+        window = info.data.get("dedupe_window")  # absent when it was invalid itself
+        if window is not None and retention < window:
+            raise ValueError(
+                f"retention ({retention:g}s) must not be shorter than dedupe_window "
+                f"({window:g}s): a pruned event's key could no longer stop a duplicate"
+            )
+        return retention
 
     @model_validator(mode="after")
     def _postgres_needs_url_and_driver(self) -> QueueConfig:

@@ -52,6 +52,9 @@ class ClaimLoop(ABC, Generic[ItemT]):
         self.slots = asyncio.Semaphore(concurrency)
         self.tasks: set[asyncio.Task[None]] = set()
         self.queue_errors = ThrottledLog(log)  # a queue that is down fails every claim alike
+        self.stopping = False
+        self._claiming = False
+        self.runner: asyncio.Task[None] | None = None  # the task running :meth:`run`
 
     @abstractmethod
     async def claim(self, limit: int) -> list[ItemT]:
@@ -77,9 +80,20 @@ class ClaimLoop(ABC, Generic[ItemT]):
         """
         return free
 
+    def stop(self, runner: asyncio.Task[None]) -> None:
+        """Claim no more (``runner`` is the task of :meth:`run`); items in progress go on.
+
+        A claim already sent to the queue is let finish and its items are handled: cancelled
+        there, they would wait out their lease unattended.
+        """
+        self.stopping = True
+        if not self._claiming:
+            runner.cancel()
+
     async def run(self) -> None:
-        """Claim and handle until cancelled."""
-        while True:
+        """Claim and handle until cancelled or stopped."""
+        self.runner = asyncio.current_task()
+        while not self.stopping:
             await self.slots.acquire()
             free = 1
             while free < self.concurrency and not self.slots.locked():
@@ -89,7 +103,11 @@ class ClaimLoop(ABC, Generic[ItemT]):
                 # After the slots: an attempt that just freed one may have asked for a pause.
                 wanted = await self.before_claim(free)
                 self.wakeup.clear()
-                batch = await self.claim(wanted)
+                self._claiming = True
+                try:
+                    batch = await self.claim(wanted)
+                finally:
+                    self._claiming = False
             except QueueUnavailable as exc:
                 batch = []
                 self.queue_errors.log(
@@ -107,7 +125,7 @@ class ClaimLoop(ABC, Generic[ItemT]):
                 task = asyncio.create_task(self._handle(item))
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
-            if not batch:
+            if not batch and not self.stopping:
                 await self._sleep_until_due()
 
     async def _handle(self, item: ItemT) -> None:

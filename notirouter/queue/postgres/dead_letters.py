@@ -10,6 +10,7 @@ import asyncpg
 from notirouter.queue.postgres.connection import unavailable
 from notirouter.queue.protocol import EVENTS_WAKE, sink_wake
 from notirouter.queue.records import DeadLetter, FailedEvent
+from notirouter.queue.retention import PRUNE_BATCH_ROWS, prune_in_batches
 
 _NOTIFY = "SELECT pg_notify('notirouter', k) FROM unnest($1::text[]) AS k"
 
@@ -147,17 +148,31 @@ async def bury_orphans(pool: asyncpg.Pool, sinks: Iterable[str]) -> dict[str, in
     return buried
 
 
-async def prune(pool: asyncpg.Pool, older_than: float) -> int:
-    """Forget finished work older than ``older_than`` seconds (events with no job left)."""
+async def prune(pool: asyncpg.Pool, older_than: float, *, rows: int = PRUNE_BATCH_ROWS) -> int:
+    """Forget finished work older than ``older_than`` seconds (events with no job left).
+
+    At most ``rows`` deliveries and ``rows`` events per transaction; rows another process is
+    pruning at the same time are skipped, not waited for.
+    """
     cutoff = time.time() - older_than
-    with unavailable("prune finished work"):
-        async with pool.acquire() as connection, connection.transaction():
-            await connection.execute(
-                "DELETE FROM deliveries WHERE state = 'done' AND finished_at < $1", cutoff
-            )
-            status = await connection.execute(
-                "DELETE FROM events WHERE state = 'routed' AND received_at < $1"
-                " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)",
-                cutoff,
-            )
-    return affected(status)
+
+    async def batch() -> tuple[int, int]:
+        with unavailable("prune finished work"):
+            async with pool.acquire() as connection, connection.transaction():
+                deliveries = await connection.execute(
+                    "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries"
+                    " WHERE state = 'done' AND finished_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                    cutoff,
+                    rows,
+                )
+                events = await connection.execute(
+                    "DELETE FROM events WHERE id IN (SELECT id FROM events"
+                    " WHERE state = 'routed' AND received_at < $1"
+                    " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)"
+                    " LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                    cutoff,
+                    rows,
+                )
+        return affected(deliveries), affected(events)
+
+    return await prune_in_batches(batch, rows=rows)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable
 
 from notirouter.queue.records import DeadLetter, FailedEvent
+from notirouter.queue.retention import PRUNE_BATCH_ROWS, prune_in_batches
 from notirouter.queue.sqlite.queue import EVENTS_WAKE, SqliteQueue, sink_wake
 
 _DEAD_COLUMNS = (
@@ -188,22 +189,30 @@ async def bury_orphans(queue: SqliteQueue, sinks: Iterable[str]) -> dict[str, in
     return result
 
 
-async def prune(queue: SqliteQueue, older_than: float) -> int:
+async def prune(queue: SqliteQueue, older_than: float, *, rows: int = PRUNE_BATCH_ROWS) -> int:
     """Forget finished work older than ``older_than`` seconds (and its dedupe keys).
 
-    Events are kept while any of their deliveries is pending or dead.
+    Events are kept while any of their deliveries is pending or dead. At most ``rows``
+    deliveries and ``rows`` events go per transaction (see :mod:`notirouter.queue.retention`).
     """
+    cutoff = time.time() - older_than
 
-    def write(c: sqlite3.Connection) -> int:
-        cutoff = time.time() - older_than
-        c.execute("DELETE FROM deliveries WHERE state = 'done' AND finished_at < ?", (cutoff,))
-        return int(
-            c.execute(
-                "DELETE FROM events WHERE state = 'routed' AND received_at < ?"
-                " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)",
-                (cutoff,),
-            ).rowcount
-        )
+    def write(c: sqlite3.Connection) -> tuple[int, int]:
+        deliveries = c.execute(
+            "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries"
+            " WHERE state = 'done' AND finished_at < ? LIMIT ?)",
+            (cutoff, rows),
+        ).rowcount
+        events = c.execute(
+            "DELETE FROM events WHERE id IN (SELECT id FROM events"
+            " WHERE state = 'routed' AND received_at < ?"
+            " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id) LIMIT ?)",
+            (cutoff, rows),
+        ).rowcount
+        return deliveries, events
 
-    pruned: int = await queue.write(write)
-    return pruned
+    async def batch() -> tuple[int, int]:
+        removed: tuple[int, int] = await queue.write(write)
+        return removed
+
+    return await prune_in_batches(batch, rows=rows)
