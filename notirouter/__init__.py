@@ -4,6 +4,7 @@ This module is the public API for plugin authors: everything a source, enricher,
 formatter plugin needs is importable from here, and nothing else is promised.
 """
 
+from notirouter.api.conversation import ConversationMode
 from notirouter.api.enricher import Enricher, EnricherContext, EnricherOptions, EnrichmentError
 from notirouter.api.escape import (
     TRUNCATION_MARKER,
@@ -48,6 +49,7 @@ __version__ = "0.1.0"
 __all__ = [
     "MATTERMOST_ADDRESS",
     "TRUNCATION_MARKER",
+    "ConversationMode",
     "Enricher",
     "EnricherContext",
     "EnricherOptions",

@@ -15,6 +15,7 @@ from notirouter.api.http import HttpClient
 from notirouter.api.sink import Sink, SinkContext
 from notirouter.api.source import Source
 from notirouter.config.loader import LoadedConfig
+from notirouter.delivery.conversations import Conversations
 from notirouter.delivery.dispatcher import SinkDispatcher
 from notirouter.delivery.retry import RetryPolicy
 from notirouter.ingest.hooks import HookTable
@@ -114,6 +115,9 @@ class Runtime:
             concurrency=delivery.route_workers,
             lease=delivery.lease,
         )
+        conversations = Conversations(
+            self.queue.message_refs(), self.config.app.queue.conversation_retention
+        )
         self._dispatchers = [
             SinkDispatcher(
                 sink,
@@ -122,6 +126,7 @@ class Runtime:
                 self.metrics,
                 lease=delivery.lease,
                 gate=self.queue.sink_gate(sink.name, sink.rate_limit, sink.options.burst),
+                conversations=conversations,
             )
             for sink in self.sinks.values()
         ]
@@ -159,6 +164,10 @@ class Runtime:
                 pruned = await self.queue.prune(window)
                 if pruned:
                     log.info("pruned %d finished events", pruned)
+                retention = self.config.app.queue.conversation_retention
+                forgotten = await self.queue.message_refs().prune(retention)
+                if forgotten:
+                    log.info("forgot %d expired conversation references", forgotten)
             except QueueUnavailable as exc:
                 log.error("queue housekeeping failed: %s", exc)  # the cause, not a traceback
             except Exception:

@@ -17,6 +17,7 @@ import notirouter
 PUBLIC_API = [
     "MATTERMOST_ADDRESS",
     "TRUNCATION_MARKER",
+    "ConversationMode",
     "Enricher",
     "EnricherContext",
     "EnricherOptions",

@@ -105,6 +105,8 @@ class QueueConfig(_Strict):
     backend: Literal["sqlite", "postgres"] = "sqlite"
     path: str = "./var/notirouter.db"
     dedupe_window: Duration = 86_400.0
+    # How long a conversation's first-message reference is kept after its last use.
+    conversation_retention: Duration = 30 * 86_400.0
     synchronous: Literal["full", "normal"] = "full"
     busy_timeout: Duration = 5.0
     url: Annotated[SecretStr | None, AfterValidator(_check_postgres_url)] = None

@@ -19,6 +19,21 @@ MIGRATIONS: dict[int, str] = {
     CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
     CREATE INDEX IF NOT EXISTS events_failed ON events (next_attempt_at) WHERE state = 'failed';
     """,
+    # Conversations: the service's id of each conversation's first message, per (sink, thread
+    # key), and an index for the in-order claim (the oldest unfinished job of a thread key).
+    5: """
+    CREATE TABLE message_refs (
+        sink TEXT NOT NULL,
+        thread_key TEXT NOT NULL,
+        reference TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        used_at REAL NOT NULL,
+        PRIMARY KEY (sink, thread_key)
+    );
+    CREATE INDEX message_refs_used ON message_refs (used_at);
+    CREATE INDEX deliveries_thread ON deliveries (sink, json_extract(message, '$.thread_key'), id)
+        WHERE state = 'pending';
+    """,
 }
 LATEST = max(MIGRATIONS)
 
@@ -39,8 +54,8 @@ def migrate(connection: sqlite3.Connection, where: str) -> int:
     version = current_version(connection)
     if version > LATEST:
         raise too_new(version, LATEST, where)
-    while version < LATEST:
-        version += 1
+    # Version numbers may leave gaps (each feature's migration keeps its number).
+    for version in sorted(step for step in MIGRATIONS if step > version):
         connection.execute("BEGIN IMMEDIATE")
         try:
             # Another process may have migrated while this one waited for the write lock.
