@@ -92,8 +92,25 @@ class DiscordFake:
             if request.query.get("wait") != "true":
                 return web.Response(status=204)
             self.posted += 1
-            return web.json_response({"id": str(9000 + self.posted), **data})
+            # A forum post opens a thread of its own; else the thread asked for, or the channel.
+            channel = request.query.get("thread_id", "5000")
+            if "thread_name" in data:
+                channel = str(7000 + self.posted)
+            return web.json_response({"id": str(9000 + self.posted), "channel_id": channel})
         if request.method == "PATCH":
             message_id = request.path.rsplit("/", 1)[-1]
-            return web.json_response({"id": message_id, **data})
+            channel = request.query.get("thread_id", "5000")
+            return web.json_response({"id": message_id, "channel_id": channel})
         return web.json_response({"code": 0, "message": "405: Method Not Allowed"}, status=405)
+
+    def shape(self) -> list[str]:
+        """The calls as ``post``, ``post <thread>``, ``edit <id> <thread>``, in order."""
+        shown = []
+        for call in self.calls:
+            query = dict(part.split("=", 1) for part in call.query.split("&") if part)
+            thread = query.get("thread_id", "")
+            if call.method == "PATCH":
+                shown.append(f"edit {call.path.rsplit('/', 1)[-1]} {thread}".strip())
+            else:
+                shown.append(f"post {thread}".strip())
+        return shown

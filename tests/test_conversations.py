@@ -15,7 +15,7 @@ from notirouter.config.errors import ConfigError
 from notirouter.config.loader import load_config
 from notirouter.queue.records import NewDelivery
 from tests.backends import Backend
-from tests.chat_api_fakes import SlackFake
+from tests.chat_api_fakes import DiscordFake, SlackFake
 from tests.loopback import LoopbackServer
 from tests.sekoia_fixtures import alert_event, comment_event
 from tests.serving import serve
@@ -225,4 +225,67 @@ def test_the_token_is_never_sent_over_plain_http_off_loopback(
         """
     )
     with pytest.raises(ConfigError, match=r"plain http only on 127\.0\.0\.1"):
+        load_config(path)
+
+
+def discord_sink(server: LoopbackServer, extra: str = "") -> str:
+    return (
+        f'  chat: {{type: discord, url: "{server.url}/api/webhooks/1/tok3n", rate_limit: 0{extra}}}'
+    )
+
+
+async def test_an_alert_is_one_discord_message_edited_in_place(
+    queue_backend: Backend, write_config: Callable[..., Path], loopback: LoopbackServer
+) -> None:
+    fake = DiscordFake()
+    fake.install(loopback)
+    path = write_config(
+        config(
+            queue_backend,
+            discord_sink(loopback),
+            "  - {name: r, sinks: [chat]}",
+            ", route_workers: 1",
+        )
+    )
+    async with serve(path) as served:
+        await post_events(served, lifecycle())
+        await settle(loopback, 6)
+    # One message for the alert, edited three times; the comments are messages of their own.
+    assert fake.shape() == ["post"] + ["edit 9001"] * 3 + ["post"] * 2
+    edits = [c for c in fake.calls if c.method == "PATCH"]
+    assert all(c.path == "/api/webhooks/1/tok3n/messages/9001" for c in edits)
+    assert "occurrences → 4" in json.dumps(edits[-1].body, ensure_ascii=False)
+
+
+async def test_a_discord_forum_post_is_edited_and_replied_in(
+    queue_backend: Backend, write_config: Callable[..., Path], loopback: LoopbackServer
+) -> None:
+    fake = DiscordFake()
+    fake.install(loopback)
+    path = write_config(
+        config(
+            queue_backend,
+            discord_sink(loopback, ", forum: true, conversation: update+thread"),
+            "  - {name: r, sinks: [chat]}",
+            ", route_workers: 1",
+        )
+    )
+    async with serve(path) as served:
+        await post_events(served, lifecycle()[:2])
+        await settle(loopback, 3)
+    assert fake.shape() == ["post", "edit 9001 7001", "post 7001"]
+    assert fake.calls[0].body["thread_name"].startswith("New alert")
+    assert "thread_name" not in fake.calls[2].body
+
+
+def test_discord_threads_need_a_forum(write_config: Callable[..., Path]) -> None:
+    path = write_config(
+        """
+        sinks:
+          chat: {type: discord, url: "https://discord.com/api/webhooks/1/x", conversation: thread}
+        routes:
+          - {name: r, sinks: [chat]}
+        """
+    )
+    with pytest.raises(ConfigError, match="needs forum: true"):
         load_config(path)
