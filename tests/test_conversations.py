@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from notirouter.cli import main
 from notirouter.config.errors import ConfigError
 from notirouter.config.loader import load_config
 from notirouter.queue.records import NewDelivery
@@ -289,3 +290,27 @@ def test_discord_threads_need_a_forum(write_config: Callable[..., Path]) -> None
     )
     with pytest.raises(ConfigError, match="needs forum: true"):
         load_config(path)
+
+
+def test_check_says_what_each_chat_sink_does_with_a_conversation(
+    write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(
+        """
+        sinks:
+          hook: {type: slack, url: "https://hooks.slack.com/services/T/B/x"}
+          bot: {type: slack, token: xoxb-1, channel: C1, conversation: thread}
+          disc: {type: discord, url: "https://discord.com/api/webhooks/1/x"}
+          plain: {type: log}
+        routes:
+          - {name: r, sinks: [hook, bot, disc, plain]}
+        """
+    )
+    assert main(["check", "-c", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert lines == [
+        "sink hook: posts every message: a webhook URL cannot edit, reply in a thread or return"
+        " a message id (give token and channel for update+thread)",
+        "sink bot: conversation: thread",
+        "sink disc: conversation: update",
+    ]

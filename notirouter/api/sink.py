@@ -150,12 +150,14 @@ class Sink(ABC, Generic[OptionsT]):
         """
         return None
 
-    def conversation_support(self) -> str:
-        """One line for ``notirouter check``: what this sink does with a conversation."""
+    def conversation_support(self) -> str | None:
+        """What ``notirouter check`` says of this sink's conversations (``None``: nothing).
+
+        The default names the mode, if any; a sink that could keep conversations in another
+        configuration says what this one lacks.
+        """
         mode = self.conversation()
-        if mode is None:
-            return "posts every message (no edits, no threads)"
-        return f"conversation: {mode.value}"
+        return None if mode is None else f"conversation: {mode.value}"
 
     async def start(self) -> None:
         """Prepare resources before the first send (optional)."""

@@ -14,6 +14,7 @@ from notirouter.cli.common import (
     load,
     run_command,
 )
+from notirouter.cli.conversation_check import conversation_lines
 from notirouter.config.models import QueueConfig
 from notirouter.queue.factory import queue_for
 from notirouter.queue.protocol import QueueUnavailable
@@ -69,6 +70,8 @@ def check_command(args: argparse.Namespace) -> int:
         f"{_count(len(app.enrichers), 'enricher')}, {_count(len(app.routes), 'route')}, "
         f"queue {describe_queue(app.queue)}"
     )
+    for line in conversation_lines(config):
+        print(line)
     if args.connect:
         print(f"queue reached: {reach_queue(app.queue)}")
     return EXIT_OK

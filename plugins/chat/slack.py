@@ -125,7 +125,7 @@ class SlackSink(HttpSink[SlackOptions]):
             return None
         return self.options.conversation or ConversationMode.UPDATE_THREAD
 
-    def conversation_support(self) -> str:
+    def conversation_support(self) -> str | None:
         """What ``check`` says: the mode, or what a webhook URL lacks."""
         if self.options.token is None:
             return (
