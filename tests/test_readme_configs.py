@@ -43,6 +43,7 @@ VARIABLES = {
     "TEAMS_WEBHOOK_URL": "https://prod-00.westeurope.logic.azure.com/workflows/0a1b/triggers/manual/paths/invoke?sig=x",
     "MATTERMOST_WEBHOOK_URL": "https://mattermost.example.com/hooks/xyz0123456789",
     "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T000/B000/XXXXXXXX",
+    "SLACK_BOT_TOKEN": "xoxb-0000-0000-XXXXXXXX",
     "DISCORD_WEBHOOK_URL": "https://discord.com/api/webhooks/123456789012345678/abcdefABCDEF",
     "FORWARD_URL": "https://intake.example.com/notify",
     "FORWARD_TOKEN": "readme-forward-token",
