@@ -114,3 +114,46 @@ class DiscordFake:
             else:
                 shown.append(f"post {thread}".strip())
         return shown
+
+
+@dataclass
+class MattermostFake:
+    """Mattermost's REST API: posts get ids ``p0000…01``, ``p0000…02``, …; patches are ok.
+
+    ``deleted`` lists post ids whose patch answers 404 (the post was deleted).
+    """
+
+    calls: list[Call] = field(default_factory=list)
+    deleted: set[str] = field(default_factory=set)
+    posted: int = 0
+
+    def install(self, server: LoopbackServer) -> None:
+        """Answer the server's requests as Mattermost's API."""
+        server.handler = self.handle
+
+    def handle(self, request: web.Request, body: bytes) -> web.Response:
+        if request.headers.get("Authorization") != "Bearer mm-test-token":
+            return web.json_response({"id": "api.context.session_expired.app_error"}, status=401)
+        data = json.loads(body)
+        self.calls.append(Call(request.method, data, request.query_string, request.path))
+        if request.method == "POST" and request.path == "/api/v4/posts":
+            self.posted += 1
+            return web.json_response({"id": f"p{self.posted:025d}", **data}, status=201)
+        post_id = request.path.split("/")[-2]
+        if request.method == "PUT" and request.path.endswith("/patch"):
+            if post_id in self.deleted:
+                return web.json_response({"id": "app.post.get.app_error"}, status=404)
+            return web.json_response({"id": post_id, **data})
+        return web.json_response({"id": "api.context.404.app_error"}, status=404)
+
+    def shape(self) -> list[str]:
+        """The calls as ``post``, ``patch <id>`` and ``reply <root_id>``, in order."""
+        shown = []
+        for call in self.calls:
+            if call.method == "PUT":
+                shown.append(f"patch {call.path.split('/')[-2]}")
+            elif "root_id" in call.body:
+                shown.append(f"reply {call.body['root_id']}")
+            else:
+                shown.append("post")
+        return shown

@@ -16,7 +16,7 @@ from notirouter.config.errors import ConfigError
 from notirouter.config.loader import load_config
 from notirouter.queue.records import NewDelivery
 from tests.backends import Backend
-from tests.chat_api_fakes import DiscordFake, SlackFake
+from tests.chat_api_fakes import DiscordFake, MattermostFake, SlackFake
 from tests.loopback import LoopbackServer
 from tests.sekoia_fixtures import alert_event, comment_event
 from tests.serving import serve
@@ -302,8 +302,9 @@ def test_check_says_what_each_chat_sink_does_with_a_conversation(
           bot: {type: slack, token: xoxb-1, channel: C1, conversation: thread}
           disc: {type: discord, url: "https://discord.com/api/webhooks/1/x"}
           plain: {type: log}
+          mm: {type: mattermost, url: "https://chat.example/hooks/abcdefghijklmnop"}
         routes:
-          - {name: r, sinks: [hook, bot, disc, plain]}
+          - {name: r, sinks: [hook, bot, disc, plain, mm]}
         """
     )
     assert main(["check", "-c", str(path)]) == 0
@@ -313,4 +314,67 @@ def test_check_says_what_each_chat_sink_does_with_a_conversation(
         " a message id (give token and channel for update+thread)",
         "sink bot: conversation: thread",
         "sink disc: conversation: update",
+        "sink mm: posts every message: a webhook URL cannot edit, reply in a thread or return"
+        " a post id (give server_url, token and channel_id for update+thread)",
     ]
+
+
+MM_ROOT = f"p{1:025d}"
+
+
+def mattermost_sink(server: LoopbackServer, extra: str = "") -> str:
+    return (
+        f'  chat: {{type: mattermost, server_url: "{server.url}", token: mm-test-token,'
+        f" channel_id: abcdefghijklmnopqrstuvwxyz, rate_limit: 0{extra}}}"
+    )
+
+
+async def test_an_alert_is_one_mattermost_conversation(
+    queue_backend: Backend, write_config: Callable[..., Path], loopback: LoopbackServer
+) -> None:
+    fake = MattermostFake()
+    fake.install(loopback)
+    path = write_config(
+        config(
+            queue_backend,
+            mattermost_sink(loopback),
+            "  - {name: r, sinks: [chat]}",
+            ", route_workers: 1",
+        )
+    )
+    async with serve(path) as served:
+        await post_events(served, lifecycle())
+        await settle(loopback, 9)
+    assert fake.shape() == (
+        ["post"] + [f"patch {MM_ROOT}", f"reply {MM_ROOT}"] * 3 + [f"reply {MM_ROOT}"] * 2
+    )
+    root = fake.calls[0].body
+    assert root["channel_id"] == "abcdefghijklmnopqrstuvwxyz"
+    assert "New alert" in root["message"]
+    assert root["props"]["attachments"]
+    last_patch = [c for c in fake.calls if c.method == "PUT"][-1]
+    assert "occurrences → 4" in last_patch.body["message"]
+    assert "comment number 2" in fake.calls[-1].body["message"]
+
+
+async def test_a_deleted_mattermost_post_is_posted_anew(
+    queue_backend: Backend, write_config: Callable[..., Path], loopback: LoopbackServer
+) -> None:
+    fake = MattermostFake(deleted={MM_ROOT})
+    fake.install(loopback)
+    path = write_config(
+        config(
+            queue_backend,
+            mattermost_sink(loopback, ", conversation: update"),
+            "  - {name: r, sinks: [chat]}",
+        )
+    )
+    async with serve(path) as served:
+        await post_events(served, [alert_event("created")])
+        await settle(loopback, 1)
+        await post_events(served, [alert_event("updated", updated={"similar": 7})])
+        await settle(loopback, 3)
+        await post_events(served, [alert_event("updated", updated={"similar": 8})])
+        await settle(loopback, 4)
+    second = f"p{2:025d}"
+    assert fake.shape() == ["post", f"patch {MM_ROOT}", "post", f"patch {second}"]
