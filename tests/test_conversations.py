@@ -378,3 +378,25 @@ async def test_a_deleted_mattermost_post_is_posted_anew(
         await settle(loopback, 4)
     second = f"p{2:025d}"
     assert fake.shape() == ["post", f"patch {MM_ROOT}", "post", f"patch {second}"]
+
+
+async def test_two_processes_never_hold_two_jobs_of_one_thread_key(
+    postgres_backend: Backend,
+) -> None:
+    first, second = postgres_backend.make(), postgres_backend.make()
+    await first.open()
+    await second.open()
+    try:
+        for n in range(4):
+            await first.enqueue(hook="h", source="s", dedupe_key=f"k{n}", body=b"{}")
+            (stored,) = await first.claim_events(1, 30)
+            message = json.dumps({"title": "t", "thread_key": "alert-1"})
+            assert await first.complete_event(stored, [NewDelivery("r", "chat", message)])
+        # Both claim at once, as two workers on one database would.
+        claims = await asyncio.gather(
+            *(queue.claim_deliveries("chat", 10, 30, in_order=True) for queue in (first, second))
+        )
+        assert sum(len(claimed) for claimed in claims) == 1
+    finally:
+        await first.close()
+        await second.close()
