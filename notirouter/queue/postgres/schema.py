@@ -77,7 +77,8 @@ MIGRATIONS: dict[int, str] = {
         PRIMARY KEY (sink, thread_key)
     );
     CREATE INDEX message_refs_used ON message_refs (used_at);
-    CREATE INDEX deliveries_thread ON deliveries (sink, ((message::jsonb) ->> 'thread_key'), id)
+    CREATE INDEX deliveries_thread
+        ON deliveries ((sink || ' ' || ((message::jsonb) ->> 'thread_key')), id)
         WHERE state = 'pending';
     """,
 }
