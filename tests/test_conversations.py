@@ -400,3 +400,22 @@ async def test_two_processes_never_hold_two_jobs_of_one_thread_key(
     finally:
         await first.close()
         await second.close()
+
+
+async def test_jobs_of_one_thread_key_run_in_the_order_their_events_came(
+    queue_backend: Backend,
+) -> None:
+    queue = queue_backend.make()
+    await queue.open()
+    try:
+        for n in range(2):
+            await queue.enqueue(hook="h", source="s", dedupe_key=f"k{n}", body=b"{}")
+        events = sorted(await queue.claim_events(2, 30), key=lambda e: e.received_at)
+        # Two routing workers finish the later event first.
+        for stored in reversed(events):
+            message = json.dumps({"title": stored.id, "thread_key": "alert-1"})
+            assert await queue.complete_event(stored, [NewDelivery("r", "chat", message)])
+        (first,) = await queue.claim_deliveries("chat", 10, 30, in_order=True)
+        assert first.event_id == events[0].id
+    finally:
+        await queue.close()

@@ -57,9 +57,14 @@ class SqliteMessageRefs:
 
 # The in-order claim's condition on a candidate ``d``: no older unfinished delivery of the same
 # sink and thread key (the expression matches the ``deliveries_thread`` index of migration 5).
+# Older is by the time the event was received, then by id: routing workers may write the jobs
+# of two events in either order, the order they came in is the one that counts.
 IN_ORDER_SQLITE = (
     " AND (json_extract(d.message, '$.thread_key') IS NULL OR NOT EXISTS (SELECT 1"
-    " FROM deliveries e WHERE e.sink = d.sink AND e.state = 'pending'"
+    " FROM deliveries e JOIN events ee ON ee.id = e.event_id"
+    " JOIN events de ON de.id = d.event_id"
+    " WHERE e.sink = d.sink AND e.state = 'pending'"
     " AND json_extract(e.message, '$.thread_key') = json_extract(d.message, '$.thread_key')"
-    " AND e.id < d.id))"
+    " AND (ee.received_at < de.received_at"
+    " OR (ee.received_at = de.received_at AND e.id < d.id))))"
 )
