@@ -4,6 +4,7 @@ This module is the public API for plugin authors: everything a source, enricher,
 formatter plugin needs is importable from here, and nothing else is promised.
 """
 
+from notirouter.api.conversation import ConversationMode
 from notirouter.api.enricher import (
     Enricher,
     EnricherContext,
@@ -56,6 +57,7 @@ __all__ = [
     "MATTERMOST_ADDRESS",
     "OPERATIONAL_EVENT_TYPE",
     "TRUNCATION_MARKER",
+    "ConversationMode",
     "Digest",
     "DigestItem",
     "Enricher",

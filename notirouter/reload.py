@@ -241,9 +241,8 @@ class Reloader:
                 if old is not None and same_limits
                 else runtime.queue.sink_gate(sink.name, sink.rate_limit, sink.options.burst)
             )
-            dispatcher = SinkDispatcher(
-                sink, runtime.queue, new.policy, runtime.metrics, lease=delivery.lease, gate=gate
-            )
+            # The swap made ``new``'s config and policy the runtime's: built as at start.
+            dispatcher = runtime.dispatcher_for(sink, gate)
             if old is not None:
                 self._predecessors[dispatcher] = old
             if old is not None and same_limits:

@@ -16,6 +16,7 @@ from notirouter.api.operations import OPERATIONAL_EVENT_TYPE
 from notirouter.api.sink import Sink, SinkContext
 from notirouter.api.source import Source
 from notirouter.config.loader import LoadedConfig
+from notirouter.delivery.conversations import Conversations
 from notirouter.delivery.dispatcher import SinkDispatcher
 from notirouter.delivery.flusher import GroupFlusher
 from notirouter.delivery.retry import RetryPolicy
@@ -28,7 +29,7 @@ from notirouter.operations.heartbeat import Heartbeat
 from notirouter.operations.self_routing import self_routing_warnings
 from notirouter.operations.sink_health import SinkHealth
 from notirouter.queue.factory import queue_for
-from notirouter.queue.protocol import Queue, QueueUnavailable
+from notirouter.queue.protocol import Queue, QueueUnavailable, SinkGate
 from notirouter.routing.pipeline import Pipeline
 from notirouter.routing.router import EventRouter
 
@@ -150,14 +151,8 @@ class Runtime:
             lease=delivery.lease,
         )
         self._dispatchers = [
-            SinkDispatcher(
-                sink,
-                self.queue,
-                self.policy,
-                self.metrics,
-                lease=delivery.lease,
-                gate=self.queue.sink_gate(sink.name, sink.rate_limit, sink.options.burst),
-                health=self.sink_health,
+            self.dispatcher_for(
+                sink, self.queue.sink_gate(sink.name, sink.rate_limit, sink.options.burst)
             )
             for sink in self.sinks.values()
         ]
@@ -204,8 +199,25 @@ class Runtime:
                 log.exception("queue housekeeping failed")
             await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
 
+    def dispatcher_for(self, sink: Sink[Any], gate: SinkGate) -> SinkDispatcher:
+        """The dispatcher of one sink, as start and a reload build it (with the current config:
+        its retry policy, lease, operational events and conversations)."""
+        return SinkDispatcher(
+            sink,
+            self.queue,
+            self.policy,
+            self.metrics,
+            lease=self.config.app.delivery.lease,
+            gate=gate,
+            health=self.sink_health,
+            conversations=Conversations(
+                self.queue.message_refs(), self.config.app.queue.conversation_retention
+            ),
+        )
+
     async def housekeep(self) -> None:
-        """Dead-letter jobs of unconfigured sinks; prune what finished ``queue.retention`` ago."""
+        """Dead-letter jobs of unconfigured sinks; prune what finished ``queue.retention`` ago
+        and conversation references unused for ``queue.conversation_retention``."""
         for sink, count in (await self.queue.bury_orphans(self.sinks)).items():
             log.warning(
                 "%d pending deliveries for sink %s, which is not configured, are now "
@@ -216,6 +228,11 @@ class Runtime:
         pruned = await self.queue.prune(self.config.app.queue.retention)
         if pruned:
             log.info("pruned %d finished events", pruned)
+        forgotten = await self.queue.message_refs().prune(
+            self.config.app.queue.conversation_retention
+        )
+        if forgotten:
+            log.info("forgot %d expired conversation references", forgotten)
 
     async def drain(self) -> None:
         """Stop claiming, and let the work in flight finish within ``server.shutdown_grace``.

@@ -18,6 +18,7 @@ PUBLIC_API = [
     "MATTERMOST_ADDRESS",
     "OPERATIONAL_EVENT_TYPE",
     "TRUNCATION_MARKER",
+    "ConversationMode",
     "Digest",
     "DigestItem",
     "Enricher",

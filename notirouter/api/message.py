@@ -170,6 +170,22 @@ class Message(BaseModel):
     thread_key: str | None = Field(
         default=None, description="Stable id of the thing the message is about (e.g. an alert)."
     )
+    shows_state: bool = Field(
+        default=True,
+        description="The message shows the thing's current state (an alert created or "
+        "updated), not only an addition to it (a comment): only such a message may replace "
+        "the first message of a conversation.",
+    )
+    update_of: str | None = Field(
+        default=None,
+        description="Set by the core: the service's id of the conversation's first message, "
+        "to edit so that it shows this message.",
+    )
+    reply_to: str | None = Field(
+        default=None,
+        description="Set by the core: the service's id of the conversation's first message, "
+        "to post this message as a reply under.",
+    )
     route: str = ""
     digest: Digest | None = Field(
         default=None, description="Set when this message is a digest of a grouped route."
@@ -179,4 +195,5 @@ class Message(BaseModel):
 
     def summary(self) -> dict[str, Any]:
         """The message without the event and enrichment data (what a human reads)."""
-        return self.model_dump(mode="json", exclude={"event", "enrichment"})
+        hidden = {"event", "enrichment", "update_of", "reply_to"}
+        return self.model_dump(mode="json", exclude=hidden)

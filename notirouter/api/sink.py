@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from notirouter.api.conversation import ConversationMode
 from notirouter.api.http import HttpClient
 from notirouter.api.message import Message
 
@@ -47,11 +48,18 @@ class SendResult:
     retry_after: float | None = None
     config_error: bool = False
     """The sink's configuration does not fit the service: the core pauses the whole sink."""
+    reference: str | None = None
+    """The service's id of the message posted (or of the one edited), as the sink will want it
+    back in ``Message.update_of`` / ``Message.reply_to``; ``None``: the service gave none."""
 
     @classmethod
-    def delivered(cls, detail: str = "") -> SendResult:
-        """The service accepted the message."""
-        return cls(Outcome.DELIVERED, detail)
+    def delivered(cls, detail: str = "", reference: str | None = None) -> SendResult:
+        """The service accepted the message; ``reference``: its id for the message, if any.
+
+        A sink that returns a reference for the first message of a conversation gets it back
+        on the later messages of that conversation (see :class:`ConversationMode`).
+        """
+        return cls(Outcome.DELIVERED, detail, reference=reference)
 
     @classmethod
     def retry(cls, detail: str, after: float | None = None) -> SendResult:
@@ -131,6 +139,25 @@ class Sink(ABC, Generic[OptionsT]):
         if configured is None:
             return self.default_rate_limit
         return configured or None
+
+    def conversation(self) -> ConversationMode | None:
+        """How this sink continues a conversation; ``None`` (the default): it posts every
+        message on its own, and the core never sets ``update_of`` or ``reply_to``.
+
+        A sink that returns a mode must return ``SendResult.delivered(reference=...)`` for a
+        post, and honour ``Message.update_of`` (edit that message) and ``Message.reply_to``
+        (reply under it).
+        """
+        return None
+
+    def conversation_support(self) -> str | None:
+        """What ``notirouter check`` says of this sink's conversations (``None``: nothing).
+
+        The default names the mode, if any; a sink that could keep conversations in another
+        configuration says what this one lacks.
+        """
+        mode = self.conversation()
+        return None if mode is None else f"conversation: {mode.value}"
 
     async def start(self) -> None:
         """Prepare resources before the first send (optional)."""

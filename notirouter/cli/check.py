@@ -14,6 +14,7 @@ from notirouter.cli.common import (
     load,
     run_command,
 )
+from notirouter.cli.conversation_check import conversation_lines
 from notirouter.config.models import QueueConfig
 from notirouter.operations.self_routing import self_routing_warnings
 from notirouter.queue.factory import queue_for
@@ -72,6 +73,8 @@ def check_command(args: argparse.Namespace) -> int:
     )
     for warning in self_routing_warnings(config.routes, app.sinks):
         print(f"{config.path}: warning: {warning}")
+    for line in conversation_lines(config):
+        print(line)
     if args.connect:
         print(f"queue reached: {reach_queue(app.queue)}")
     return EXIT_OK

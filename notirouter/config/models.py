@@ -135,6 +135,8 @@ class QueueConfig(_Strict):
     # How long finished events stay for ``dead``/history before the hourly prune; a key must
     # outlive its dedupe window, so a shorter retention is refused (checked in the loader).
     retention: Duration = 7 * 86_400.0
+    # How long a conversation's first-message reference is kept after its last use.
+    conversation_retention: Duration = 30 * 86_400.0
     synchronous: Literal["full", "normal"] = "full"
     busy_timeout: Duration = 5.0
     url: Annotated[SecretStr | None, AfterValidator(_check_postgres_url)] = None

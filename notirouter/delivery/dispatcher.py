@@ -17,6 +17,7 @@ from typing import Any
 from notirouter.api.http import TransportError
 from notirouter.api.message import Message
 from notirouter.api.sink import Outcome, SendResult, Sink, attempt_bound
+from notirouter.delivery.conversations import Conversations
 from notirouter.delivery.retry import RetryPolicy
 from notirouter.metrics import Metrics
 from notirouter.operations.sink_health import SinkHealth
@@ -99,6 +100,7 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
         lease: float,
         gate: SinkGate | None = None,
         health: SinkHealth | None = None,
+        conversations: Conversations | None = None,
     ) -> None:
         super().__init__(queue.wakeup(sink_wake(sink.name)), sink.options.concurrency)
         self.label = f"sink {sink.name}"
@@ -115,10 +117,14 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
         self.retry_log = ThrottledLog(log)
         self.redact = sink_redactor(sink)
         self.health = health  # operational events: failing, recovered, dead letters
+        # A sink that keeps conversations gets its jobs one per thread key at a time, in order.
+        self.conversations = conversations if sink.conversation() is not None else None
 
     async def claim(self, limit: int) -> list[StoredDelivery]:
         """This sink's due deliveries."""
-        claimed = await self.queue.claim_deliveries(self.sink.name, limit, self.lease)
+        claimed = await self.queue.claim_deliveries(
+            self.sink.name, limit, self.lease, in_order=self.conversations is not None
+        )
         if not claimed and self.rate_limited:
             await self.gate.give_back()  # the token taken for this claim was not used
         return claimed
@@ -154,7 +160,7 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
             return
         try:
             started = time.perf_counter()
-            result = await attempt(self.sink, message, self.redact)
+            result = await self._deliver(message)
             slot.release()  # the lease keeps the job ours while the outcome is recorded
             latency = time.perf_counter() - started
             self.metrics.observe_attempt(self.sink.name, result.outcome, latency)
@@ -170,6 +176,13 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
             log.exception(
                 "delivery %s to sink %s could not be recorded", delivery.id, self.sink.name
             )
+
+    async def _deliver(self, message: Message) -> SendResult:
+        if self.conversations is None:
+            return await attempt(self.sink, message, self.redact)
+        return await self.conversations.deliver(
+            self.sink, message, lambda part: attempt(self.sink, part, self.redact)
+        )
 
     async def _record(self, delivery: StoredDelivery, result: SendResult, latency: float) -> None:
         name = self.sink.name

@@ -41,6 +41,7 @@ __all__ = [
     "GroupStore",
     "IngestQueue",
     "Inspection",
+    "MessageRefs",
     "Queue",
     "QueueUnavailable",
     "RoutingQueue",
@@ -124,9 +125,14 @@ class DeliveryQueue(Wakeups, Protocol):
     """What a sink dispatcher needs."""
 
     async def claim_deliveries(
-        self, sink: str, limit: int, lease_seconds: float
+        self, sink: str, limit: int, lease_seconds: float, *, in_order: bool = False
     ) -> list[StoredDelivery]:
-        """Take up to ``limit`` due deliveries for ``sink`` under a lease."""
+        """Take up to ``limit`` due deliveries for ``sink`` under a lease.
+
+        ``in_order`` (a sink that keeps conversations): of the unfinished deliveries with one
+        ``thread_key``, only the oldest may be claimed, so deliveries for one (sink, thread
+        key) run one at a time, in the order they were routed, across every process.
+        """
         ...
 
     async def finish_delivery(
@@ -185,6 +191,26 @@ class SinkGate(Protocol):
 
     async def pause(self, until: float) -> None:
         """Hold the sink until ``until`` (epoch seconds) as its service asked."""
+        ...
+
+
+class MessageRefs(Protocol):
+    """The service's id of the first message of each conversation, per (sink, thread key).
+
+    Shared by every process on the backend. A reference is forgotten ``max_age`` seconds after
+    it was last used (and pruned by housekeeping).
+    """
+
+    async def get(self, sink: str, thread_key: str, max_age: float) -> str | None:
+        """The reference, if one was stored or used within ``max_age`` seconds."""
+        ...
+
+    async def put(self, sink: str, thread_key: str, reference: str) -> None:
+        """Store (or replace) the reference and mark it used now."""
+        ...
+
+    async def prune(self, older_than: float) -> int:
+        """Forget references not used for ``older_than`` seconds; return how many."""
         ...
 
 
@@ -268,6 +294,10 @@ class Queue(IngestQueue, RoutingQueue, DeliveryQueue, GroupStore, Protocol):
 
     def dead_letters(self) -> DeadLetterStore:
         """Operator access to this queue's dead letters."""
+        ...
+
+    def message_refs(self) -> MessageRefs:
+        """The conversations' first-message references in this backend."""
         ...
 
     def sink_gate(self, sink: str, rate: float | None, burst: int) -> SinkGate:

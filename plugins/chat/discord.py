@@ -4,6 +4,12 @@
 the severity colour, the title linked to the alert, the text, the facts as fields and a link
 line. ``allowed_mentions: {"parse": []}`` means no text can ping anyone, whatever it says.
 
+Conversations: the answer's message ``id`` is the reference; later messages ``PATCH
+/webhooks/{id}/{token}/messages/{id}`` (``update``, the default). A webhook cannot open a
+thread under a message; in a forum channel (``forum: true``) the first message opens a post
+(``thread_name``) and replies go into it (``thread_id``), so ``thread`` and ``update+thread``
+need ``forum``.
+
 The request asks ``?wait=true``: Discord then answers 200 with the message, and reports a
 message it did not save, which it would silently drop otherwise (204). On 429 the JSON body's
 ``retry_after`` (float seconds) is used before the ``Retry-After`` header; 404 ("Unknown
@@ -16,9 +22,10 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import Field, HttpUrl
+from pydantic import Field, HttpUrl, model_validator
 
 from notirouter import (
+    ConversationMode,
     HttpRequest,
     HttpResponse,
     HttpSink,
@@ -59,6 +66,9 @@ EMBED_TOTAL_MAX = 6_000
 # Our share of the 6,000 for the fields; the description takes what is left.
 FACTS_BUDGET = 3_000
 LABEL_MAX = 256
+THREAD_NAME_MAX = 100
+# Discord's answer when the message to edit is gone (JSON code 10008).
+UNKNOWN_MESSAGE = "HTTP 404 code 10008"
 
 
 class DiscordOptions(SinkOptions):
@@ -73,6 +83,21 @@ class DiscordOptions(SinkOptions):
     """Post into this thread of the channel (required for forum channels)."""
     burst: int = Field(default=5, ge=1, le=1000)
     """Discord's per-webhook bucket allows 5 requests back to back."""
+    forum: bool = False
+    """The webhook's channel is a forum: each conversation's first message opens a post."""
+    conversation: ConversationMode = ConversationMode.UPDATE
+    """``update`` (edit the first message); ``thread``/``update+thread`` need ``forum``."""
+
+    @model_validator(mode="after")
+    def _threads_need_a_forum(self) -> DiscordOptions:
+        if self.forum and self.thread_id:
+            raise ValueError("give forum or thread_id, not both: a forum post is its own thread")
+        if self.conversation.replies and not self.forum:
+            raise ValueError(
+                f"conversation {self.conversation.value} needs forum: true (a webhook can only"
+                " reply in a thread, and only a forum post opens one per alert)"
+            )
+        return self
 
 
 class DiscordSink(HttpSink[DiscordOptions]):
@@ -84,15 +109,62 @@ class DiscordSink(HttpSink[DiscordOptions]):
     # webhook messages a minute: bursts of 5 (the default ``burst``), then one every 2 s.
     default_rate_limit = 0.5
 
+    def conversation(self) -> ConversationMode:
+        """The configured mode: ``update`` by default (edit the first message)."""
+        return self.options.conversation
+
     def build_request(self, message: Message) -> HttpRequest:
-        """POST the message as JSON, asking Discord to confirm it saved it (``wait=true``)."""
+        """POST the message as JSON, asking Discord to confirm it saved it (``wait=true``).
+
+        ``update_of``: PATCH that message instead; ``reply_to``: post into its forum post.
+        """
         parts = urlsplit(self.options.url.get_secret_value())
         query = dict(parse_qsl(parts.query))
-        query["wait"] = "true"
-        if self.options.thread_id:
-            query["thread_id"] = self.options.thread_id
-        url = urlunsplit(parts._replace(query=urlencode(query)))
-        return HttpRequest(url=url, json=self.payload(message))
+        thread = self.options.thread_id
+        path = parts.path
+        body = self.payload(message)
+        if message.update_of:
+            message_id, thread = parse_reference(message.update_of)
+            path = f"{path.rstrip('/')}/messages/{message_id}"
+            # An edit keeps the author the message was posted with.
+            body.pop("username", None)
+            body.pop("avatar_url", None)
+        elif message.reply_to:
+            thread = parse_reference(message.reply_to)[1]
+        elif self.options.forum:
+            body["thread_name"] = fit(one_line(message.title), THREAD_NAME_MAX, _as_is, utf16_len)
+        if not message.update_of:
+            query["wait"] = "true"
+        if thread:
+            query["thread_id"] = thread
+        url = urlunsplit(parts._replace(path=path, query=urlencode(query)))
+        method = "PATCH" if message.update_of else "POST"
+        return HttpRequest(url=url, method=method, json=body)
+
+    async def send(self, message: Message) -> SendResult:
+        """Post (returning the message's reference) or edit; a refused edit posts anew."""
+        result = await self._send(message)
+        if message.update_of and result.detail.startswith(UNKNOWN_MESSAGE):
+            # Deleted meanwhile: a new first message, whose reference replaces the old one.
+            return await self._send(message.model_copy(update={"update_of": None}))
+        return result
+
+    async def _send(self, message: Message) -> SendResult:
+        request = self.build_request(message)
+        response = await self.context.http.send(request, timeout=self.options.timeout)
+        result = self.classify(response)
+        answer = response.json()
+        if result.outcome is not Outcome.DELIVERED or not isinstance(answer, dict):
+            return result
+        message_id, channel = answer.get("id"), answer.get("channel_id")
+        if not isinstance(message_id, str):
+            return result
+        # In a thread (a forum post, a configured thread) edits must name it: keep its id.
+        in_thread = self.options.forum or self.options.thread_id
+        thread = channel if in_thread and isinstance(channel, str) else ""
+        if message.update_of:
+            thread = parse_reference(message.update_of)[1]
+        return SendResult.delivered(result.detail, reference=f"{message_id} {thread}".strip())
 
     def payload(self, message: Message) -> dict[str, Any]:
         """The webhook body."""
@@ -174,6 +246,17 @@ class DiscordSink(HttpSink[DiscordOptions]):
         if result.outcome is Outcome.RETRY:
             return SendResult.retry(detail, after=result.retry_after)
         return SendResult.permanent(detail)
+
+
+def parse_reference(value: str) -> tuple[str, str]:
+    """A stored reference's message id and thread id (empty: the channel itself)."""
+    message_id, _, thread = value.partition(" ")
+    return message_id, thread
+
+
+def _as_is(text: str) -> str:
+    # A forum post's name is plain text: no markdown to escape.
+    return text
 
 
 @hookimpl

@@ -1,4 +1,7 @@
-"""The ``mattermost`` sink: a Mattermost incoming webhook.
+"""The ``mattermost`` sink: a Mattermost incoming webhook, or a bot or personal access token.
+
+With ``server_url``, ``token`` and ``channel_id`` each alert is one conversation (see
+``mattermost_api``: ``/api/v4/posts``, ``root_id`` replies, ``PUT /api/v4/posts/{id}/patch``).
 
 The post's ``text`` is the headline (severity and title) and the message text; one attachment
 carries the severity colour, the title linked to the alert, and the facts as fields. Critical
@@ -15,10 +18,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import Field, HttpUrl
+from pydantic import Field, HttpUrl, SecretStr, model_validator
 
 from notirouter import (
     MATTERMOST_ADDRESS,
+    ConversationMode,
     HttpRequest,
     HttpResponse,
     HttpSink,
@@ -37,6 +41,8 @@ from notirouter import (
     hookimpl,
 )
 
+from . import mattermost_api
+from .api_base import ApiBase
 from .common import (
     SEVERITY_COLOUR,
     SEVERITY_EMOJI,
@@ -71,7 +77,15 @@ def _fallback(text: str) -> str:
 class MattermostOptions(SinkOptions):
     """Options of the ``mattermost`` sink."""
 
-    url: SecretUrl
+    url: SecretUrl | None = None
+    server_url: ApiBase | None = None
+    """Token mode: the server's base URL (https; plain http only on 127.0.0.1)."""
+    token: SecretStr | None = Field(default=None, min_length=1, max_length=500)
+    """Token mode: a bot account's or a personal access token."""
+    channel_id: str | None = Field(default=None, pattern=r"^[a-z0-9]{26}$")
+    """Token mode: the channel's id (26 characters)."""
+    conversation: ConversationMode | None = None
+    """Token mode: update, thread or update+thread (the default)."""
     channel: str | None = Field(default=None, pattern=r"^[#@]?[A-Za-z0-9_.\-]{1,128}$")
     """Post elsewhere than the hook's channel: a channel name, or ``@username``."""
     username: str | None = Field(default=None, min_length=1, max_length=64)
@@ -84,6 +98,25 @@ class MattermostOptions(SinkOptions):
     """Post with "urgent" message priority from this severity up (``null``: never)."""
     important_from: Severity | None = Severity.HIGH
     """Post with "important" message priority from this severity up (``null``: never)."""
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> MattermostOptions:
+        token_mode = (self.server_url, self.token, self.channel_id)
+        if self.url is not None:
+            if any(value is not None for value in token_mode):
+                raise ValueError(
+                    "give either url (a webhook) or server_url, token and channel_id, not both"
+                )
+            if self.conversation is not None:
+                raise ValueError(
+                    "conversation needs server_url, token and channel_id: a webhook can only post"
+                )
+            return self
+        if any(value is None for value in token_mode):
+            raise ValueError("give url (a webhook), or server_url, token and channel_id")
+        if self.channel or self.username or self.icon_url or self.icon_emoji:
+            raise ValueError("channel, username and icons apply to a webhook url only")
+        return self
 
 
 class MattermostSink(HttpSink[MattermostOptions]):
@@ -100,9 +133,52 @@ class MattermostSink(HttpSink[MattermostOptions]):
         # alert matters more than its priority, so the next attempt goes without it.
         self.send_priority = True
 
+    def conversation(self) -> ConversationMode | None:
+        """Token mode: the configured mode (default update+thread); webhook mode: none."""
+        if self.options.token is None:
+            return None
+        return self.options.conversation or ConversationMode.UPDATE_THREAD
+
+    def conversation_support(self) -> str | None:
+        """What ``check`` says: the mode, or what a webhook URL lacks."""
+        if self.options.token is None:
+            return (
+                "posts every message: a webhook URL cannot edit, reply in a thread or return"
+                " a post id (give server_url, token and channel_id for update+thread)"
+            )
+        return super().conversation_support()
+
     def build_request(self, message: Message) -> HttpRequest:
-        """POST the message as JSON to the configured URL."""
-        return HttpRequest(url=self.options.url.get_secret_value(), json=self.payload(message))
+        """The webhook POST, or in token mode the API call (patch, reply or post)."""
+        token = self.options.token
+        if token is None:
+            assert self.options.url is not None  # one of the two modes, by validation
+            return HttpRequest(url=self.options.url.get_secret_value(), json=self.payload(message))
+        assert self.options.server_url is not None
+        assert self.options.channel_id is not None
+        secret = token.get_secret_value()
+        body = mattermost_api.post_body(
+            self.payload(message), self.options.channel_id, message.reply_to
+        )
+        if message.update_of:
+            patch = {"message": body["message"], "props": body["props"]}
+            path = f"posts/{message.update_of}/patch"
+            return mattermost_api.request(self.options.server_url, secret, path, patch, "PUT")
+        return mattermost_api.request(self.options.server_url, secret, "posts", body)
+
+    async def send(self, message: Message) -> SendResult:
+        """Webhook mode: POST. Token mode: the API call; a post deleted meanwhile is posted anew."""
+        if self.options.token is None:
+            return await super().send(message)
+        result = await self._call(message)
+        if message.update_of and mattermost_api.edit_refused(result.detail):
+            return await self._call(message.model_copy(update={"update_of": None}))
+        return result
+
+    async def _call(self, message: Message) -> SendResult:
+        request = self.build_request(message)
+        response = await self.context.http.send(request, timeout=self.options.timeout)
+        return mattermost_api.answer(response)
 
     def payload(self, message: Message) -> dict[str, Any]:
         """The webhook body."""

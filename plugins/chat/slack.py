@@ -1,4 +1,8 @@
-"""The ``slack`` sink: a Slack incoming webhook, with Block Kit and a ``text`` fallback.
+"""The ``slack`` sink: a Slack incoming webhook or a bot token, with Block Kit and a fallback.
+
+With a bot ``token`` and ``channel`` the sink keeps one conversation per alert
+(``chat.postMessage``, ``chat.update``, ``thread_ts`` replies: see ``slack_api``); with a
+webhook ``url`` it posts every message.
 
 The blocks: a header (severity emoji, word and title), a context line with the severity in
 its own style, the text (then, if it was cut, a line linking to the whole), the facts as
@@ -18,12 +22,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import Field, SecretStr, model_validator
+
 from notirouter import (
     TRUNCATION_MARKER,
+    ConversationMode,
     HttpRequest,
     HttpResponse,
     HttpSink,
     Message,
+    Outcome,
     SecretUrl,
     SendResult,
     Severity,
@@ -35,6 +43,8 @@ from notirouter import (
     hookimpl,
 )
 
+from . import slack_api
+from .api_base import ApiBase
 from .common import (
     SEVERITY_EMOJI,
     expect_body,
@@ -79,9 +89,27 @@ SEVERITY_LINE: dict[Severity, str] = {
 
 
 class SlackOptions(SinkOptions):
-    """Options of the ``slack`` sink."""
+    """Options of the ``slack`` sink: a webhook ``url``, or a bot ``token`` and ``channel``."""
 
-    url: SecretUrl
+    url: SecretUrl | None = None
+    token: SecretStr | None = Field(default=None, min_length=1, max_length=500)
+    channel: str | None = Field(default=None, min_length=1, max_length=200)
+    api_url: ApiBase = Field(
+        default="https://slack.com/api", description="The Web API base (token mode)."
+    )
+    conversation: ConversationMode | None = Field(
+        default=None, description="Token mode: update, thread or update+thread (the default)."
+    )
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> SlackOptions:
+        if self.url is not None and (self.token is not None or self.channel is not None):
+            raise ValueError("give either url (a webhook) or token and channel (a bot), not both")
+        if self.url is None and (self.token is None or self.channel is None):
+            raise ValueError("give url (a webhook), or token and channel (a bot)")
+        if self.url is not None and self.conversation is not None:
+            raise ValueError("conversation needs token and channel: a webhook URL can only post")
+        return self
 
 
 class SlackSink(HttpSink[SlackOptions]):
@@ -92,9 +120,63 @@ class SlackSink(HttpSink[SlackOptions]):
     # Slack allows about one message per second per webhook, with short bursts.
     default_rate_limit = 1.0
 
+    def conversation(self) -> ConversationMode | None:
+        """Token mode: the configured mode (default update+thread); webhook mode: none."""
+        if self.options.token is None:
+            return None
+        return self.options.conversation or ConversationMode.UPDATE_THREAD
+
+    def conversation_support(self) -> str | None:
+        """What ``check`` says: the mode, or what a webhook URL lacks."""
+        if self.options.token is None:
+            return (
+                "posts every message: a webhook URL cannot edit, reply in a thread or return"
+                " a message id (give token and channel for update+thread)"
+            )
+        return super().conversation_support()
+
     def build_request(self, message: Message) -> HttpRequest:
-        """POST the message as JSON to the configured URL."""
-        return HttpRequest(url=self.options.url.get_secret_value(), json=self.payload(message))
+        """The webhook POST, or in token mode the Web API call (update, reply or post)."""
+        token = self.options.token
+        if token is None:
+            assert self.options.url is not None  # one of the two modes, by validation
+            return HttpRequest(url=self.options.url.get_secret_value(), json=self.payload(message))
+        body = self.payload(message)
+        if message.update_of:
+            channel, ts = slack_api.parse_reference(message.update_of)
+            body.update(channel=channel, ts=ts)
+            return slack_api.request(
+                self.options.api_url, "chat.update", token.get_secret_value(), body
+            )
+        body["channel"] = self.options.channel
+        if message.reply_to:
+            body["thread_ts"] = slack_api.parse_reference(message.reply_to)[1]
+        return slack_api.request(
+            self.options.api_url, "chat.postMessage", token.get_secret_value(), body
+        )
+
+    async def send(self, message: Message) -> SendResult:
+        """Webhook mode: POST. Token mode: the Web API call, returning the message reference.
+
+        An edit that Slack refuses (deleted, too old) becomes a new post, whose reference
+        replaces the old one.
+        """
+        if self.options.token is None:
+            return await super().send(message)
+        result = await self._call(message)
+        if message.update_of and slack_api.edit_refused(result):
+            return await self._call(message.model_copy(update={"update_of": None}))
+        return result
+
+    async def _call(self, message: Message) -> SendResult:
+        response = await self.context.http.send(
+            self.build_request(message), timeout=self.options.timeout
+        )
+        result, body = slack_api.answer(response)
+        channel, ts = body.get("channel"), body.get("ts")
+        if result.outcome is Outcome.DELIVERED and isinstance(channel, str) and isinstance(ts, str):
+            return SendResult.delivered("ok", reference=slack_api.reference(channel, ts))
+        return result
 
     def payload(self, message: Message) -> dict[str, Any]:
         """The webhook body: blocks, a fallback ``text``, and no link previews.

@@ -138,6 +138,9 @@ def comment_message(
         link=dig(variables, "sekoia", "alert_url"),
         link_label="Open alert in Sekoia.io",
         facts=tuple(Fact(name=name, value=value) for name, value in facts if value),
+        # An addition to the alert's conversation, not its state: it never replaces the
+        # first message.
+        shows_state=False,
         # The alert's uuid, as for the alert's own messages: email threads them together.
         thread_key=pick_thread_key(attributes.get("alert_uuid"), view.uuid, view.short_id),
     )

@@ -29,12 +29,14 @@ from notirouter.queue.postgres.connection import (
 from notirouter.queue.postgres.gate import SharedGate
 from notirouter.queue.postgres.inspection import PostgresInspection
 from notirouter.queue.postgres.listener import Listener
+from notirouter.queue.postgres.message_refs import CLAIM_DELIVERIES_IN_ORDER, PostgresMessageRefs
 from notirouter.queue.postgres.schema import current_version, migrate
 from notirouter.queue.protocol import (
     EVENTS_WAKE,
     GROUPS_WAKE,
     DeadLetterStore,
     Inspection,
+    MessageRefs,
     SinkGate,
     sink_wake,
 )
@@ -295,18 +297,19 @@ class PostgresQueue:
     # -- deliveries --------------------------------------------------------------------------
 
     async def claim_deliveries(
-        self, sink: str, limit: int, lease_seconds: float
+        self, sink: str, limit: int, lease_seconds: float, *, in_order: bool = False
     ) -> list[StoredDelivery]:
         """Take up to ``limit`` due deliveries for ``sink`` under a lease, unless it is paused.
 
         The pause is checked in the claim itself: a ``Retry-After`` recorded by any process
-        holds every other one from its next claim on, at no extra round trip.
+        holds every other one from its next claim on, at no extra round trip. ``in_order``:
+        only the oldest unfinished delivery of each thread key (see the protocol).
         """
         token = secrets.randbits(62)
         now = time.time()
         with unavailable("claim deliveries"):
             rows = await self.pool.fetch(
-                sql.CLAIM_DELIVERIES,
+                CLAIM_DELIVERIES_IN_ORDER if in_order else sql.CLAIM_DELIVERIES,
                 token,
                 now + lease_seconds,
                 sink,
@@ -376,6 +379,10 @@ class PostgresQueue:
     def dead_letters(self) -> DeadLetterStore:
         """The dead letters in this database."""
         return dead_letters.PostgresDeadLetters(self.pool)
+
+    def message_refs(self) -> MessageRefs:
+        """The conversations' references, shared with every process on this database."""
+        return PostgresMessageRefs(self.pool)
 
     def sink_gate(self, sink: str, rate: float | None, burst: int) -> SinkGate:
         """The sink's bucket and pause, shared with every process on this database."""

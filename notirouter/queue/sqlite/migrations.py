@@ -71,6 +71,21 @@ MIGRATIONS: dict[int, str] = {
     CREATE INDEX IF NOT EXISTS storm_group_items_group
         ON storm_group_items (kind, route, group_key, id);
     """,
+    # Conversations: the service's id of each conversation's first message, per (sink, thread
+    # key), and an index for the in-order claim (the oldest unfinished job of a thread key).
+    5: """
+    CREATE TABLE message_refs (
+        sink TEXT NOT NULL,
+        thread_key TEXT NOT NULL,
+        reference TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        used_at REAL NOT NULL,
+        PRIMARY KEY (sink, thread_key)
+    );
+    CREATE INDEX message_refs_used ON message_refs (used_at);
+    CREATE INDEX deliveries_thread ON deliveries (sink, json_extract(message, '$.thread_key'), id)
+        WHERE state = 'pending';
+    """,
 }
 LATEST = max(MIGRATIONS)
 

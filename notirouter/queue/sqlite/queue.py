@@ -42,6 +42,7 @@ from notirouter.queue.sqlite.file_identity import (
     check_identity,
     report_lost,
 )
+from notirouter.queue.sqlite.message_refs import IN_ORDER_SQLITE
 from notirouter.queue.sqlite.migrations import migrate
 from notirouter.queue.sqlite.readiness import read_probe, write_probe
 from notirouter.queue.sqlite.schema import SCHEMA
@@ -326,17 +327,22 @@ class SqliteQueue:
     # -- deliveries --------------------------------------------------------------------------
 
     async def claim_deliveries(
-        self, sink: str, limit: int, lease_seconds: float
+        self, sink: str, limit: int, lease_seconds: float, *, in_order: bool = False
     ) -> list[StoredDelivery]:
-        """Take up to ``limit`` due deliveries for ``sink`` under a lease."""
+        """Take up to ``limit`` due deliveries for ``sink`` under a lease.
+
+        ``in_order``: only the oldest unfinished delivery of each thread key (see the protocol).
+        """
         token = secrets.randbits(62)
+        ordered = IN_ORDER_SQLITE if in_order else ""
 
         def operation(c: sqlite3.Connection) -> list[StoredDelivery]:
             now = time.time()
             rows = c.execute(
-                "UPDATE deliveries SET attempts = attempts + 1, lease = ?, next_attempt_at = ?"
-                " WHERE id IN (SELECT id FROM deliveries WHERE sink = ? AND state = 'pending'"
-                " AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?)"
+                # ``ordered`` is one of two constants, never data.
+                "UPDATE deliveries SET attempts = attempts + 1, lease = ?, next_attempt_at = ?"  # noqa: S608
+                " WHERE id IN (SELECT id FROM deliveries d WHERE sink = ? AND state = 'pending'"
+                f" AND next_attempt_at <= ?{ordered} ORDER BY next_attempt_at LIMIT ?)"
                 " RETURNING id, event_id, route, sink, message, attempts, created_at",
                 (token, now + lease_seconds, sink, now, limit),
             ).fetchall()

@@ -1,0 +1,159 @@
+"""Loopback fakes of chat services' message APIs that hand out message ids: Slack's Web API
+(``chat.postMessage``, ``chat.update``) and a Discord webhook (``?wait=true``, ``PATCH``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from tests.loopback import LoopbackServer
+
+
+@dataclass
+class Call:
+    """One API call as the fake understood it."""
+
+    method: str
+    body: dict[str, Any]
+    query: str = ""
+    path: str = ""
+
+
+@dataclass
+class SlackFake:
+    """Slack's Web API: posts get ``ts`` 1000.000001, 1000.000002, ...; edits are ok.
+
+    ``refuse_edits`` answers ``chat.update`` with ``message_not_found`` (the message deleted).
+    """
+
+    channel: str = "C0ALERTS"
+    calls: list[Call] = field(default_factory=list)
+    refuse_edits: bool = False
+    posted: int = 0
+
+    def install(self, server: LoopbackServer) -> None:
+        """Answer the server's requests as Slack's Web API."""
+        server.handler = self.handle
+
+    def handle(self, request: web.Request, body: bytes) -> web.Response:
+        method = request.path.rsplit("/", 1)[-1]
+        if request.headers.get("Authorization") != "Bearer xoxb-test-token":
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        data = json.loads(body)
+        self.calls.append(Call(method, data))
+        if method == "chat.postMessage":
+            self.posted += 1
+            return web.json_response(
+                {"ok": True, "channel": self.channel, "ts": f"1000.{self.posted:06d}"}
+            )
+        if method == "chat.update":
+            if self.refuse_edits:
+                return web.json_response({"ok": False, "error": "message_not_found"})
+            return web.json_response({"ok": True, "channel": data["channel"], "ts": data["ts"]})
+        return web.json_response({"ok": False, "error": "unknown_method"})
+
+    def roots(self) -> list[Call]:
+        """Posts that started a conversation (no ``thread_ts``)."""
+        return [
+            c for c in self.calls if c.method == "chat.postMessage" and "thread_ts" not in c.body
+        ]
+
+    def shape(self) -> list[str]:
+        """The calls as ``post``, ``update <ts>`` and ``reply <thread_ts>``, in order."""
+        shown = []
+        for call in self.calls:
+            if call.method == "chat.update":
+                shown.append(f"update {call.body['ts']}")
+            elif "thread_ts" in call.body:
+                shown.append(f"reply {call.body['thread_ts']}")
+            else:
+                shown.append("post")
+        return shown
+
+
+@dataclass
+class DiscordFake:
+    """A Discord webhook: ``?wait=true`` posts get ids 9001, 9002, ...; PATCH edits them."""
+
+    calls: list[Call] = field(default_factory=list)
+    posted: int = 0
+
+    def install(self, server: LoopbackServer) -> None:
+        """Answer the server's requests as a Discord webhook."""
+        server.handler = self.handle
+
+    def handle(self, request: web.Request, body: bytes) -> web.Response:
+        data = json.loads(body) if body else {}
+        self.calls.append(Call(request.method, data, request.query_string, request.path))
+        if request.method == "POST":
+            if request.query.get("wait") != "true":
+                return web.Response(status=204)
+            self.posted += 1
+            # A forum post opens a thread of its own; else the thread asked for, or the channel.
+            channel = request.query.get("thread_id", "5000")
+            if "thread_name" in data:
+                channel = str(7000 + self.posted)
+            return web.json_response({"id": str(9000 + self.posted), "channel_id": channel})
+        if request.method == "PATCH":
+            message_id = request.path.rsplit("/", 1)[-1]
+            channel = request.query.get("thread_id", "5000")
+            return web.json_response({"id": message_id, "channel_id": channel})
+        return web.json_response({"code": 0, "message": "405: Method Not Allowed"}, status=405)
+
+    def shape(self) -> list[str]:
+        """The calls as ``post``, ``post <thread>``, ``edit <id> <thread>``, in order."""
+        shown = []
+        for call in self.calls:
+            query = dict(part.split("=", 1) for part in call.query.split("&") if part)
+            thread = query.get("thread_id", "")
+            if call.method == "PATCH":
+                shown.append(f"edit {call.path.rsplit('/', 1)[-1]} {thread}".strip())
+            else:
+                shown.append(f"post {thread}".strip())
+        return shown
+
+
+@dataclass
+class MattermostFake:
+    """Mattermost's REST API: posts get ids ``p0000…01``, ``p0000…02``, …; patches are ok.
+
+    ``deleted`` lists post ids whose patch answers 404 (the post was deleted).
+    """
+
+    calls: list[Call] = field(default_factory=list)
+    deleted: set[str] = field(default_factory=set)
+    posted: int = 0
+
+    def install(self, server: LoopbackServer) -> None:
+        """Answer the server's requests as Mattermost's API."""
+        server.handler = self.handle
+
+    def handle(self, request: web.Request, body: bytes) -> web.Response:
+        if request.headers.get("Authorization") != "Bearer mm-test-token":
+            return web.json_response({"id": "api.context.session_expired.app_error"}, status=401)
+        data = json.loads(body)
+        self.calls.append(Call(request.method, data, request.query_string, request.path))
+        if request.method == "POST" and request.path == "/api/v4/posts":
+            self.posted += 1
+            return web.json_response({"id": f"p{self.posted:025d}", **data}, status=201)
+        post_id = request.path.split("/")[-2]
+        if request.method == "PUT" and request.path.endswith("/patch"):
+            if post_id in self.deleted:
+                return web.json_response({"id": "app.post.get.app_error"}, status=404)
+            return web.json_response({"id": post_id, **data})
+        return web.json_response({"id": "api.context.404.app_error"}, status=404)
+
+    def shape(self) -> list[str]:
+        """The calls as ``post``, ``patch <id>`` and ``reply <root_id>``, in order."""
+        shown = []
+        for call in self.calls:
+            if call.method == "PUT":
+                shown.append(f"patch {call.path.split('/')[-2]}")
+            elif "root_id" in call.body:
+                shown.append(f"reply {call.body['root_id']}")
+            else:
+                shown.append("post")
+        return shown
