@@ -42,7 +42,7 @@ from notirouter import (
 )
 
 from . import mattermost_api
-from .api_base import ApiBase
+from .api_base import ApiBase, token_mode_conversation, webhook_mode_lacks
 from .common import (
     SEVERITY_COLOUR,
     SEVERITY_EMOJI,
@@ -135,17 +135,12 @@ class MattermostSink(HttpSink[MattermostOptions]):
 
     def conversation(self) -> ConversationMode | None:
         """Token mode: the configured mode (default update+thread); webhook mode: none."""
-        if self.options.token is None:
-            return None
-        return self.options.conversation or ConversationMode.UPDATE_THREAD
+        return token_mode_conversation(self.options.token, self.options.conversation)
 
     def conversation_support(self) -> str | None:
         """What ``check`` says: the mode, or what a webhook URL lacks."""
         if self.options.token is None:
-            return (
-                "posts every message: a webhook URL cannot edit, reply in a thread or return"
-                " a post id (give server_url, token and channel_id for update+thread)"
-            )
+            return webhook_mode_lacks("post", "server_url, token and channel_id")
         return super().conversation_support()
 
     def build_request(self, message: Message) -> HttpRequest:

@@ -44,7 +44,7 @@ from notirouter import (
 )
 
 from . import slack_api
-from .api_base import ApiBase
+from .api_base import ApiBase, token_mode_conversation, webhook_mode_lacks
 from .common import (
     SEVERITY_EMOJI,
     expect_body,
@@ -122,17 +122,12 @@ class SlackSink(HttpSink[SlackOptions]):
 
     def conversation(self) -> ConversationMode | None:
         """Token mode: the configured mode (default update+thread); webhook mode: none."""
-        if self.options.token is None:
-            return None
-        return self.options.conversation or ConversationMode.UPDATE_THREAD
+        return token_mode_conversation(self.options.token, self.options.conversation)
 
     def conversation_support(self) -> str | None:
         """What ``check`` says: the mode, or what a webhook URL lacks."""
         if self.options.token is None:
-            return (
-                "posts every message: a webhook URL cannot edit, reply in a thread or return"
-                " a message id (give token and channel for update+thread)"
-            )
+            return webhook_mode_lacks("message", "token and channel")
         return super().conversation_support()
 
     def build_request(self, message: Message) -> HttpRequest:
