@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from notirouter.cli import main
 from notirouter.config.errors import ConfigError
 from notirouter.config.loader import load_config_text
 from notirouter.config.models import QueueConfig
@@ -216,3 +217,70 @@ def test_a_bad_notify_on_is_a_located_config_error(
     shown = str(caught.value)
     assert shown.startswith(f"bad.yaml:16:{column}: routes."), shown  # the notify_on line
     assert message in shown, shown
+
+
+async def test_the_dry_run_says_what_notify_on_would_decide_against_the_stored_state(
+    queue_backend: Backend,
+    write_config: Callable[..., Path],
+    loopback: LoopbackServer,
+    sekoia: FakeSekoia,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = write_config(config(queue_backend, sekoia.url, loopback.url))
+    update = tmp_path / "update.json"
+    update.write_text(json.dumps(event(2, updated={"similar": 2})))
+    async with serve(path) as served:
+        await routing_of(served, await post(served, event(1, "created")))
+    dry_run = ["route", "-c", str(path), str(update), "--enrich"]
+    assert await asyncio.to_thread(main, dry_run) == 0
+    out = capsys.readouterr().out
+    assert (
+        f"notify_on: key {ALERT_UUID}: no listed value changed since the last notification "
+        "(alert.status.name=Pending, alert.urgency.display=Major): no message"
+    ) in out
+    assert "(not sent now: notify_on: no listed value changed)" in out
+
+    set_alert(sekoia, status__name="Closed")
+    assert await asyncio.to_thread(main, [*dry_run, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    [entry] = [r for r in report["routes"] if r["name"] == "alerts"]
+    assert entry["notify_on"]["changes"] == [["alert.status.name", "Pending", "Closed"]]
+    assert "withheld" not in report["deliveries"][0]
+    assert len(loopback.requests) == 1  # the dry runs sent nothing
+
+
+async def test_the_dry_run_says_when_it_cannot_read_the_stored_state(
+    write_config: Callable[..., Path],
+    loopback: LoopbackServer,
+    sekoia: FakeSekoia,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    missing = Backend("sqlite", QueueConfig(path=str(tmp_path / "nowhere" / "q.db")))
+    path = write_config(config(missing, sekoia.url, loopback.url))
+    created = tmp_path / "created.json"
+    created.write_text(json.dumps(event(1, "created")))
+    assert await asyncio.to_thread(main, ["route", "-c", str(path), str(created), "--enrich"]) == 0
+    out = capsys.readouterr().out
+    assert "could not read the stored notify_on/throttle state" in out
+    assert "MATCH alerts" in out
+
+
+async def test_trace_says_why_no_message_went_out(
+    queue_backend: Backend,
+    write_config: Callable[..., Path],
+    loopback: LoopbackServer,
+    sekoia: FakeSekoia,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = write_config(config(queue_backend, sekoia.url, loopback.url))
+    async with serve(path) as served:
+        await routing_of(served, await post(served, event(1, "created")))
+        unchanged = await post(served, event(2, updated={"similar": 2}))
+        await routing_of(served, unchanged)
+    assert await asyncio.to_thread(main, ["trace", "-c", str(path), unchanged]) == 0
+    out = capsys.readouterr().out
+    assert "route      alerts: matched" in out
+    assert f"notify_on: key {ALERT_UUID}: no listed value changed" in out
+    assert "delivery " not in out
