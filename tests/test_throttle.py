@@ -221,6 +221,27 @@ async def test_throttle_and_notify_on_together_count_only_what_would_notify(
     assert "throttle" not in records[1]  # suppressed before it was counted
 
 
+async def test_a_key_that_renders_empty_lets_the_message_through_and_says_so(
+    queue_backend: Backend, write_config: Callable[..., Path], loopback: LoopbackServer
+) -> None:
+    notify_on = (
+        '\n    notify_on: {key: "{{ attributes.nothing }}", changes: [attributes.status_name]}'
+    )
+    throttle = '{key: "{{ attributes.rule_name }}", max: 5, per: 1h}'
+    path = write_config(config(queue_backend, loopback.url, throttle, notify_on))
+    async with serve(path) as served:
+        ids = await post_ids(served.url, [alert(1), alert(1) | {"metadata": metadata(uuid="b")}])
+        records = await routing_records(served, ids)
+        await loopback.wait_for(2, timeout=15)
+    for record in records:
+        assert record["notify_on"] == {
+            "key": None,
+            "changed": True,
+            "reason": "empty key: notified",
+        }
+    assert sorted(r["throttle"]["count"] for r in records) == [1, 2]
+
+
 @pytest.mark.parametrize(
     ("throttle", "column", "message"),
     [

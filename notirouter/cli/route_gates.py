@@ -38,9 +38,8 @@ async def gate_report(settings: QueueConfig, routed: Routed) -> GateReport:
             continue
         report.routes.append(route.name)
         gate = gated_message(route, message, message.model_dump_json(), routed.variables)
-        if gate is None:
-            report.records[route.name] = keyless_record(route)
-        else:
+        report.records[route.name] = keyless_record(route, gate)
+        if gate is not None:
             gated.append(gate)
     if not gated:
         return report
@@ -55,7 +54,7 @@ async def gate_report(settings: QueueConfig, routed: Routed) -> GateReport:
         return report
     outcome = apply_gates(gated, notified, windows, time.time())
     for name, record in outcome.records.items():
-        report.records[name] = record
+        record = report.records[name] = {**report.records.get(name, {}), **record}
         notify_on = record.get("notify_on")
         throttle = record.get("throttle")
         if notify_on is not None and not notify_on["changed"]:

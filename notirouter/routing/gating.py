@@ -72,12 +72,12 @@ def gated_message(
     return GatedMessage(route.name, notify_on, throttle, released, fold)
 
 
-def keyless_record(route: Route) -> dict[str, Any]:
-    """The routing record of gates whose key rendered empty: nothing to compare or count by,
-    so the message went out as usual."""
+def keyless_record(route: Route, gate: GatedMessage | None = None) -> dict[str, Any]:
+    """The routing record of the configured gates whose key rendered empty (all of them when
+    ``gate`` is ``None``): nothing to compare or count by, so those let the message through."""
     record: dict[str, Any] = {}
-    if route.notify_on is not None:
+    if route.notify_on is not None and (gate is None or gate.notify_on is None):
         record["notify_on"] = {"key": None, "changed": True, "reason": "empty key: notified"}
-    if route.throttle is not None:
+    if route.throttle is not None and (gate is None or gate.throttle is None):
         record["throttle"] = {"key": None, "outcome": "passed", "reason": "empty key"}
     return record

@@ -162,11 +162,11 @@ class EventRouter(ClaimLoop[StoredEvent]):
             for route, message in routed.messages:
                 message_json = serialise(message)
                 gate = gated_message(route, message, message_json, routed.variables)
+                if route.notify_on is not None or route.throttle is not None:
+                    keyless[route.name] = keyless_record(route, gate)
                 if gate is not None:
                     gated.append(gate)
                     continue
-                if route.notify_on is not None or route.throttle is not None:
-                    keyless[route.name] = keyless_record(route)
                 released = release(route, message, message_json, routed.variables, ())
                 jobs.extend(released.deliveries)
                 items.extend(released.items)
@@ -175,7 +175,7 @@ class EventRouter(ClaimLoop[StoredEvent]):
         except Exception as exc:
             raise Unroutable(stage, exc) from exc
         matched = [route.name for route, _ in routed.messages]
-        record = with_gate_records(routing_record(routed), keyless)
+        record = with_gate_records(routing_record(routed), {k: v for k, v in keyless.items() if v})
         return event, jobs, items, gated, matched, record
 
     async def _unroutable(self, stored: StoredEvent, exc: Unroutable) -> None:
