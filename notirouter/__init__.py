@@ -44,7 +44,15 @@ from notirouter.api.http import (
     parse_retry_after,
 )
 from notirouter.api.http_sink import HttpSink, classify_status
-from notirouter.api.message import Digest, DigestItem, Fact, Message, Severity
+from notirouter.api.message import (
+    CHANGED_FACT,
+    Digest,
+    DigestItem,
+    Fact,
+    Message,
+    Severity,
+    describe_change,
+)
 from notirouter.api.operations import OPERATIONAL_EVENT_TYPE, OperationalAction
 from notirouter.api.sink import Outcome, SendResult, Sink, SinkContext, SinkOptions
 from notirouter.api.source import Source
@@ -54,6 +62,7 @@ from notirouter.api.templating import TemplateText, make_environment
 __version__ = "0.1.0"
 
 __all__ = [
+    "CHANGED_FACT",
     "MATTERMOST_ADDRESS",
     "OPERATIONAL_EVENT_TYPE",
     "TRUNCATION_MARKER",
@@ -86,6 +95,7 @@ __all__ = [
     "__version__",
     "classify_status",
     "defuse_urls",
+    "describe_change",
     "escape_discord",
     "escape_html",
     "escape_markdown",

@@ -233,6 +233,10 @@ class Runtime:
         )
         if forgotten:
             log.info("forgot %d expired conversation references", forgotten)
+        # Each notify_on key carries its own retention (expires_at), so no setting is needed.
+        expired = await self.queue.prune_gates()
+        if expired:
+            log.info("forgot the notified values of %d notify_on keys", expired)
 
     async def drain(self) -> None:
         """Stop claiming, and let the work in flight finish within ``server.shutdown_grace``.

@@ -15,6 +15,7 @@ import pytest
 import notirouter
 
 PUBLIC_API = [
+    "CHANGED_FACT",
     "MATTERMOST_ADDRESS",
     "OPERATIONAL_EVENT_TYPE",
     "TRUNCATION_MARKER",
@@ -47,6 +48,7 @@ PUBLIC_API = [
     "__version__",
     "classify_status",
     "defuse_urls",
+    "describe_change",
     "escape_discord",
     "escape_html",
     "escape_markdown",

@@ -12,7 +12,7 @@ attacker-controlled title can never become a live link or a mention.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -152,6 +152,22 @@ class Digest(BaseModel):
         return "\n".join(lines)
 
 
+CHANGED_FACT = "Changed"
+"""The fact that says what an update changed (``status Pending → Acknowledged; urgency → 80``)."""
+
+
+def describe_change(label: str, old: str, new: str) -> str:
+    """One change as a reader sees it: ``status Pending → Acknowledged``.
+
+    ``old`` empty (not known) or equal to ``new`` gives ``status → Acknowledged``. Shared by
+    the formatters' update messages and the core's ``notify_on`` (README "Storm control"), so
+    every message says a change the same way.
+    """
+    if old and old != new:
+        return f"{label} {old} → {new}"
+    return f"{label} → {new}"
+
+
 class Message(BaseModel):
     """What a notification says, independent of where it goes.
 
@@ -192,6 +208,15 @@ class Message(BaseModel):
     )
     event: dict[str, Any] = Field(default_factory=dict)
     enrichment: dict[str, Any] = Field(default_factory=dict)
+
+    def with_changes(self, changes: Sequence[str]) -> Message:
+        """This message saying ``changes`` (from :func:`describe_change`) in its
+        :data:`CHANGED_FACT`, first among the facts (one the formatter set is replaced)."""
+        if not changes:
+            return self
+        kept = tuple(fact for fact in self.facts if fact.name != CHANGED_FACT)
+        changed = Fact(name=CHANGED_FACT, value="; ".join(changes))
+        return self.model_copy(update={"facts": (changed, *kept)})
 
     def summary(self) -> dict[str, Any]:
         """The message without the event and enrichment data (what a human reads)."""

@@ -15,8 +15,10 @@ from notirouter.cli.common import (
     print_json,
     run_command,
 )
+from notirouter.cli.route_gates import GateReport, gate_report
 from notirouter.logs import configure_logging
 from notirouter.routing.pipeline import Routed
+from notirouter.routing.record import gate_lines
 from notirouter.routing.table import Route, RouteDecision
 from notirouter.runtime import Runtime
 
@@ -44,15 +46,17 @@ def route_command(args: argparse.Namespace) -> int:
     runtime = Runtime(config)
     event = parse_event(runtime, args)
 
-    async def run() -> Routed:
+    async def run() -> tuple[Routed, GateReport]:
         await runtime.open_plugins()
         try:
-            return await runtime.pipeline.route(event, enrich=args.enrich)
+            routed = await runtime.pipeline.route(event, enrich=args.enrich)
         finally:
             await runtime.close_plugins()
+        return routed, await gate_report(runtime.config.app.queue, routed)
 
-    routed = asyncio.run(run())
+    routed, gates = asyncio.run(run())
     report = _route_report(runtime, routed, enriched=args.enrich)
+    _add_gates(report, gates)
     if args.json:
         print_json(report)
     else:
@@ -94,6 +98,20 @@ def _route_report(runtime: Runtime, routed: Routed, *, enriched: bool) -> dict[s
     }
 
 
+def _add_gates(report: dict[str, Any], gates: GateReport) -> None:
+    """Each gated route's decision against the stored state, and the deliveries it holds."""
+    by_name = {route["name"]: route for route in report["routes"]}
+    for name, record in gates.records.items():
+        by_name[name].update(record)
+    for name in gates.routes:
+        if gates.problem is not None:
+            by_name[name]["gate_state"] = gates.problem
+    for delivery in report["deliveries"]:
+        withheld = gates.withheld.get(delivery["route"])
+        if withheld:
+            delivery["withheld"] = withheld
+
+
 def _enrichment_hint(route: Route, decision: RouteDecision) -> str | None:
     """Why a ``when`` that did not match in a dry run without ``--enrich`` may yet match.
 
@@ -124,10 +142,16 @@ def _print_route_report(report: dict[str, Any]) -> None:
         print(f"  {mark} {route['name']}: {route['reason']}")
         if "hint" in route:
             print(f"        hint: {route['hint']}")
+        if "gate_state" in route:
+            print(f"        {route['gate_state']}")
+        for line in gate_lines(route):
+            print(f"        {line}")
     if not report["deliveries"]:
         print("no sink would be called")
     for delivery in report["deliveries"]:
         print(f"\nsink {delivery['sink']} ({delivery['type']}) via route {delivery['route']}:")
+        if "withheld" in delivery:
+            print(f"  (not sent now: {delivery['withheld']})")
         payload = delivery["payload"]
         text = (
             payload

@@ -31,6 +31,7 @@ from notirouter.cli.queue_access import timestamp, with_queue
 from notirouter.printable import inert
 from notirouter.queue.inspection_records import DeliveryStory, EventStory
 from notirouter.queue.protocol import Queue
+from notirouter.routing.record import gate_lines
 
 EVENT_ID = re.compile(r"^[0-9a-f]{32}$")
 MAX_ALERT_EVENTS = 200
@@ -188,6 +189,8 @@ def print_story(view: dict[str, Any]) -> None:
                 f"  route      {inert(decision['route'])}: {verdict} "
                 f"({inert(decision['reason'])}){inert(sinks)}"
             )
+            for line in gate_lines(decision):
+                print(f"             {inert(line)}")
     elif view["state"] == "pending":
         print(f"  routing    pending, next attempt {view['next_routing_at']}")
         if view["routing_error"]:

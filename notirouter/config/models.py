@@ -199,6 +199,34 @@ class GroupConfig(_Strict):
     max_items: int = Field(default=50, ge=1, le=1000)
 
 
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("the key must not be empty: it names what is counted or compared")
+    return value
+
+
+class NotifyOnConfig(_Strict):
+    """``notify_on:`` of a route: notify an update only when a listed value changed.
+
+    ``key`` is a template naming the thing (``{{ alert.uuid }}``); ``changes`` are expressions
+    (as in ``when``) whose values are compared with those of the last notification for that
+    key, kept in the queue for ``retention`` after the key was last seen.
+    """
+
+    key: Annotated[str, AfterValidator(_not_blank)]
+    changes: list[str] = Field(min_length=1, max_length=16)
+    retention: Annotated[float, BeforeValidator(parse_duration), Field(gt=0)] = 30 * 86_400.0
+
+
+class ThrottleConfig(_Strict):
+    """``throttle:`` of a route: at most ``max`` messages per ``key`` per ``per``; the rest of
+    a window is folded into one digest sent when the window ends."""
+
+    key: Annotated[str, AfterValidator(_not_blank)]
+    max: int = Field(ge=1, le=1_000_000)
+    per: Annotated[float, BeforeValidator(parse_duration), Field(gt=0, le=30 * 86_400)]
+
+
 class RouteConfig(_Strict):
     """One route: which events, optional condition, which sinks, optional overrides."""
 
@@ -212,6 +240,8 @@ class RouteConfig(_Strict):
     text: str | None = None
     facts: dict[str, str] | None = None
     group: GroupConfig | None = None
+    notify_on: NotifyOnConfig | None = None
+    throttle: ThrottleConfig | None = None
 
 
 class PluginsConfig(_Strict):

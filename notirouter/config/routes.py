@@ -10,7 +10,9 @@ from notirouter.api.templating import TemplateCompileError
 from notirouter.config.checker import Checker
 from notirouter.config.models import AppConfig, RouteConfig
 from notirouter.routing.grouping import Grouping, GroupingCompileError
+from notirouter.routing.notify_on import GateCompileError, NotifyOn
 from notirouter.routing.table import Renderer, Route
+from notirouter.routing.throttle import Throttle
 
 
 def compile_routes(checker: Checker, app: AppConfig) -> list[Route]:
@@ -88,6 +90,36 @@ def _compile_route(
                 (*path, "group", "by", exc.index),
                 f"routes.{config.name}.group.by: does not compile: {exc}",
             )
+    notify_on = throttle = None
+    if config.notify_on is not None:
+        try:
+            notify_on = NotifyOn.compile(
+                checker.templates,
+                config.notify_on.key,
+                config.notify_on.changes,
+                retention=config.notify_on.retention,
+            )
+        except GateCompileError as exc:
+            ok = False
+            where = ".".join(str(part) for part in exc.where)
+            checker.add(
+                (*path, "notify_on", *exc.where),
+                f"routes.{config.name}.notify_on.{where}: does not compile: {exc}",
+            )
+    if config.throttle is not None:
+        try:
+            throttle = Throttle.compile(
+                checker.templates,
+                config.throttle.key,
+                max=config.throttle.max,
+                per=config.throttle.per,
+            )
+        except GateCompileError as exc:
+            ok = False
+            checker.add(
+                (*path, "throttle", *exc.where),
+                f"routes.{config.name}.throttle.key: does not compile: {exc}",
+            )
     if not ok:
         return None
     return Route(
@@ -104,6 +136,8 @@ def _compile_route(
         text=text,
         facts=tuple(facts) if config.facts is not None else None,
         group=group,
+        notify_on=notify_on,
+        throttle=throttle,
     )
 
 

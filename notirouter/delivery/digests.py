@@ -11,7 +11,7 @@ import pydantic
 
 from notirouter.api.message import Digest, DigestItem, Message, Severity
 from notirouter.queue.records import DueGroup, FlushedMessage, GroupedItem
-from notirouter.routing.grouping import group_facts
+from notirouter.routing.grouping import GROUP_KIND, group_facts
 
 STATUS_FACT = "status"
 SEVERITIES = list(Severity)
@@ -21,7 +21,9 @@ def flushed_message(group: DueGroup) -> FlushedMessage:
     """The message ``group`` sends now, and the event id its deliveries are recorded under."""
     items = group.items
     first = items[0]
-    if group.flushes == 0 and len(items) == 1 and first.message_json is not None:
+    # A throttle's overflow is always a digest: a single late message must say why it is late.
+    alone = group.kind == GROUP_KIND and group.flushes == 0 and len(items) == 1
+    if alone and first.message_json is not None:
         return FlushedMessage(first.event_id, first.message_json)
     message = digest_message(group)
     # Item ids are never reused: one event id per digest, in every process and after restarts.

@@ -15,9 +15,10 @@ writes an event's delivery jobs in the transaction that marks it routed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
+from notirouter.queue.gates import GatedMessage, StateKey, Values, Window
 from notirouter.queue.inspection_records import EventStory, QueueSnapshot
 from notirouter.queue.records import (
     AttemptNote,
@@ -38,6 +39,7 @@ __all__ = [
     "GROUPS_WAKE",
     "DeadLetterStore",
     "DeliveryQueue",
+    "GateStates",
     "GroupStore",
     "IngestQueue",
     "Inspection",
@@ -101,12 +103,15 @@ class RoutingQueue(Wakeups, Protocol):
         deliveries: Iterable[NewDelivery],
         items: Iterable[NewGroupItem] = (),
         routing: str | None = None,
+        gated: Sequence[GatedMessage] = (),
     ) -> bool:
         """Record the event's jobs and group items and mark it routed in one transaction.
 
         ``False``: the lease was lost. A new group is created with its first item, due
         ``wait`` seconds later (and wakes :data:`GROUPS_WAKE`). ``routing`` (JSON) is what
-        routing decided, kept with the event for ``trace``.
+        routing decided, kept with the event for ``trace``. ``gated`` messages (a route's
+        ``notify_on``, ``throttle``) are decided in the same transaction on the state the
+        backend keeps, which is written with them, and their decisions join ``routing``.
         """
         ...
 
@@ -171,6 +176,20 @@ class GroupStore(Wakeups, Protocol):
 
     async def next_group_due(self) -> float | None:
         """When the earliest group falls due (``None``: no group)."""
+        ...
+
+
+class GateStates(Protocol):
+    """The stored ``notify_on`` values and throttle windows, read-only (``route`` dry run)."""
+
+    async def gate_state(
+        self, gated: Sequence[GatedMessage]
+    ) -> tuple[dict[StateKey, Values | None], dict[StateKey, Window | None]]:
+        """The state the keys of ``gated`` have now (``None``: nothing stored or expired)."""
+        ...
+
+    async def prune_gates(self) -> int:
+        """Forget expired ``notify_on`` values and ended windows; the keys forgotten."""
         ...
 
 
@@ -267,7 +286,7 @@ class Inspection(Protocol):
         ...
 
 
-class Queue(IngestQueue, RoutingQueue, DeliveryQueue, GroupStore, Protocol):
+class Queue(IngestQueue, RoutingQueue, DeliveryQueue, GroupStore, GateStates, Protocol):
     """A whole backend: every stage's needs, its lifecycle, housekeeping and operator access."""
 
     backend: str

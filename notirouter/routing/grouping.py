@@ -66,7 +66,7 @@ class Grouping:
         pairs = []
         for source, value in self.by:
             try:
-                shown = _shown(value(variables))
+                shown = shown_value(value(variables))
             except TemplateRenderError:
                 shown = ""
             pairs.append([source, shown])
@@ -99,7 +99,8 @@ def group_facts(key: str) -> tuple[Fact, ...]:
         return ()
 
 
-def _shown(value: Any) -> str:
+def shown_value(value: Any) -> str:
+    """A value as text for keys and comparisons (JSON for non-strings), bounded."""
     if value is None:
         return ""
     text = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)

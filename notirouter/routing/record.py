@@ -10,7 +10,11 @@ row per route per event.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
 
+from notirouter.routing.notify_on import describe_changes
 from notirouter.routing.pipeline import Routed
 
 ROUTING_VERSION = 1
@@ -40,3 +44,51 @@ def routing_record(routed: Routed) -> str:
         },
         ensure_ascii=False,
     )
+
+
+def gate_lines(entry: Mapping[str, Any]) -> list[str]:
+    """What a route entry's ``notify_on`` and ``throttle`` decided, one line each (``trace``
+    and ``route`` print them): why a message went out, late, or not at all."""
+    lines = []
+    notify_on = entry.get("notify_on")
+    if isinstance(notify_on, Mapping):
+        lines.append("notify_on: " + _notify_on_line(notify_on))
+    throttle = entry.get("throttle")
+    if isinstance(throttle, Mapping):
+        lines.append("throttle: " + _throttle_line(throttle))
+    return lines
+
+
+def _notify_on_line(decision: Mapping[str, Any]) -> str:
+    key = decision.get("key")
+    if key is None:
+        return str(decision.get("reason") or "no key: notified")
+    values = decision.get("values") or {}
+    if not decision.get("changed"):
+        shown = ", ".join(f"{name}={value}" for name, value in values.items())
+        return (
+            f"key {key}: no listed value changed since the last notification ({shown}): no message"
+        )
+    if decision.get("first"):
+        return f"key {key}: first notification for this key"
+    changes = [tuple(change) for change in decision.get("changes") or []]
+    if not changes:
+        return f"key {key}: a listed value could not be evaluated: notified"
+    return f"key {key}: changed: {'; '.join(describe_changes(changes))}"
+
+
+def _throttle_line(decision: Mapping[str, Any]) -> str:
+    key = decision.get("key")
+    if key is None:
+        return str(decision.get("reason") or "no key") + ": passed"
+    count, limit = decision.get("count"), decision.get("max")
+    ends = decision.get("window_ends")
+    until = ""
+    if isinstance(ends, int | float):
+        until = " ending " + datetime.fromtimestamp(ends, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if decision.get("outcome") == "folded":
+        return (
+            f"key {key}: event {count} in the window{until} (max {limit}): folded into the "
+            "digest sent when the window ends"
+        )
+    return f"key {key}: event {count} of at most {limit} in the window{until}: passed"

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Any
 
 from notirouter.api.events import Event
 from notirouter.api.message import Message
@@ -19,8 +20,10 @@ from notirouter.delivery.retry import RetryPolicy
 from notirouter.ingest.payload import PayloadRefused, load_payload
 from notirouter.metrics import Metrics
 from notirouter.queue.claim_loop import ClaimLoop, Slot
+from notirouter.queue.gates import GatedMessage, with_gate_records
 from notirouter.queue.protocol import EVENTS_WAKE, QueueUnavailable, RoutingQueue
 from notirouter.queue.records import NewDelivery, NewGroupItem, StoredEvent
+from notirouter.routing.gating import gated_message, keyless_record, release
 from notirouter.routing.pipeline import Pipeline, UnknownSourceError
 from notirouter.routing.record import routing_record
 from notirouter.throttled_log import ThrottledLog
@@ -94,7 +97,7 @@ class EventRouter(ClaimLoop[StoredEvent]):
         is not installed, and a queue that cannot record the outcome, are worth retrying.
         """
         try:
-            event, jobs, items, matched, routing = await self._deliveries(stored)
+            event, jobs, items, gated, matched, routing = await self._deliveries(stored)
         except asyncio.CancelledError:
             raise
         except UnknownSourceError as exc:
@@ -106,7 +109,7 @@ class EventRouter(ClaimLoop[StoredEvent]):
             return
         slot.release()  # enrichment is done; writing the jobs needs no slot
         try:
-            done = await self.queue.complete_event(stored, jobs, items, routing)
+            done = await self.queue.complete_event(stored, jobs, items, routing, gated)
         except asyncio.CancelledError:
             raise
         except QueueUnavailable as exc:
@@ -120,13 +123,14 @@ class EventRouter(ClaimLoop[StoredEvent]):
         if done:
             self.metrics.events_routed.inc()
             log.debug(
-                "routed %s/%s event %s: routes %s, %d deliveries, %d held in groups",
+                "routed %s/%s event %s: routes %s, %d deliveries, %d held in groups, %d gated",
                 event.type,
                 event.action,
                 stored.id,
                 ",".join(matched) or "none",
                 len(jobs),
                 len(items),
+                len(gated),
                 extra={
                     "event_id": stored.id,
                     "hook": stored.hook,
@@ -139,10 +143,12 @@ class EventRouter(ClaimLoop[StoredEvent]):
 
     async def _deliveries(
         self, stored: StoredEvent
-    ) -> tuple[Event, list[NewDelivery], list[NewGroupItem], list[str], str]:
+    ) -> tuple[
+        Event, list[NewDelivery], list[NewGroupItem], list[GatedMessage], list[str], str | None
+    ]:
         """Parse, route, format and serialise: the jobs to write, the messages grouped routes
-        hold (README "Storm control"), the routes that matched, and the decisions as stored
-        with the event."""
+        hold and those the queue decides on (``notify_on``, ``throttle``; README "Storm
+        control"), the routes that matched, and the decisions as stored with the event."""
         stage = "parse"
         try:
             event = self.pipeline.parse(stored.source, load_payload(stored.body))
@@ -151,21 +157,26 @@ class EventRouter(ClaimLoop[StoredEvent]):
             stage = "serialise"
             jobs: list[NewDelivery] = []
             items: list[NewGroupItem] = []
+            gated: list[GatedMessage] = []
+            keyless: dict[str, dict[str, Any]] = {}
             for route, message in routed.messages:
                 message_json = serialise(message)
-                if route.group is None:
-                    jobs.extend(NewDelivery(route.name, sink, message_json) for sink in route.sinks)
-                else:
-                    key = route.group.key(routed.variables)
-                    items.append(
-                        route.group.item(route.name, route.sinks, message, message_json, key)
-                    )
+                gate = gated_message(route, message, message_json, routed.variables)
+                if route.notify_on is not None or route.throttle is not None:
+                    keyless[route.name] = keyless_record(route, gate)
+                if gate is not None:
+                    gated.append(gate)
+                    continue
+                released = release(route, message, message_json, routed.variables, ())
+                jobs.extend(released.deliveries)
+                items.extend(released.items)
         except UnknownSourceError:
             raise
         except Exception as exc:
             raise Unroutable(stage, exc) from exc
         matched = [route.name for route, _ in routed.messages]
-        return event, jobs, items, matched, routing_record(routed)
+        record = with_gate_records(routing_record(routed), {k: v for k, v in keyless.items() if v})
+        return event, jobs, items, gated, matched, record
 
     async def _unroutable(self, stored: StoredEvent, exc: Unroutable) -> None:
         stage, cause, reason = exc.stage, exc.__cause__, str(exc)

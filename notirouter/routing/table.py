@@ -14,6 +14,8 @@ from typing import Any
 from notirouter.api.operations import OPERATIONAL_EVENT_TYPE
 from notirouter.api.templating import TemplateRenderError
 from notirouter.routing.grouping import Grouping
+from notirouter.routing.notify_on import NotifyOn
+from notirouter.routing.throttle import Throttle
 
 ANY = "*"
 Renderer = Callable[[Mapping[str, Any]], str]
@@ -37,6 +39,8 @@ class Route:
     text: Renderer | None = None
     facts: tuple[tuple[str, Renderer], ...] | None = None
     group: Grouping | None = None  # None: every message is delivered at once
+    notify_on: NotifyOn | None = None  # None: every update notifies
+    throttle: Throttle | None = None  # None: no limit
 
     def mismatch(self, event_type: str, action: str) -> str | None:
         """Why this route cannot match (type, action), or ``None`` when it can."""

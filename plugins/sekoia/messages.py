@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from notirouter import Event, Fact, Message, Severity, hookimpl
+from notirouter import CHANGED_FACT, Event, Fact, Message, Severity, hookimpl
 
 from .case_messages import case_message, other_message, report_message
 from .source import SekoiaEventBase
@@ -96,7 +96,7 @@ def alert_message(action: str, attributes: dict[str, Any], variables: Mapping[st
         return Message(
             title=titled("Alert updated", view.name),
             text=_lines(f"Changed: {changed}.", _summary(view), missing),
-            facts=(Fact(name="Changed", value=changed), *facts),
+            facts=(Fact(name=CHANGED_FACT, value=changed), *facts),
             **common,
         )
     if action == "deleted":

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from notirouter import truncate
+from notirouter import describe_change, truncate
 
 from .places import valid_short_id, valid_uuid
 
@@ -191,10 +191,7 @@ def titled(prefix: str, name: str) -> str:
 
 
 def _arrow(label: str, old: Any, new: Any) -> str:
-    old_text, new_text = number(old), number(new)
-    if old_text and old_text != new_text:
-        return f"{label} {old_text} → {new_text}"
-    return f"{label} → {new_text}"
+    return describe_change(label, number(old), number(new))
 
 
 def alert_changes(

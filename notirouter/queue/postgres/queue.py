@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import asyncpg
 
 from notirouter.config.models import QueueConfig
+from notirouter.queue.gates import GatedMessage, StateKey, Values, Window, with_gate_records
 from notirouter.queue.postgres import dead_letters, groups
+from notirouter.queue.postgres import gates as pg_gates
 from notirouter.queue.postgres import statements as sql
 from notirouter.queue.postgres.connection import (
     DRIVER_ERRORS,
@@ -229,32 +231,46 @@ class PostgresQueue:
         deliveries: Iterable[NewDelivery],
         items: Iterable[NewGroupItem] = (),
         routing: str | None = None,
+        gated: Sequence[GatedMessage] = (),
     ) -> bool:
         """Write the event's jobs, group items and what routing decided, and mark it routed,
-        in one transaction (``False``: lease lost). Without group items it is one statement."""
+        in one transaction (``False``: lease lost); ``gated`` messages are decided in it, on
+        their locked state rows (:mod:`notirouter.queue.postgres.gates`). Without group items
+        or gates it is one statement."""
         jobs = list(deliveries)
         held = list(items)
-        wakes = sorted({sink_wake(j.sink) for j in jobs})
-        args = (
-            event.id,
-            event.lease,
-            [j.route for j in jobs],
-            [j.sink for j in jobs],
-            [j.message_json for j in jobs],
-            time.time(),
-            wakes,
-            routing,
-        )
+
+        def arguments() -> tuple[object, ...]:
+            return (
+                event.id,
+                event.lease,
+                [j.route for j in jobs],
+                [j.sink for j in jobs],
+                [j.message_json for j in jobs],
+                time.time(),
+                sorted({sink_wake(j.sink) for j in jobs}),
+                routing,
+            )
+
         with unavailable("record the routed event"):
-            if not held:
-                routed = await self.pool.fetchval(sql.COMPLETE_EVENT, *args)
+            if not held and not gated:
+                routed = await self.pool.fetchval(sql.COMPLETE_EVENT, *arguments())
             else:
                 async with self.pool.acquire() as connection, connection.transaction():
-                    routed = await connection.fetchval(sql.COMPLETE_EVENT, *args)
+                    owned = sql.LOCK_OWN_EVENT
+                    routed = not gated or await connection.fetchval(owned, event.id, event.lease)
+                    if routed and gated:
+                        outcome = await pg_gates.decide(connection, gated)
+                        jobs.extend(outcome.deliveries)
+                        held.extend(outcome.items)
+                        routing = with_gate_records(routing, outcome.records)
                     if routed:
+                        routed = await connection.fetchval(sql.COMPLETE_EVENT, *arguments())
+                    if routed and held:
                         await groups.add_items(connection, event.id, held)
         if routed:
-            self._wake(set(wakes) | ({GROUPS_WAKE} if held else set()))
+            wakes = {sink_wake(j.sink) for j in jobs}
+            self._wake(wakes | ({GROUPS_WAKE} if held else set()))
         return bool(routed)
 
     async def retry_event(
@@ -293,6 +309,18 @@ class PostgresQueue:
     async def next_group_due(self) -> float | None:
         """When the earliest group falls due (``None``: no group)."""
         return await groups.next_group_due(self.pool)
+
+    # -- gates -------------------------------------------------------------------------------
+
+    async def gate_state(
+        self, gated: Sequence[GatedMessage]
+    ) -> tuple[dict[StateKey, Values | None], dict[StateKey, Window | None]]:
+        """The stored ``notify_on`` values and throttle windows of ``gated``'s keys."""
+        return await pg_gates.read_state(self.pool, gated)
+
+    async def prune_gates(self) -> int:
+        """Forget expired ``notify_on`` values and ended windows."""
+        return await pg_gates.prune(self.pool)
 
     # -- deliveries --------------------------------------------------------------------------
 

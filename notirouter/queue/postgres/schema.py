@@ -130,6 +130,28 @@ MIGRATIONS: dict[int, str] = {
         ON deliveries ((sink || ' ' || ((message::jsonb) ->> 'thread_key')), id)
         WHERE state = 'pending';
     """,
+    # Storm control's gates: the values last notified per (route, notify_on key), kept until
+    # expires_at (retention after the key was last seen), and each throttle key's window.
+    5: """
+    CREATE TABLE notify_state (
+        route TEXT NOT NULL,
+        notify_key TEXT NOT NULL,
+        notified TEXT,
+        seen_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (route, notify_key)
+    );
+    CREATE INDEX notify_state_expires ON notify_state (expires_at);
+    CREATE TABLE throttle_windows (
+        route TEXT NOT NULL,
+        throttle_key TEXT NOT NULL,
+        window_start DOUBLE PRECISION NOT NULL,
+        window_end DOUBLE PRECISION NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (route, throttle_key)
+    );
+    CREATE INDEX throttle_windows_end ON throttle_windows (window_end);
+    """,
 }
 LATEST = max(MIGRATIONS)
 Connection = asyncpg.Connection | PoolConnectionProxy

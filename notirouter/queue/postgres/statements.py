@@ -39,6 +39,11 @@ COMPLETE_EVENT = (
     "   + 0 * (SELECT COUNT(*) FROM notified)"
 )
 
+# Before gates are decided: the event is still ours (and stays so until commit).
+LOCK_OWN_EVENT = (
+    "SELECT 1 FROM events WHERE id = $1 AND lease = $2 AND state = 'pending' FOR UPDATE"
+)
+
 # A sink's due jobs under a new lease, unless a Retry-After pause (from any process) holds it.
 CLAIM_DELIVERIES = (
     "UPDATE deliveries SET attempts = attempts + 1, lease = $1, next_attempt_at = $2"

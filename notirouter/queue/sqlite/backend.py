@@ -7,11 +7,14 @@ queue that only one process uses live in that process.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Sequence
 
+from notirouter.queue.gates import GatedMessage, StateKey, Values, Window
 from notirouter.queue.local_gate import LocalGate
 from notirouter.queue.protocol import DeadLetterStore, Inspection, MessageRefs, SinkGate
 from notirouter.queue.sqlite import dead_letters as sqlite_dead_letters
+from notirouter.queue.sqlite import gates as sqlite_gates
 from notirouter.queue.sqlite.inspection import SqliteInspection
 from notirouter.queue.sqlite.message_refs import SqliteMessageRefs
 from notirouter.queue.sqlite.migrations import current_version
@@ -51,3 +54,13 @@ class SqliteBackend(SqliteQueue):
     async def prune(self, older_than: float) -> int:
         """Forget finished work older than ``older_than`` seconds."""
         return await sqlite_dead_letters.prune(self, older_than)
+
+    async def gate_state(
+        self, gated: Sequence[GatedMessage]
+    ) -> tuple[dict[StateKey, Values | None], dict[StateKey, Window | None]]:
+        """The stored ``notify_on`` values and throttle windows of ``gated``'s keys."""
+        return await self.read(lambda c: sqlite_gates.read_state(c, gated, time.time()))
+
+    async def prune_gates(self) -> int:
+        """Forget expired ``notify_on`` values and ended windows."""
+        return await sqlite_gates.prune(self)

@@ -86,6 +86,28 @@ MIGRATIONS: dict[int, str] = {
     CREATE INDEX deliveries_thread ON deliveries (sink, json_extract(message, '$.thread_key'), id)
         WHERE state = 'pending';
     """,
+    # Storm control's gates: the values last notified per (route, notify_on key), kept until
+    # expires_at (retention after the key was last seen), and each throttle key's window.
+    6: """
+    CREATE TABLE notify_state (
+        route TEXT NOT NULL,
+        notify_key TEXT NOT NULL,
+        notified TEXT,
+        seen_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (route, notify_key)
+    );
+    CREATE INDEX notify_state_expires ON notify_state (expires_at);
+    CREATE TABLE throttle_windows (
+        route TEXT NOT NULL,
+        throttle_key TEXT NOT NULL,
+        window_start REAL NOT NULL,
+        window_end REAL NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (route, throttle_key)
+    );
+    CREATE INDEX throttle_windows_end ON throttle_windows (window_end);
+    """,
 }
 LATEST = max(MIGRATIONS)
 

@@ -18,11 +18,12 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+from notirouter.queue.gates import GatedMessage, with_gate_records
 from notirouter.queue.records import (
     AttemptNote,
     DueGroup,
@@ -34,6 +35,7 @@ from notirouter.queue.records import (
     StoredEvent,
     attempt_note,
 )
+from notirouter.queue.sqlite import gates as sqlite_gates
 from notirouter.queue.sqlite import groups
 from notirouter.queue.sqlite.existence import check_before_open, marker_path, record_created
 from notirouter.queue.sqlite.file_identity import (
@@ -248,37 +250,51 @@ class SqliteQueue:
         deliveries: Iterable[NewDelivery],
         items: Iterable[NewGroupItem] = (),
         routing: str | None = None,
+        gated: Sequence[GatedMessage] = (),
     ) -> bool:
         """Record the event's delivery jobs, group items and what routing decided, and mark it
-        routed, in one transaction.
+        routed, in one transaction; ``gated`` messages are decided in it (``notify_on``,
+        ``throttle``: :mod:`notirouter.queue.gates`), their state written with the jobs.
 
         Returns ``False`` when the lease was lost (another worker owns the event now).
         """
-        jobs = list(deliveries)
-        held = list(items)
+        given_jobs = list(deliveries)
+        given_items = list(items)
         created: list[bool] = []
+        woken: set[str] = set()
 
         def operation(c: sqlite3.Connection) -> bool:
             now = time.time()
+            jobs, held, record = given_jobs, given_items, routing
             updated = c.execute(
                 "UPDATE events SET state = 'routed', last_error = NULL, routing = ?"
                 " WHERE id = ? AND lease = ? AND state = 'pending'",
-                (routing, event.id, event.lease),
+                (record, event.id, event.lease),
             ).rowcount
             if not updated:
                 return False
+            if gated:
+                outcome = sqlite_gates.decide(c, gated)
+                jobs = [*jobs, *outcome.deliveries]
+                held = [*held, *outcome.items]
+                record = with_gate_records(record, outcome.records)
+                c.execute("UPDATE events SET routing = ? WHERE id = ?", (record, event.id))
             c.executemany(
                 "INSERT OR IGNORE INTO deliveries (event_id, route, sink, message, created_at,"
                 " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)",
                 [(event.id, j.route, j.sink, j.message_json, now, now) for j in jobs],
             )
-            created.append(groups.add_items(c, event.id, held))
+            created[:] = [groups.add_items(c, event.id, held)]
+            woken.clear()
+            woken.update(sink_wake(j.sink) for j in jobs)
             return True
 
-        wakes = tuple(sorted({sink_wake(j.sink) for j in jobs}))
+        wakes = tuple(sorted({sink_wake(j.sink) for j in given_jobs}))
         done: bool = await self._writer.submit(operation, wakes=wakes)
         if done and any(created):
             self._wake({groups.GROUPS_WAKE})
+        if done and gated:
+            self._wake(woken)  # sinks the gates let through (not known before the decision)
         return done
 
     async def retry_event(
