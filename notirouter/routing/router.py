@@ -21,8 +21,11 @@ from notirouter.metrics import Metrics
 from notirouter.queue.claim_loop import ClaimLoop, Slot
 from notirouter.queue.protocol import EVENTS_WAKE, QueueUnavailable, RoutingQueue
 from notirouter.queue.records import NewDelivery, NewGroupItem, StoredEvent
+from notirouter.routing.holding import dispose
 from notirouter.routing.pipeline import Pipeline, UnknownSourceError
+from notirouter.routing.quiet_hours import DEFAULT_MAX_ITEMS, window_item
 from notirouter.routing.record import routing_record
+from notirouter.routing.silences import ActiveSilences
 from notirouter.throttled_log import ThrottledLog
 
 log = logging.getLogger("notirouter.worker")
@@ -68,9 +71,11 @@ class EventRouter(ClaimLoop[StoredEvent]):
         *,
         concurrency: int,
         lease: float,
+        silences: ActiveSilences | None = None,
     ) -> None:
         super().__init__(queue.wakeup(EVENTS_WAKE), concurrency)
         self.pipeline = pipeline
+        self.silences = silences or ActiveSilences(None)
         self.queue = queue
         self.policy = policy
         self.metrics = metrics
@@ -148,24 +153,53 @@ class EventRouter(ClaimLoop[StoredEvent]):
             event = self.pipeline.parse(stored.source, load_payload(stored.body))
             stage = "route"
             routed = await self.pipeline.route(event)
-            stage = "serialise"
+        except UnknownSourceError:
+            raise
+        except Exception as exc:
+            raise Unroutable(stage, exc) from exc
+        await self.silences.refresh()  # never raises: the last silences read stay in force
+        try:
+            now = time.time()
+            silence = self.silences.find(routed.variables, now) if routed.messages else None
             jobs: list[NewDelivery] = []
             items: list[NewGroupItem] = []
+            decided: dict[str, dict[str, object]] = {}
             for route, message in routed.messages:
+                stage = "route"
+                disposition = dispose(route, routed.variables, silence, now)
+                decided[route.name] = disposition.record()
+                stage = "serialise"
+                if disposition.silence is not None:
+                    # Recorded with the event (trace shows by which silence), never sent.
+                    self.metrics.silenced.labels(route=route.name).inc()
+                    continue
                 message_json = serialise(message)
-                if route.group is None:
+                if disposition.held:
+                    assert disposition.window is not None
+                    max_items = route.group.max_items if route.group else DEFAULT_MAX_ITEMS
+                    items.append(
+                        window_item(
+                            route.name,
+                            route.sinks,
+                            message,
+                            message_json,
+                            disposition.window,
+                            now,
+                            max_items,
+                        )
+                    )
+                    self.metrics.held.labels(route=route.name).inc()
+                elif route.group is None:
                     jobs.extend(NewDelivery(route.name, sink, message_json) for sink in route.sinks)
                 else:
                     key = route.group.key(routed.variables)
                     items.append(
                         route.group.item(route.name, route.sinks, message, message_json, key)
                     )
-        except UnknownSourceError:
-            raise
         except Exception as exc:
             raise Unroutable(stage, exc) from exc
         matched = [route.name for route, _ in routed.messages]
-        return event, jobs, items, matched, routing_record(routed)
+        return event, jobs, items, matched, routing_record(routed, decided)
 
     async def _unroutable(self, stored: StoredEvent, exc: Unroutable) -> None:
         stage, cause, reason = exc.stage, exc.__cause__, str(exc)

@@ -14,6 +14,7 @@ from typing import Any
 from notirouter.api.operations import OPERATIONAL_EVENT_TYPE
 from notirouter.api.templating import TemplateRenderError
 from notirouter.routing.grouping import Grouping
+from notirouter.routing.quiet_hours import WindowRule
 
 ANY = "*"
 Renderer = Callable[[Mapping[str, Any]], str]
@@ -37,6 +38,7 @@ class Route:
     text: Renderer | None = None
     facts: tuple[tuple[str, Renderer], ...] | None = None
     group: Grouping | None = None  # None: every message is delivered at once
+    window: WindowRule | None = None  # None: active at all times
 
     def mismatch(self, event_type: str, action: str) -> str | None:
         """Why this route cannot match (type, action), or ``None`` when it can."""

@@ -86,6 +86,19 @@ MIGRATIONS: dict[int, str] = {
     CREATE INDEX deliveries_thread ON deliveries (sink, json_extract(message, '$.thread_key'), id)
         WHERE state = 'pending';
     """,
+    # Silences (notirouter.queue.sqlite.silences): kept after they end, until retention.
+    7: """
+    CREATE TABLE silences (
+        id TEXT PRIMARY KEY,
+        matchers TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        ends_at REAL NOT NULL,
+        expired_at REAL,
+        comment TEXT NOT NULL,
+        author TEXT NOT NULL
+    );
+    CREATE INDEX silences_ends ON silences (ends_at);
+    """,
 }
 LATEST = max(MIGRATIONS)
 
