@@ -55,7 +55,7 @@ class Runtime:
         self.sources[operational.type_name] = operational
         self.queue: Queue = queue_for(app.queue)
         # Shared by the routers a reload builds: one read of the silences a second per process.
-        self.silences = ActiveSilences(self.queue.silences())
+        self.silences = ActiveSilences(self.queue.silences)
         self.operations = OperationsEmitter(
             self.queue, app.operations, routed=self._routes_operational_event
         )

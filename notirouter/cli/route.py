@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import time
 from typing import Any
 
 from notirouter.cli.common import (
@@ -16,7 +17,10 @@ from notirouter.cli.common import (
     run_command,
 )
 from notirouter.logs import configure_logging
+from notirouter.printable import inert
+from notirouter.routing.holding import dispose
 from notirouter.routing.pipeline import Routed
+from notirouter.routing.silences import ActiveSilences, Silence
 from notirouter.routing.table import Route, RouteDecision
 from notirouter.runtime import Runtime
 
@@ -44,15 +48,18 @@ def route_command(args: argparse.Namespace) -> int:
     runtime = Runtime(config)
     event = parse_event(runtime, args)
 
-    async def run() -> Routed:
+    async def run() -> tuple[Routed, Silence | None, str | None]:
         await runtime.open_plugins()
         try:
-            return await runtime.pipeline.route(event, enrich=args.enrich)
+            routed = await runtime.pipeline.route(event, enrich=args.enrich)
         finally:
             await runtime.close_plugins()
+        silence, unread = await _silence_for(runtime, routed)
+        return routed, silence, unread
 
-    routed = asyncio.run(run())
+    routed, silence, unread = asyncio.run(run())
     report = _route_report(runtime, routed, enriched=args.enrich)
+    _add_holds(report, routed, silence, unread)
     if args.json:
         print_json(report)
     else:
@@ -94,6 +101,37 @@ def _route_report(runtime: Runtime, routed: Routed, *, enriched: bool) -> dict[s
     }
 
 
+async def _silence_for(runtime: Runtime, routed: Routed) -> tuple[Silence | None, str | None]:
+    """The silence that would apply, read from the configured queue when it can be opened
+    (never created); or why the silences could not be read."""
+    if not routed.messages:
+        return None, None
+    silences = ActiveSilences(runtime.queue.silences)
+    try:
+        await runtime.queue.open(create=False)
+        try:
+            await runtime.queue.silences().listing()  # says why, if the queue cannot be read
+            await silences.refresh()
+        finally:
+            await runtime.queue.close()
+    except Exception as exc:  # a dry run still answers without its queue
+        return None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return silences.find(routed.variables, time.time()), None
+
+
+def _add_holds(
+    report: dict[str, Any], routed: Routed, silence: Silence | None, unread: str | None
+) -> None:
+    """Each matched route's silence and window decision, as serve would make them now."""
+    now = time.time()
+    by_name = {entry["name"]: entry for entry in report["routes"]}
+    for route, _ in routed.messages:
+        by_name[route.name].update(dispose(route, routed.variables, silence, now).record())
+    report["silences"] = "not read: " + unread if unread else "read from the queue"
+    if silence is not None:
+        report["deliveries"] = []  # a silenced event is recorded, not sent
+
+
 def _enrichment_hint(route: Route, decision: RouteDecision) -> str | None:
     """Why a ``when`` that did not match in a dry run without ``--enrich`` may yet match.
 
@@ -124,6 +162,16 @@ def _print_route_report(report: dict[str, Any]) -> None:
         print(f"  {mark} {route['name']}: {route['reason']}")
         if "hint" in route:
             print(f"        hint: {route['hint']}")
+        if "silence" in route:
+            silence = route["silence"]
+            print(
+                f"        silenced by {silence['id']} until {silence['until']} "
+                f"({' '.join(silence['matchers'])}): {inert(silence['comment'])}"
+            )
+        if "window" in route:
+            print(f"        window {route['window']['name']}: {route['window']['reason']}")
+    if report.get("silences", "").startswith("not read"):
+        print(f"silences: {report['silences']}")
     if not report["deliveries"]:
         print("no sink would be called")
     for delivery in report["deliveries"]:

@@ -188,6 +188,15 @@ def print_story(view: dict[str, Any]) -> None:
                 f"  route      {inert(decision['route'])}: {verdict} "
                 f"({inert(decision['reason'])}){inert(sinks)}"
             )
+            silence = decision.get("silence")
+            if silence:
+                print(
+                    f"    silenced by {inert(silence['id'])}: not sent "
+                    f"({inert(silence.get('comment', ''))})"
+                )
+            window = decision.get("window")
+            if window:
+                print(f"    window {inert(window['name'])}: {inert(window['reason'])}")
     elif view["state"] == "pending":
         print(f"  routing    pending, next attempt {view['next_routing_at']}")
         if view["routing_error"]:

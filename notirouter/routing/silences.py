@@ -61,8 +61,12 @@ class ActiveSilences:
     """The active silences of one store, refreshed at most once a second when used."""
 
     def __init__(
-        self, store: SilenceStore | None, *, clock: Callable[[], float] = time.monotonic
+        self,
+        store: Callable[[], SilenceStore] | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        # A function: the queue's store exists only once the queue is open.
         self.store = store
         self._clock = clock
         self._silences: tuple[Silence, ...] = ()
@@ -78,7 +82,7 @@ class ActiveSilences:
             if not self._stale():
                 return  # another worker read them while this one waited
             try:
-                stored = await self.store.listing()
+                stored = await self.store().listing()
             except QueueUnavailable as exc:
                 self._failures.log(
                     logging.WARNING,
