@@ -156,7 +156,9 @@ async def test_silence_commands_refuse_bad_input_with_their_exit_codes(
         out, err = capsys.readouterr()
         return code, out, err
 
-    code, _, err = await run("silence", "add", "--match", "name=~(", "--for", "1h", "--comment", "x")
+    code, _, err = await run(
+        "silence", "add", "--match", "name=~(", "--for", "1h", "--comment", "x"
+    )
     assert code == 2
     assert "--match: name=~: invalid regular expression '('" in err
     code, _, err = await run("silence", "add", "--match", "no op", "--for", "1h", "--comment", "x")
