@@ -13,10 +13,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from notirouter.config.checker import Checker
 from notirouter.config.models import AppConfig, TimeRangeConfig
-from notirouter.routing.time_windows import MINUTES_PER_DAY, TimeRange, TimeWindow
+from notirouter.routing.time_windows import SECONDS_PER_DAY, TimeRange, TimeWindow
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-_TIME_RANGE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+_TIME = r"(\d{1,2}):(\d{2})(?::(\d{2}))?"
+_TIME_RANGE = re.compile(rf"^\s*{_TIME}\s*-\s*{_TIME}\s*$")
 Path = tuple[str | int, ...]
 
 
@@ -83,7 +84,7 @@ def _range(checker: Checker, entry: TimeRangeConfig, path: Path, name: str) -> T
         return None
     return TimeRange(
         weekdays=frozenset(days) if entry.weekdays is not None else frozenset(range(7)),
-        times=tuple(sorted(times)) if entry.times is not None else ((0, MINUTES_PER_DAY),),
+        times=tuple(sorted(times)) if entry.times is not None else ((0, SECONDS_PER_DAY),),
         zone=zone,
     )
 
@@ -100,13 +101,13 @@ def _weekdays(text: str) -> set[int] | str:
 
 
 def _times(text: str) -> tuple[int, int] | str:
-    """``HH:MM-HH:MM`` as minutes ``(start, end)``, or why it is refused."""
+    """``HH:MM-HH:MM`` (or ``HH:MM:SS``) as seconds ``(start, end)``, or why it is refused."""
     match = _TIME_RANGE.match(text)
     if match is None:
         return f"{text!r} is not a time range like 08:00-18:00"
-    h1, m1, h2, m2 = (int(g) for g in match.groups())
-    start, end = h1 * 60 + m1, h2 * 60 + m2
-    if m1 > 59 or m2 > 59 or start >= MINUTES_PER_DAY or end > MINUTES_PER_DAY:
+    h1, m1, s1, h2, m2, s2 = (int(g or 0) for g in match.groups())
+    start, end = h1 * 3600 + m1 * 60 + s1, h2 * 3600 + m2 * 60 + s2
+    if max(m1, m2, s1, s2) > 59 or start >= SECONDS_PER_DAY or end > SECONDS_PER_DAY:
         return f"{text!r}: times run from 00:00 to 24:00"
     if end <= start:
         return (

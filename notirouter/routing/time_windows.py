@@ -24,14 +24,15 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-MINUTES_PER_DAY = 24 * 60
+SECONDS_PER_DAY = 24 * 3600
 # A weekly pattern opens within a week; a day more on each side covers the zones' offsets.
 DAYS_AHEAD = 8
 
 
 @dataclass(frozen=True)
 class TimeRange:
-    """One entry of a window: weekdays (0 = Monday), times as minutes ``[start, end)``, zone."""
+    """One entry of a window: weekdays (0 = Monday), times of day in seconds ``[start, end)``,
+    and the zone whose clock they are read on."""
 
     weekdays: frozenset[int]
     times: tuple[tuple[int, int], ...]
@@ -43,7 +44,7 @@ class TimeRange:
         if local.weekday() not in self.weekdays:
             return False
         seconds = local.hour * 3600 + local.minute * 60 + local.second + local.microsecond / 1e6
-        return any(start * 60 <= seconds < end * 60 for start, end in self.times)
+        return any(start <= seconds < end for start, end in self.times)
 
     def candidates(self, instant: float) -> Iterator[float]:
         """Instants after ``instant`` (within about a week) where this range may change state."""
@@ -52,10 +53,10 @@ class TimeRange:
             day = today + timedelta(days=offset)
             yield from _clock_changes(self.zone.key, day)
             if day.weekday() not in self.weekdays:
-                continue  # its ends at midnight come from the day before (minute 1440)
+                continue  # its ends at midnight come from the day before (24:00)
             for start, end in self.times:
-                for minute in (start, end):
-                    yield from _shown_at(self.zone.key, day, minute)
+                for second in (start, end):
+                    yield from _shown_at(self.zone.key, day, second)
 
 
 @dataclass(frozen=True)
@@ -77,13 +78,13 @@ class TimeWindow:
 
 
 @functools.lru_cache(maxsize=4096)
-def _shown_at(zone: str, day: date, minute: int) -> tuple[float, ...]:
-    """The instants at which the clock of ``zone`` shows ``minute`` of ``day`` (none, one or
-    two of them), as epoch seconds; minute 1440 is the next day's midnight."""
+def _shown_at(zone: str, day: date, second: int) -> tuple[float, ...]:
+    """The instants at which the clock of ``zone`` shows ``second`` of ``day`` (one, or two
+    in a repeated hour), as epoch seconds; 24:00 is the next day's midnight."""
     tz = ZoneInfo(zone)
-    if minute >= MINUTES_PER_DAY:
-        day, minute = day + timedelta(days=1), minute - MINUTES_PER_DAY
-    wall = datetime.combine(day, time(minute // 60, minute % 60))
+    if second >= SECONDS_PER_DAY:
+        day, second = day + timedelta(days=1), second - SECONDS_PER_DAY
+    wall = datetime.combine(day, time(second // 3600, second // 60 % 60, second % 60))
     found = set()
     for fold in (0, 1):
         instant = wall.replace(tzinfo=tz, fold=fold).timestamp()
