@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 
 from notirouter.cli import main
+from notirouter.config.models import QueueConfig
 from notirouter.routing.silence_matchers import Matcher, MatcherError, matches_all
 from tests.backends import Backend
 from tests.conftest import TOKEN
@@ -241,3 +242,50 @@ def test_matchers_are_validated_when_added(text: str, error: str | None) -> None
         return
     with pytest.raises(MatcherError, match=error.replace("[", r"\[")):
         Matcher.parse(text)
+
+
+async def test_the_dry_run_says_which_silence_would_apply(
+    queue_backend: Backend,
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = str(write_config(config(queue_backend, "http://127.0.0.1:9")))
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps(alert(1, "PowerShell encoded")))
+
+    async def run(*argv: str) -> tuple[int, str]:
+        capsys.readouterr()
+        code = await asyncio.to_thread(main, [*argv, "-c", path])
+        return code, capsys.readouterr().out
+
+    assert (await run("migrate"))[0] == 0
+    code, out = await run(
+        "silence", "add", "--match", 'attributes.rule_name=~"Power.*"', "--for", "1h",
+        "--comment", "patching",
+    )  # fmt: skip
+    assert code == 0
+    silence_id = out.strip()
+    code, out = await run("route", str(event), "--json")
+    report = json.loads(out)
+    assert report["routes"][0]["silence"]["id"] == silence_id
+    assert report["silences"] == "read from the queue"
+    assert report["deliveries"] == []
+    code, out = await run("route", str(event))
+    assert f"silenced by {silence_id} until " in out
+    assert ": patching" in out
+    assert "no sink would be called" in out
+
+
+def test_without_its_queue_the_dry_run_still_answers_and_says_so(
+    write_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    backend = Backend("sqlite", QueueConfig(path=str(tmp_path / "absent.db")))
+    path = str(write_config(config(backend, "http://127.0.0.1:9")))
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps(alert(1, "PowerShell encoded")))
+    assert main(["route", str(event), "--json", "-c", path]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["silences"].startswith("not read: ")
+    assert [d["sink"] for d in report["deliveries"]] == ["a"]
+    assert not (tmp_path / "absent.db").exists()  # a dry run creates no queue
