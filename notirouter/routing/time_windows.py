@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -65,6 +65,11 @@ class TimeWindow:
 
     name: str
     ranges: tuple[TimeRange, ...]
+    # opening -> (asked at, answer): every instant in between has the same answer, so a storm
+    # held by one window costs one computation (about 0.3 ms), not one per event.
+    _last: dict[bool, tuple[float, float]] = field(
+        default_factory=dict, compare=False, hash=False, repr=False
+    )
 
     def is_open(self, instant: float) -> bool:
         """Whether the window is open at ``instant`` (epoch seconds)."""
@@ -73,8 +78,14 @@ class TimeWindow:
     def next_change(self, instant: float, *, opening: bool) -> float | None:
         """The first instant after ``instant`` at which the window is open (``opening``) or
         closed; ``None`` if that does not happen within a week (it never will)."""
+        last = self._last.get(opening)
+        if last is not None and last[0] <= instant < last[1]:
+            return last[1]
         found = sorted({c for r in self.ranges for c in r.candidates(instant) if c > instant})
-        return next((c for c in found if self.is_open(c) == opening), None)
+        answer = next((c for c in found if self.is_open(c) == opening), None)
+        if answer is not None:
+            self._last[opening] = (instant, answer)
+        return answer
 
 
 @functools.lru_cache(maxsize=4096)
