@@ -7,7 +7,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 
 from notirouter.cli import main
+from notirouter.config.models import QueueConfig
 from tests.backends import Backend
 from tests.conftest import TOKEN
 from tests.loopback import LoopbackServer
@@ -98,6 +99,10 @@ async def test_held_until_the_window_opens_then_one_digest_and_a_bypass_goes_at_
         [urgent] = await loopback.wait_for(1)
         arrivals.append(time.time())
         record = await routing_of(path, held[0], capsys)
+        capsys.readouterr()
+        assert await asyncio.to_thread(main, ["trace", held[0], "-c", str(path)]) == 0
+        told = capsys.readouterr().out
+        metrics = served.runtime.metrics.render().decode()
         await loopback.wait_for(2, timeout=OPENS_IN + 10)
         arrivals.append(time.time())
         await asyncio.sleep(0.5)  # nothing else would arrive
@@ -108,11 +113,13 @@ async def test_held_until_the_window_opens_then_one_digest_and_a_bypass_goes_at_
     digest = loopback.requests[1].json()
     assert digest["digest"]["count"] == 2
     assert sorted(digest["digest"]["event_ids"]) == sorted(held)
+    assert "    window soon: held: not inside window soon until " in told
+    assert 'notirouter_window_held_total{route="office"} 2.0' in metrics
     assert record["window"]["name"] == "soon"
     assert record["window"]["held"] is True
-    assert record["window"]["until"] == datetime.fromtimestamp(opens, PARIS).astimezone(
-        ZoneInfo("UTC")
-    ).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert record["window"]["until"] == datetime.fromtimestamp(opens, UTC).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
 
 
 async def test_inside_the_window_a_route_sends_at_once_and_records_why(
@@ -134,3 +141,20 @@ async def test_inside_the_window_a_route_sends_at_once_and_records_why(
         "held": False,
         "reason": "active: outside window soon",
     }
+
+
+def test_the_dry_run_says_a_message_would_be_held_and_until_when(
+    write_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    backend = Backend("sqlite", QueueConfig(path=str(tmp_path / "q.db")))
+    opens, times = opening_soon()
+    path = str(write_config(config(backend, "http://127.0.0.1:9", times)))
+    event = tmp_path / "event.json"
+    until = datetime.fromtimestamp(opens, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    event.write_text(json.dumps(alert(1, urgency=10)))
+    assert main(["route", str(event), "-c", path]) == 0
+    assert f"window soon: held: not inside window soon until {until}" in capsys.readouterr().out
+    event.write_text(json.dumps(alert(1, urgency=95)))
+    assert main(["route", str(event), "--json", "-c", path]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["routes"][0]["window"]["reason"] == "bypass is true: attributes.urgency >= 80"
