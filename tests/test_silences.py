@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 
 from notirouter.cli import main
@@ -289,3 +291,37 @@ def test_without_its_queue_the_dry_run_still_answers_and_says_so(
     assert report["silences"].startswith("not read: ")
     assert [d["sink"] for d in report["deliveries"]] == ["a"]
     assert not (tmp_path / "absent.db").exists()  # a dry run creates no queue
+
+
+async def test_a_queue_from_before_silences_is_upgraded_and_keeps_its_events(
+    queue_backend: Backend,
+) -> None:
+    queue = queue_backend.make()
+    await queue.open()
+    stored = await queue.enqueue(hook="h", source="sekoia", dedupe_key="k", body=b"{}")
+    await queue.close()
+    # Back to the schema before silences (SQLite 5, PostgreSQL 4), as an older notirouter left it.
+    if queue_backend.name == "sqlite":
+        with sqlite3.connect(queue_backend.settings.path) as connection:
+            connection.execute("DROP TABLE silences")
+            connection.execute("UPDATE schema_version SET version = 5")
+        connection.close()
+    else:
+        assert queue_backend.settings.url is not None
+        connection = await asyncpg.connect(queue_backend.settings.url.get_secret_value())
+        try:
+            await connection.execute("DROP TABLE notirouter.silences")
+            await connection.execute("UPDATE notirouter.schema_version SET version = 4")
+        finally:
+            await connection.close()
+    queue = queue_backend.make()
+    await queue.open()
+    try:
+        added = await queue.silences().add(
+            (("a", "=", "b"),), ends_at=1e10, comment="c", author="d"
+        )
+        assert [s.id for s in await queue.silences().listing()] == [added.id]
+        assert (await queue.counts())["events_pending"] == 1
+        assert stored.duplicate is False
+    finally:
+        await queue.close()
