@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Any
 
 from notirouter.api.events import Event
 from notirouter.api.message import Message
@@ -99,7 +100,7 @@ class EventRouter(ClaimLoop[StoredEvent]):
         is not installed, and a queue that cannot record the outcome, are worth retrying.
         """
         try:
-            event, jobs, items, matched, routing = await self._deliveries(stored)
+            event, jobs, items, matched, routing, decided = await self._deliveries(stored)
         except asyncio.CancelledError:
             raise
         except UnknownSourceError as exc:
@@ -124,6 +125,7 @@ class EventRouter(ClaimLoop[StoredEvent]):
             return
         if done:
             self.metrics.events_routed.inc()
+            self._count_holds(decided)
             log.debug(
                 "routed %s/%s event %s: routes %s, %d deliveries, %d held in groups",
                 event.type,
@@ -144,10 +146,12 @@ class EventRouter(ClaimLoop[StoredEvent]):
 
     async def _deliveries(
         self, stored: StoredEvent
-    ) -> tuple[Event, list[NewDelivery], list[NewGroupItem], list[str], str]:
+    ) -> tuple[
+        Event, list[NewDelivery], list[NewGroupItem], list[str], str, dict[str, dict[str, Any]]
+    ]:
         """Parse, route, format and serialise: the jobs to write, the messages grouped routes
-        hold (README "Storm control"), the routes that matched, and the decisions as stored
-        with the event."""
+        hold (README "Storm control"), the routes that matched, the decisions as stored with
+        the event, and per route the silence or window that applied."""
         stage = "parse"
         try:
             event = self.pipeline.parse(stored.source, load_payload(stored.body))
@@ -163,16 +167,14 @@ class EventRouter(ClaimLoop[StoredEvent]):
             silence = self.silences.find(routed.variables, now) if routed.messages else None
             jobs: list[NewDelivery] = []
             items: list[NewGroupItem] = []
-            decided: dict[str, dict[str, object]] = {}
+            decided: dict[str, dict[str, Any]] = {}
             for route, message in routed.messages:
                 stage = "route"
                 disposition = dispose(route, routed.variables, silence, now)
                 decided[route.name] = disposition.record()
                 stage = "serialise"
                 if disposition.silence is not None:
-                    # Recorded with the event (trace shows by which silence), never sent.
-                    self.metrics.silenced.labels(route=route.name).inc()
-                    continue
+                    continue  # recorded with the event (trace says by which silence), not sent
                 message_json = serialise(message)
                 if disposition.held:
                     assert disposition.window is not None
@@ -188,7 +190,6 @@ class EventRouter(ClaimLoop[StoredEvent]):
                             max_items,
                         )
                     )
-                    self.metrics.held.labels(route=route.name).inc()
                 elif route.group is None:
                     jobs.extend(NewDelivery(route.name, sink, message_json) for sink in route.sinks)
                 else:
@@ -199,7 +200,15 @@ class EventRouter(ClaimLoop[StoredEvent]):
         except Exception as exc:
             raise Unroutable(stage, exc) from exc
         matched = [route.name for route, _ in routed.messages]
-        return event, jobs, items, matched, routing_record(routed, decided)
+        return event, jobs, items, matched, routing_record(routed, decided), decided
+
+    def _count_holds(self, decided: dict[str, dict[str, Any]]) -> None:
+        """Count what silences and windows kept back, once the event's routing is committed."""
+        for route, entry in decided.items():
+            if "silence" in entry:
+                self.metrics.silenced.labels(route=route).inc()
+            elif entry.get("window", {}).get("held"):
+                self.metrics.held.labels(route=route).inc()
 
     async def _unroutable(self, stored: StoredEvent, exc: Unroutable) -> None:
         stage, cause, reason = exc.stage, exc.__cause__, str(exc)
