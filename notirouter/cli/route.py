@@ -18,6 +18,7 @@ from notirouter.cli.common import (
 )
 from notirouter.logs import configure_logging
 from notirouter.printable import inert
+from notirouter.redaction import Redactor
 from notirouter.routing.holding import dispose
 from notirouter.routing.pipeline import Routed
 from notirouter.routing.silences import ActiveSilences, Silence
@@ -105,7 +106,7 @@ async def _silence_for(runtime: Runtime, routed: Routed) -> tuple[Silence | None
     """The silence that would apply, read from the configured queue when it can be opened
     (never created); or why the silences could not be read."""
     if not routed.messages:
-        return None, None
+        return None, "no route matched"
     silences = ActiveSilences(runtime.queue.silences)
     try:
         await runtime.queue.open(create=False)
@@ -115,7 +116,8 @@ async def _silence_for(runtime: Runtime, routed: Routed) -> tuple[Silence | None
         finally:
             await runtime.queue.close()
     except Exception as exc:  # a dry run still answers without its queue
-        return None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return None, Redactor(runtime.config.secrets)(reason)
     return silences.find(routed.variables, time.time()), None
 
 
@@ -170,7 +172,8 @@ def _print_route_report(report: dict[str, Any]) -> None:
             )
         if "window" in route:
             print(f"        window {route['window']['name']}: {route['window']['reason']}")
-    if report.get("silences", "").startswith("not read"):
+    matched = any(route["matched"] for route in report["routes"])
+    if matched and report["silences"].startswith("not read"):
         print(f"silences: {report['silences']}")
     if not report["deliveries"]:
         print("no sink would be called")
