@@ -228,3 +228,20 @@ def test_without_a_window_a_route_is_always_active(write_config: Callable[..., P
 
 def test_a_window_that_never_opens_again_is_not_a_hold() -> None:
     assert TimeWindow("never", ()).next_change(at("2026-01-01 00:00"), opening=True) is None
+
+
+def test_a_bypass_that_does_not_compile_is_refused_at_its_place(
+    write_config: Callable[..., Path],
+) -> None:
+    found = problems(
+        write_config,
+        f"""
+hooks: [{{name: sekoia, token: {TOKEN}}}]
+sinks: {{a: {{type: log}}}}
+time_windows: {{w: [{{}}]}}
+routes:
+  - {{name: r, sinks: [a], active: w, bypass: "attributes.(("}}
+""",
+    )
+    assert [p.split(": ", 1)[0] for p in found] == ["5:46"]
+    assert found[0].startswith("5:46: routes.r.bypass: does not compile")
