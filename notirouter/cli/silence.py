@@ -53,6 +53,8 @@ def add_commands(commands: Any) -> None:
         description="Silences: events matching every --match of an active silence are not "
         "sent; each is recorded as silenced (notirouter trace) and counted in /metrics. "
         "A running serve applies a change within a second.",
+        epilog="Exit codes: 0 done; 1 the config or the queue cannot be read; 2 usage (a "
+        "matcher or duration that does not parse); 3 no such silence (expire).",
     )
     sub = silence.add_subparsers(dest="silence_command", metavar="ACTION")
     silence.set_defaults(handler=lambda args: (silence.print_help(sys.stderr), EXIT_USAGE)[1])
