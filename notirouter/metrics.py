@@ -55,6 +55,18 @@ class Metrics:
             ["stage"],
             registry=self.registry,
         )
+        self.silenced = Counter(
+            "notirouter_silenced_total",
+            "Messages not sent because a silence applied (recorded with the event), by route.",
+            ["route"],
+            registry=self.registry,
+        )
+        self.held = Counter(
+            "notirouter_window_held_total",
+            "Messages held until their route's time window is active again, by route.",
+            ["route"],
+            registry=self.registry,
+        )
         self._received: dict[tuple[str, str], Any] = {}
         self.queue_jobs = Gauge(
             "notirouter_queue_jobs",

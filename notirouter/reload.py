@@ -228,6 +228,7 @@ class Reloader:
             runtime.metrics,
             concurrency=delivery.route_workers,
             lease=delivery.lease,
+            silences=runtime.silences,
         )
         dispatchers = []
         for sink in new.sinks.values():

@@ -32,6 +32,7 @@ from notirouter.queue.factory import queue_for
 from notirouter.queue.protocol import Queue, QueueUnavailable, SinkGate
 from notirouter.routing.pipeline import Pipeline
 from notirouter.routing.router import EventRouter
+from notirouter.routing.silences import ActiveSilences
 
 log = logging.getLogger("notirouter")
 PRUNE_INTERVAL_SECONDS = 3600.0
@@ -53,6 +54,8 @@ class Runtime:
         operational = OperationalSource()
         self.sources[operational.type_name] = operational
         self.queue: Queue = queue_for(app.queue)
+        # Shared by the routers a reload builds: one read of the silences a second per process.
+        self.silences = ActiveSilences(self.queue.silences)
         self.operations = OperationsEmitter(
             self.queue, app.operations, routed=self._routes_operational_event
         )
@@ -149,6 +152,7 @@ class Runtime:
             self.metrics,
             concurrency=delivery.route_workers,
             lease=delivery.lease,
+            silences=self.silences,
         )
         self._dispatchers = [
             self.dispatcher_for(
@@ -216,8 +220,9 @@ class Runtime:
         )
 
     async def housekeep(self) -> None:
-        """Dead-letter jobs of unconfigured sinks; prune what finished ``queue.retention`` ago
-        and conversation references unused for ``queue.conversation_retention``."""
+        """Dead-letter jobs of unconfigured sinks; prune what finished (and silences that
+        ended) ``queue.retention`` ago, and conversation references unused for
+        ``queue.conversation_retention``."""
         for sink, count in (await self.queue.bury_orphans(self.sinks)).items():
             log.warning(
                 "%d pending deliveries for sink %s, which is not configured, are now "
@@ -228,6 +233,9 @@ class Runtime:
         pruned = await self.queue.prune(self.config.app.queue.retention)
         if pruned:
             log.info("pruned %d finished events", pruned)
+        silences = await self.queue.silences().prune(self.config.app.queue.retention)
+        if silences:
+            log.info("forgot %d silences that ended over queue.retention ago", silences)
         forgotten = await self.queue.message_refs().prune(
             self.config.app.queue.conversation_retention
         )

@@ -1,8 +1,9 @@
 """The ``notirouter`` command line (DESIGN.md §3.1).
 
 Exit codes: 0 success; 1 invalid config or failure to start; 2 usage error; 3 unreadable or
-invalid event file (``trace``: no such event); 4 a sink did not accept a notification
-(``send``, ``test-sink``); 5 no running process found to signal (``reload``).
+invalid event file (``trace``: no such event; ``silence expire``: no such silence); 4 a sink
+did not accept a notification (``send``, ``test-sink``); 5 no running process found to
+signal (``reload``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from notirouter.cli import (
     route,
     send,
     serve,
+    silence,
     status,
     test_sink,
     trace,
@@ -49,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_commands(commands)
     trace.add_commands(commands)
     reload.add_commands(commands)
+    silence.add_commands(commands)
     return parser
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import time
 from typing import Any
 
 from notirouter.cli.common import (
@@ -17,8 +18,12 @@ from notirouter.cli.common import (
 )
 from notirouter.cli.route_gates import GateReport, gate_report
 from notirouter.logs import configure_logging
+from notirouter.printable import inert
+from notirouter.redaction import Redactor
+from notirouter.routing.holding import dispose
 from notirouter.routing.pipeline import Routed
 from notirouter.routing.record import gate_lines
+from notirouter.routing.silences import ActiveSilences, Silence
 from notirouter.routing.table import Route, RouteDecision
 from notirouter.runtime import Runtime
 
@@ -46,17 +51,20 @@ def route_command(args: argparse.Namespace) -> int:
     runtime = Runtime(config)
     event = parse_event(runtime, args)
 
-    async def run() -> tuple[Routed, GateReport]:
+    async def run() -> tuple[Routed, GateReport, Silence | None, str | None]:
         await runtime.open_plugins()
         try:
             routed = await runtime.pipeline.route(event, enrich=args.enrich)
         finally:
             await runtime.close_plugins()
-        return routed, await gate_report(runtime.config.app.queue, routed)
+        gates = await gate_report(runtime.config.app.queue, routed)
+        silence, unread = await _silence_for(runtime, routed)
+        return routed, gates, silence, unread
 
-    routed, gates = asyncio.run(run())
+    routed, gates, silence, unread = asyncio.run(run())
     report = _route_report(runtime, routed, enriched=args.enrich)
     _add_gates(report, gates)
+    _add_holds(report, routed, silence, unread)
     if args.json:
         print_json(report)
     else:
@@ -112,6 +120,38 @@ def _add_gates(report: dict[str, Any], gates: GateReport) -> None:
             delivery["withheld"] = withheld
 
 
+async def _silence_for(runtime: Runtime, routed: Routed) -> tuple[Silence | None, str | None]:
+    """The silence that would apply, read from the configured queue when it can be opened
+    (never created); or why the silences could not be read."""
+    if not routed.messages:
+        return None, "no route matched"
+    silences = ActiveSilences(runtime.queue.silences)
+    try:
+        await runtime.queue.open(create=False)
+        try:
+            await runtime.queue.silences().listing()  # says why, if the queue cannot be read
+            await silences.refresh()
+        finally:
+            await runtime.queue.close()
+    except Exception as exc:  # a dry run still answers without its queue
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return None, Redactor(runtime.config.secrets)(reason)
+    return silences.find(routed.variables, time.time()), None
+
+
+def _add_holds(
+    report: dict[str, Any], routed: Routed, silence: Silence | None, unread: str | None
+) -> None:
+    """Each matched route's silence and window decision, as serve would make them now."""
+    now = time.time()
+    by_name = {entry["name"]: entry for entry in report["routes"]}
+    for route, _ in routed.messages:
+        by_name[route.name].update(dispose(route, routed.variables, silence, now).record())
+    report["silences"] = "not read: " + unread if unread else "read from the queue"
+    if silence is not None:
+        report["deliveries"] = []  # a silenced event is recorded, not sent
+
+
 def _enrichment_hint(route: Route, decision: RouteDecision) -> str | None:
     """Why a ``when`` that did not match in a dry run without ``--enrich`` may yet match.
 
@@ -146,6 +186,17 @@ def _print_route_report(report: dict[str, Any]) -> None:
             print(f"        {route['gate_state']}")
         for line in gate_lines(route):
             print(f"        {line}")
+        if "silence" in route:
+            silence = route["silence"]
+            print(
+                f"        silenced by {silence['id']} until {silence['until']} "
+                f"({' '.join(silence['matchers'])}): {inert(silence['comment'])}"
+            )
+        if "window" in route:
+            print(f"        window {route['window']['name']}: {route['window']['reason']}")
+    matched = any(route["matched"] for route in report["routes"])
+    if matched and report["silences"].startswith("not read"):
+        print(f"silences: {report['silences']}")
     if not report["deliveries"]:
         print("no sink would be called")
     for delivery in report["deliveries"]:

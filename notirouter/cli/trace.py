@@ -191,6 +191,15 @@ def print_story(view: dict[str, Any]) -> None:
             )
             for line in gate_lines(decision):
                 print(f"             {inert(line)}")
+            silence = decision.get("silence")
+            if silence:
+                print(
+                    f"    silenced by {inert(silence['id'])}: not sent "
+                    f"({inert(silence.get('comment', ''))})"
+                )
+            window = decision.get("window")
+            if window:
+                print(f"    window {inert(window['name'])}: {inert(window['reason'])}")
     elif view["state"] == "pending":
         print(f"  routing    pending, next attempt {view['next_routing_at']}")
         if view["routing_error"]:

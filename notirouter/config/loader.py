@@ -24,6 +24,7 @@ from notirouter.config.errors import ConfigError, ConfigProblem, Position
 from notirouter.config.located_yaml import load_located
 from notirouter.config.models import AppConfig, QueueConfig
 from notirouter.config.routes import compile_routes
+from notirouter.config.time_windows import compile_windows
 from notirouter.config.yaml_bounds import MAX_CONFIG_BYTES, size_problem
 from notirouter.redaction import expand_secrets, secret_values
 from notirouter.routing.table import RouteTable
@@ -138,7 +139,7 @@ def load_config_text(
     )
     checker.check_hooks(app, types)
     checker.check_leases(app, sink_options)
-    routes = compile_routes(checker, app)
+    routes = compile_routes(checker, app, compile_windows(checker, app))
     if checker.problems:
         raise ConfigError(checker.problems)
     app.queue.path = resolve_queue_path(app.queue.path, file)

@@ -227,6 +227,19 @@ class ThrottleConfig(_Strict):
     per: Annotated[float, BeforeValidator(parse_duration), Field(gt=0, le=30 * 86_400)]
 
 
+class TimeRangeConfig(_Strict):
+    """One range of a time window: weekdays, local times of day, and the zone of that clock.
+
+    ``weekdays`` are names or inclusive ranges (``monday:friday``), ``times`` ``HH:MM-HH:MM``
+    ranges (end excluded, ``24:00`` allowed); left out, every day or the whole day. Checked in
+    :mod:`notirouter.config.time_windows`.
+    """
+
+    weekdays: list[str] | None = None
+    times: list[str] | None = None
+    timezone: str = "UTC"
+
+
 class RouteConfig(_Strict):
     """One route: which events, optional condition, which sinks, optional overrides."""
 
@@ -242,6 +255,10 @@ class RouteConfig(_Strict):
     group: GroupConfig | None = None
     notify_on: NotifyOnConfig | None = None
     throttle: ThrottleConfig | None = None
+    # Time windows (README "Time windows and quiet hours"): hold what matches while inactive.
+    active: str | None = None
+    active_outside: str | None = None
+    bypass: str | None = None
 
 
 class PluginsConfig(_Strict):
@@ -260,6 +277,7 @@ class AppConfig(_Strict):
     enrichers: dict[Name, dict[str, Any]] = Field(default_factory=dict)
     sinks: dict[Name, dict[str, Any]] = Field(default_factory=dict)
     routes: list[RouteConfig] = Field(default_factory=list)
+    time_windows: dict[Name, list[TimeRangeConfig]] = Field(default_factory=dict)
     plugins: PluginsConfig = Field(default_factory=PluginsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     operations: OperationsConfig = Field(default_factory=OperationsConfig)

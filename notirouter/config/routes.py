@@ -6,17 +6,28 @@ its line, never a surprise on the first event.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
+
 from notirouter.api.templating import TemplateCompileError
 from notirouter.config.checker import Checker
 from notirouter.config.models import AppConfig, RouteConfig
 from notirouter.routing.grouping import Grouping, GroupingCompileError
 from notirouter.routing.notify_on import GateCompileError, NotifyOn
+from notirouter.routing.quiet_hours import WindowRule
 from notirouter.routing.table import Renderer, Route
 from notirouter.routing.throttle import Throttle
+from notirouter.routing.time_windows import TimeWindow
 
 
-def compile_routes(checker: Checker, app: AppConfig) -> list[Route]:
-    """The valid routes, compiled; every problem is reported to ``checker``."""
+def compile_routes(
+    checker: Checker, app: AppConfig, windows: Mapping[str, TimeWindow] | None = None
+) -> list[Route]:
+    """The valid routes, compiled; every problem is reported to ``checker``.
+
+    ``windows``: the valid ``time_windows`` (a window that failed is not reported again as
+    unknown where a route names it).
+    """
     routes: list[Route] = []
     names: set[str] = set()
     for i, config in zip(checker.route_positions, app.routes, strict=True):
@@ -38,10 +49,51 @@ def compile_routes(checker: Checker, app: AppConfig) -> list[Route]:
                     f"routes.{config.name}: unknown enricher {enricher!r} "
                     f"(defined: {', '.join(sorted(app.enrichers)) or 'none'})",
                 )
+        window = _window_rule(checker, config, path, app, windows or {})
         route = _compile_route(checker, config, i, path)
-        if route is not None:
-            routes.append(route)
+        # A route whose window is in error was reported: the config fails, leave it out.
+        if route is not None and not isinstance(window, bool):
+            routes.append(replace(route, window=window))
     return routes
+
+
+def _window_rule(
+    checker: Checker,
+    config: RouteConfig,
+    path: tuple[str | int, ...],
+    app: AppConfig,
+    windows: Mapping[str, TimeWindow],
+) -> WindowRule | bool | None:
+    """The route's window rule, ``None`` without one, ``False`` after reporting a problem."""
+    label = f"routes.{config.name}"
+    if config.active is not None and config.active_outside is not None:
+        checker.add((*path, "active_outside"), f"{label}: use active or active_outside, not both")
+        return False
+    outside = config.active_outside is not None
+    name = config.active_outside if outside else config.active
+    key = "active_outside" if outside else "active"
+    if name is None:
+        if config.bypass is not None:
+            checker.add((*path, "bypass"), f"{label}.bypass: only with active or active_outside")
+            return False
+        return None
+    window = windows.get(name)
+    if window is None:
+        if name not in app.time_windows and "time_windows" not in checker.failed_sections:
+            checker.add(
+                (*path, key),
+                f"{label}.{key}: unknown time window {name!r} "
+                f"(defined: {', '.join(sorted(app.time_windows)) or 'none'})",
+            )
+        return False
+    bypass = None
+    if config.bypass is not None:
+        try:
+            bypass = checker.templates.compile_condition(config.bypass)
+        except TemplateCompileError as exc:
+            checker.add((*path, "bypass"), f"{label}.bypass: does not compile: {exc}")
+            return False
+    return WindowRule(window, outside, config.bypass, bypass)
 
 
 def _compile_route(

@@ -31,6 +31,7 @@ from notirouter.queue.records import (
     NewGroupItem,
     StoredDelivery,
     StoredEvent,
+    StoredSilence,
 )
 from notirouter.queue.sqlite.writer import QueueUnavailable
 
@@ -47,6 +48,7 @@ __all__ = [
     "Queue",
     "QueueUnavailable",
     "RoutingQueue",
+    "SilenceStore",
     "SinkGate",
     "sink_wake",
 ]
@@ -233,6 +235,36 @@ class MessageRefs(Protocol):
         ...
 
 
+class SilenceStore(Protocol):
+    """Silences (README "Silences"), shared by every process on the backend.
+
+    Expired silences are kept (``listing(include_expired=True)``) until pruned with retention.
+    """
+
+    async def add(
+        self,
+        matchers: tuple[tuple[str, str, str], ...],
+        *,
+        ends_at: float,
+        comment: str,
+        author: str,
+    ) -> StoredSilence:
+        """Store a new silence, active from now until ``ends_at``."""
+        ...
+
+    async def listing(self, *, include_expired: bool = False) -> list[StoredSilence]:
+        """Active silences (and expired ones on request), oldest first."""
+        ...
+
+    async def expire(self, silence_id: str) -> StoredSilence | None:
+        """End a silence now (one already over stays as it was); ``None``: no such silence."""
+        ...
+
+    async def prune(self, older_than: float) -> int:
+        """Forget silences that ended over ``older_than`` seconds ago; return how many."""
+        ...
+
+
 class DeadLetterStore(Protocol):
     """Operator access to what gave up: list, show, replay, purge."""
 
@@ -317,6 +349,10 @@ class Queue(IngestQueue, RoutingQueue, DeliveryQueue, GroupStore, GateStates, Pr
 
     def message_refs(self) -> MessageRefs:
         """The conversations' first-message references in this backend."""
+        ...
+
+    def silences(self) -> SilenceStore:
+        """The silences in this backend."""
         ...
 
     def sink_gate(self, sink: str, rate: float | None, burst: int) -> SinkGate:

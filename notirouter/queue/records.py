@@ -154,3 +154,21 @@ class FlushedMessage:
 
     event_id: str
     message_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSilence:
+    """A silence (README "Silences"): its matchers as (name, operator, value), its author's
+    note, and its end; ``expired_at`` is set when it was expired by hand."""
+
+    id: str
+    matchers: tuple[tuple[str, str, str], ...]
+    created_at: float
+    ends_at: float
+    comment: str
+    author: str
+    expired_at: float | None = None
+
+    def active(self, now: float) -> bool:
+        """Whether it silences events at ``now``."""
+        return self.created_at <= now < self.ends_at

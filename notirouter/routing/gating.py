@@ -8,7 +8,7 @@ The queue decides between them in the routing transaction (README "Storm control
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from notirouter.api.message import Message
@@ -16,6 +16,9 @@ from notirouter.queue.gates import Change, GatedMessage, Released
 from notirouter.queue.records import NewDelivery, NewGroupItem
 from notirouter.routing.notify_on import saying_changes
 from notirouter.routing.table import Route
+
+Hold = Callable[[Message, str], NewGroupItem]
+"""Turns a message (and its stored JSON) into the item its route's closed window holds."""
 
 
 def _stored(message: Message) -> str:
@@ -31,12 +34,16 @@ def release(
     message_json: str,
     variables: Mapping[str, Any],
     changes: tuple[Change, ...],
+    hold: Hold | None = None,
 ) -> Released:
-    """What ``message`` writes when it goes out: one delivery per sink, or its group's item;
-    saying ``changes`` (what changed since the last notification) when there are any."""
+    """What ``message`` writes when it goes out: one delivery per sink, or its group's item,
+    or (``hold``, its window is closed) the item held until the window opens; saying
+    ``changes`` (what changed since the last notification) when there are any."""
     if changes:
         message = saying_changes(message, changes)
         message_json = _stored(message)
+    if hold is not None:
+        return Released(items=(hold(message, message_json),))
     if route.group is None:
         return Released(
             deliveries=tuple(NewDelivery(route.name, sink, message_json) for sink in route.sinks)
@@ -46,7 +53,11 @@ def release(
 
 
 def gated_message(
-    route: Route, message: Message, message_json: str, variables: Mapping[str, Any]
+    route: Route,
+    message: Message,
+    message_json: str,
+    variables: Mapping[str, Any],
+    hold: Hold | None = None,
 ) -> GatedMessage | None:
     """The message as the queue decides on it, or ``None`` when no gate applies (none
     configured, or every configured key rendered empty: then it goes out as usual)."""
@@ -61,7 +72,7 @@ def gated_message(
     # Variables are captured, not copied: routing is done with them and they are not changed.
 
     def released(changes: tuple[Change, ...]) -> Released:
-        return release(route, message, message_json, variables, changes)
+        return release(route, message, message_json, variables, changes, hold)
 
     def fold(changes: tuple[Change, ...], group_key: str, wait: float) -> NewGroupItem:
         assert route.throttle is not None

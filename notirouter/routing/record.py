@@ -21,8 +21,10 @@ ROUTING_VERSION = 1
 MAX_NAMES = 20
 
 
-def routing_record(routed: Routed) -> str:
-    """The JSON kept with the routed event."""
+def routing_record(routed: Routed, decided: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    """The JSON kept with the routed event; ``decided``: more keys per route name (the
+    ``silence`` and ``window`` that applied)."""
+    extra = decided or {}
     return json.dumps(
         {
             "version": ROUTING_VERSION,
@@ -38,6 +40,7 @@ def routing_record(routed: Routed) -> str:
                     "reason": decision.reason,
                     "when_error": decision.error,
                     "sinks": list(decision.route.sinks) if decision.matched else [],
+                    **extra.get(decision.route.name, {}),
                 }
                 for decision in routed.decisions
             ],

@@ -23,9 +23,13 @@ from notirouter.queue.claim_loop import ClaimLoop, Slot
 from notirouter.queue.gates import GatedMessage, with_gate_records
 from notirouter.queue.protocol import EVENTS_WAKE, QueueUnavailable, RoutingQueue
 from notirouter.queue.records import NewDelivery, NewGroupItem, StoredEvent
-from notirouter.routing.gating import gated_message, keyless_record, release
+from notirouter.routing.gating import Hold, gated_message, keyless_record, release
+from notirouter.routing.holding import dispose
 from notirouter.routing.pipeline import Pipeline, UnknownSourceError
+from notirouter.routing.quiet_hours import DEFAULT_MAX_ITEMS, WindowDecision, window_item
 from notirouter.routing.record import routing_record
+from notirouter.routing.silences import ActiveSilences
+from notirouter.routing.table import Route
 from notirouter.throttled_log import ThrottledLog
 
 log = logging.getLogger("notirouter.worker")
@@ -71,9 +75,11 @@ class EventRouter(ClaimLoop[StoredEvent]):
         *,
         concurrency: int,
         lease: float,
+        silences: ActiveSilences | None = None,
     ) -> None:
         super().__init__(queue.wakeup(EVENTS_WAKE), concurrency)
         self.pipeline = pipeline
+        self.silences = silences or ActiveSilences(None)
         self.queue = queue
         self.policy = policy
         self.metrics = metrics
@@ -97,7 +103,7 @@ class EventRouter(ClaimLoop[StoredEvent]):
         is not installed, and a queue that cannot record the outcome, are worth retrying.
         """
         try:
-            event, jobs, items, gated, matched, routing = await self._deliveries(stored)
+            event, jobs, items, gated, matched, routing, decided = await self._deliveries(stored)
         except asyncio.CancelledError:
             raise
         except UnknownSourceError as exc:
@@ -122,6 +128,7 @@ class EventRouter(ClaimLoop[StoredEvent]):
             return
         if done:
             self.metrics.events_routed.inc()
+            self._count_holds(decided)
             log.debug(
                 "routed %s/%s event %s: routes %s, %d deliveries, %d held in groups, %d gated",
                 event.type,
@@ -144,39 +151,71 @@ class EventRouter(ClaimLoop[StoredEvent]):
     async def _deliveries(
         self, stored: StoredEvent
     ) -> tuple[
-        Event, list[NewDelivery], list[NewGroupItem], list[GatedMessage], list[str], str | None
+        Event,
+        list[NewDelivery],
+        list[NewGroupItem],
+        list[GatedMessage],
+        list[str],
+        str | None,
+        dict[str, dict[str, Any]],
     ]:
         """Parse, route, format and serialise: the jobs to write, the messages grouped routes
         hold and those the queue decides on (``notify_on``, ``throttle``; README "Storm
-        control"), the routes that matched, and the decisions as stored with the event."""
+        control"), the routes that matched, the decisions as stored with the event, and per
+        route the silence or window that applied."""
         stage = "parse"
         try:
             event = self.pipeline.parse(stored.source, load_payload(stored.body))
             stage = "route"
             routed = await self.pipeline.route(event)
-            stage = "serialise"
+        except UnknownSourceError:
+            raise
+        except Exception as exc:
+            raise Unroutable(stage, exc) from exc
+        await self.silences.refresh()  # never raises: the last silences read stay in force
+        try:
+            now = time.time()
+            silence = self.silences.find(routed.variables, now) if routed.messages else None
             jobs: list[NewDelivery] = []
             items: list[NewGroupItem] = []
             gated: list[GatedMessage] = []
             keyless: dict[str, dict[str, Any]] = {}
+            decided: dict[str, dict[str, Any]] = {}
             for route, message in routed.messages:
+                stage = "route"
+                disposition = dispose(route, routed.variables, silence, now)
+                decided[route.name] = disposition.record()
+                stage = "serialise"
+                if disposition.silence is not None:
+                    continue  # recorded with the event (trace says by which silence), not sent
                 message_json = serialise(message)
-                gate = gated_message(route, message, message_json, routed.variables)
+                hold: Hold | None = None
+                if disposition.held:
+                    hold = _window_hold(route, disposition.window, now)
+                gate = gated_message(route, message, message_json, routed.variables, hold)
                 if route.notify_on is not None or route.throttle is not None:
                     keyless[route.name] = keyless_record(route, gate)
                 if gate is not None:
                     gated.append(gate)
                     continue
-                released = release(route, message, message_json, routed.variables, ())
+                released = release(route, message, message_json, routed.variables, (), hold)
                 jobs.extend(released.deliveries)
                 items.extend(released.items)
-        except UnknownSourceError:
-            raise
         except Exception as exc:
             raise Unroutable(stage, exc) from exc
         matched = [route.name for route, _ in routed.messages]
-        record = with_gate_records(routing_record(routed), {k: v for k, v in keyless.items() if v})
-        return event, jobs, items, gated, matched, record
+        record = with_gate_records(
+            routing_record(routed, decided), {k: v for k, v in keyless.items() if v}
+        )
+        return event, jobs, items, gated, matched, record, decided
+
+    def _count_holds(self, decided: dict[str, dict[str, Any]]) -> None:
+        """Count what silences and windows kept back, once the event's routing is committed."""
+        for route, entry in decided.items():
+            if "silence" in entry:
+                self.metrics.silenced.labels(route=route).inc()
+            elif entry.get("window", {}).get("held"):
+                self.metrics.held.labels(route=route).inc()
 
     async def _unroutable(self, stored: StoredEvent, exc: Unroutable) -> None:
         stage, cause, reason = exc.stage, exc.__cause__, str(exc)
@@ -219,3 +258,14 @@ class EventRouter(ClaimLoop[StoredEvent]):
                 stored.id,
                 extra={"event_id": stored.id, "hook": stored.hook, "outcome": "dead"},
             )
+
+
+def _window_hold(route: Route, window: WindowDecision | None, now: float) -> Hold:
+    """The item a message held by the route's window becomes (README "Time windows")."""
+    assert window is not None
+    max_items = route.group.max_items if route.group else DEFAULT_MAX_ITEMS
+
+    def hold(message: Message, message_json: str) -> NewGroupItem:
+        return window_item(route.name, route.sinks, message, message_json, window, now, max_items)
+
+    return hold

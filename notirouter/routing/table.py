@@ -15,6 +15,7 @@ from notirouter.api.operations import OPERATIONAL_EVENT_TYPE
 from notirouter.api.templating import TemplateRenderError
 from notirouter.routing.grouping import Grouping
 from notirouter.routing.notify_on import NotifyOn
+from notirouter.routing.quiet_hours import WindowRule
 from notirouter.routing.throttle import Throttle
 
 ANY = "*"
@@ -41,6 +42,7 @@ class Route:
     group: Grouping | None = None  # None: every message is delivered at once
     notify_on: NotifyOn | None = None  # None: every update notifies
     throttle: Throttle | None = None  # None: no limit
+    window: WindowRule | None = None  # None: active at all times
 
     def mismatch(self, event_type: str, action: str) -> str | None:
         """Why this route cannot match (type, action), or ``None`` when it can."""

@@ -33,12 +33,14 @@ from notirouter.queue.postgres.inspection import PostgresInspection
 from notirouter.queue.postgres.listener import Listener
 from notirouter.queue.postgres.message_refs import CLAIM_DELIVERIES_IN_ORDER, PostgresMessageRefs
 from notirouter.queue.postgres.schema import current_version, migrate
+from notirouter.queue.postgres.silences import PostgresSilences
 from notirouter.queue.protocol import (
     EVENTS_WAKE,
     GROUPS_WAKE,
     DeadLetterStore,
     Inspection,
     MessageRefs,
+    SilenceStore,
     SinkGate,
     sink_wake,
 )
@@ -411,6 +413,10 @@ class PostgresQueue:
     def message_refs(self) -> MessageRefs:
         """The conversations' references, shared with every process on this database."""
         return PostgresMessageRefs(self.pool)
+
+    def silences(self) -> SilenceStore:
+        """The silences, shared with every process on this database."""
+        return PostgresSilences(self.pool)
 
     def sink_gate(self, sink: str, rate: float | None, burst: int) -> SinkGate:
         """The sink's bucket and pause, shared with every process on this database."""

@@ -152,6 +152,19 @@ MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX throttle_windows_end ON throttle_windows (window_end);
     """,
+    # Silences (notirouter.queue.postgres.silences): kept after they end, until retention.
+    6: """
+    CREATE TABLE silences (
+        id TEXT PRIMARY KEY,
+        matchers TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        ends_at DOUBLE PRECISION NOT NULL,
+        expired_at DOUBLE PRECISION,
+        comment TEXT NOT NULL,
+        author TEXT NOT NULL
+    );
+    CREATE INDEX silences_ends ON silences (ends_at);
+    """,
 }
 LATEST = max(MIGRATIONS)
 Connection = asyncpg.Connection | PoolConnectionProxy

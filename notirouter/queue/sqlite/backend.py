@@ -12,13 +12,20 @@ from collections.abc import Iterable, Sequence
 
 from notirouter.queue.gates import GatedMessage, StateKey, Values, Window
 from notirouter.queue.local_gate import LocalGate
-from notirouter.queue.protocol import DeadLetterStore, Inspection, MessageRefs, SinkGate
+from notirouter.queue.protocol import (
+    DeadLetterStore,
+    Inspection,
+    MessageRefs,
+    SilenceStore,
+    SinkGate,
+)
 from notirouter.queue.sqlite import dead_letters as sqlite_dead_letters
 from notirouter.queue.sqlite import gates as sqlite_gates
 from notirouter.queue.sqlite.inspection import SqliteInspection
 from notirouter.queue.sqlite.message_refs import SqliteMessageRefs
 from notirouter.queue.sqlite.migrations import current_version
 from notirouter.queue.sqlite.queue import SqliteQueue
+from notirouter.queue.sqlite.silences import SqliteSilences
 
 
 class SqliteBackend(SqliteQueue):
@@ -38,6 +45,10 @@ class SqliteBackend(SqliteQueue):
     def message_refs(self) -> MessageRefs:
         """The conversations' references in this file."""
         return SqliteMessageRefs(self)
+
+    def silences(self) -> SilenceStore:
+        """The silences in this file."""
+        return SqliteSilences(self)
 
     def sink_gate(self, sink: str, rate: float | None, burst: int) -> SinkGate:
         """This process's own bucket and pause: no other process uses the file."""

@@ -108,6 +108,19 @@ MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX throttle_windows_end ON throttle_windows (window_end);
     """,
+    # Silences (notirouter.queue.sqlite.silences): kept after they end, until retention.
+    7: """
+    CREATE TABLE silences (
+        id TEXT PRIMARY KEY,
+        matchers TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        ends_at REAL NOT NULL,
+        expired_at REAL,
+        comment TEXT NOT NULL,
+        author TEXT NOT NULL
+    );
+    CREATE INDEX silences_ends ON silences (ends_at);
+    """,
 }
 LATEST = max(MIGRATIONS)
 
