@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -15,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
 import pytest
 
 from notirouter.cli import main
@@ -24,6 +22,7 @@ from notirouter.routing.silence_matchers import Matcher, MatcherError, matches_a
 from tests.backends import Backend
 from tests.conftest import TOKEN
 from tests.loopback import LoopbackServer
+from tests.older_queue import older_queue
 from tests.serve_process import free_port, start_serve, wait_exit
 
 # The silences are read again at most a second after a change; a little margin for the CLI.
@@ -296,24 +295,9 @@ def test_without_its_queue_the_dry_run_still_answers_and_says_so(
 async def test_a_queue_from_before_silences_is_upgraded_and_keeps_its_events(
     queue_backend: Backend,
 ) -> None:
-    queue = queue_backend.make()
-    await queue.open()
-    stored = await queue.enqueue(hook="h", source="sekoia", dedupe_key="k", body=b"{}")
-    await queue.close()
-    # Back to the schema before silences (SQLite 5, PostgreSQL 4), as an older notirouter left it.
-    if queue_backend.name == "sqlite":
-        with sqlite3.connect(queue_backend.settings.path) as connection:
-            connection.execute("DROP TABLE silences")
-            connection.execute("UPDATE schema_version SET version = 5")
-        connection.close()
-    else:
-        assert queue_backend.settings.url is not None
-        connection = await asyncpg.connect(queue_backend.settings.url.get_secret_value())
-        try:
-            await connection.execute("DROP TABLE notirouter.silences")
-            await connection.execute("UPDATE notirouter.schema_version SET version = 4")
-        finally:
-            await connection.close()
+    # The schema just before silences (SQLite 7, PostgreSQL 6), as an older notirouter left it.
+    before = 6 if queue_backend.name == "sqlite" else 5
+    await older_queue(queue_backend, before, event_id="e" * 32)
     queue = queue_backend.make()
     await queue.open()
     try:
@@ -322,6 +306,5 @@ async def test_a_queue_from_before_silences_is_upgraded_and_keeps_its_events(
         )
         assert [s.id for s in await queue.silences().listing()] == [added.id]
         assert (await queue.counts())["events_pending"] == 1
-        assert stored.duplicate is False
     finally:
         await queue.close()
