@@ -18,8 +18,8 @@ from notirouter.routing.notify_on import saying_changes
 from notirouter.routing.table import Route
 
 
-def _stored(message: Message) -> str:
-    # As the router stores every message: proven readable before it becomes a job.
+def serialise(message: Message) -> str:
+    """The message as stored, proven readable: a delivery job must not be dead on arrival."""
     stored = message.model_dump_json()
     Message.model_validate_json(stored)
     return stored
@@ -36,7 +36,7 @@ def release(
     saying ``changes`` (what changed since the last notification) when there are any."""
     if changes:
         message = saying_changes(message, changes)
-        message_json = _stored(message)
+        message_json = serialise(message)
     if route.group is None:
         return Released(
             deliveries=tuple(NewDelivery(route.name, sink, message_json) for sink in route.sinks)
@@ -66,7 +66,7 @@ def gated_message(
     def fold(changes: tuple[Change, ...], group_key: str, wait: float) -> NewGroupItem:
         assert route.throttle is not None
         shown = saying_changes(message, changes) if changes else message
-        shown_json = _stored(shown) if changes else message_json
+        shown_json = serialise(shown) if changes else message_json
         return route.throttle.fold(route.name, route.sinks, shown, shown_json, group_key, wait)
 
     return GatedMessage(route.name, notify_on, throttle, released, fold)

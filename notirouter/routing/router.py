@@ -15,7 +15,6 @@ import time
 from typing import Any
 
 from notirouter.api.events import Event
-from notirouter.api.message import Message
 from notirouter.delivery.retry import RetryPolicy
 from notirouter.ingest.payload import PayloadRefused, load_payload
 from notirouter.metrics import Metrics
@@ -23,7 +22,7 @@ from notirouter.queue.claim_loop import ClaimLoop, Slot
 from notirouter.queue.gates import GatedMessage, with_gate_records
 from notirouter.queue.protocol import EVENTS_WAKE, QueueUnavailable, RoutingQueue
 from notirouter.queue.records import NewDelivery, NewGroupItem, StoredEvent
-from notirouter.routing.gating import gated_message, keyless_record, release
+from notirouter.routing.gating import gated_message, keyless_record, release, serialise
 from notirouter.routing.pipeline import Pipeline, UnknownSourceError
 from notirouter.routing.record import routing_record
 from notirouter.throttled_log import ThrottledLog
@@ -48,13 +47,6 @@ def describe(exc: BaseException) -> str:
     else:
         reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return reason if len(reason) <= MAX_REASON_CHARS else reason[: MAX_REASON_CHARS - 1] + "…"
-
-
-def serialise(message: Message) -> str:
-    """The message as stored, proven readable: a delivery job must not be dead on arrival."""
-    stored = message.model_dump_json()
-    Message.model_validate_json(stored)
-    return stored
 
 
 class EventRouter(ClaimLoop[StoredEvent]):
