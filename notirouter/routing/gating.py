@@ -21,8 +21,8 @@ Hold = Callable[[Message, str], NewGroupItem]
 """Turns a message (and its stored JSON) into the item its route's closed window holds."""
 
 
-def _stored(message: Message) -> str:
-    # As the router stores every message: proven readable before it becomes a job.
+def serialise(message: Message) -> str:
+    """The message as stored, proven readable: a delivery job must not be dead on arrival."""
     stored = message.model_dump_json()
     Message.model_validate_json(stored)
     return stored
@@ -41,7 +41,7 @@ def release(
     ``changes`` (what changed since the last notification) when there are any."""
     if changes:
         message = saying_changes(message, changes)
-        message_json = _stored(message)
+        message_json = serialise(message)
     if hold is not None:
         return Released(items=(hold(message, message_json),))
     if route.group is None:
@@ -77,7 +77,7 @@ def gated_message(
     def fold(changes: tuple[Change, ...], group_key: str, wait: float) -> NewGroupItem:
         assert route.throttle is not None
         shown = saying_changes(message, changes) if changes else message
-        shown_json = _stored(shown) if changes else message_json
+        shown_json = serialise(shown) if changes else message_json
         return route.throttle.fold(route.name, route.sinks, shown, shown_json, group_key, wait)
 
     return GatedMessage(route.name, notify_on, throttle, released, fold)

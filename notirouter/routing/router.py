@@ -23,7 +23,7 @@ from notirouter.queue.claim_loop import ClaimLoop, Slot
 from notirouter.queue.gates import GatedMessage, with_gate_records
 from notirouter.queue.protocol import EVENTS_WAKE, QueueUnavailable, RoutingQueue
 from notirouter.queue.records import NewDelivery, NewGroupItem, StoredEvent
-from notirouter.routing.gating import Hold, gated_message, keyless_record, release
+from notirouter.routing.gating import Hold, gated_message, keyless_record, release, serialise
 from notirouter.routing.holding import dispose
 from notirouter.routing.pipeline import Pipeline, UnknownSourceError
 from notirouter.routing.quiet_hours import DEFAULT_MAX_ITEMS, WindowDecision, window_item
@@ -52,13 +52,6 @@ def describe(exc: BaseException) -> str:
     else:
         reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return reason if len(reason) <= MAX_REASON_CHARS else reason[: MAX_REASON_CHARS - 1] + "…"
-
-
-def serialise(message: Message) -> str:
-    """The message as stored, proven readable: a delivery job must not be dead on arrival."""
-    stored = message.model_dump_json()
-    Message.model_validate_json(stored)
-    return stored
 
 
 class EventRouter(ClaimLoop[StoredEvent]):
