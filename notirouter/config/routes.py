@@ -6,15 +6,18 @@ its line, never a surprise on the first event.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from notirouter.api.templating import TemplateCompileError
 from notirouter.config.checker import Checker
-from notirouter.config.models import AppConfig, RouteConfig
+from notirouter.config.models import UUID, AppConfig, RouteConfig
 from notirouter.routing.grouping import Grouping, GroupingCompileError
 from notirouter.routing.table import Renderer, Route
 
 
 def compile_routes(checker: Checker, app: AppConfig) -> list[Route]:
     """The valid routes, compiled; every problem is reported to ``checker``."""
+    _check_communities(checker, app)
     routes: list[Route] = []
     names: set[str] = set()
     for i, config in zip(checker.route_positions, app.routes, strict=True):
@@ -37,9 +40,60 @@ def compile_routes(checker: Checker, app: AppConfig) -> list[Route]:
                     f"(defined: {', '.join(sorted(app.enrichers)) or 'none'})",
                 )
         route = _compile_route(checker, config, i, path)
-        if route is not None:
+        communities = _communities(checker, app, config, path)
+        if route is not None and communities is not False:
+            if isinstance(communities, frozenset):
+                route = replace(
+                    route,
+                    communities=communities,
+                    community_source=tuple(_values(config.match.community)),
+                )
             routes.append(route)
     return routes
+
+
+def _check_communities(checker: Checker, app: AppConfig) -> None:
+    """Two names for one community would make its name (``community`` in templates) ambiguous."""
+    seen: dict[str, str] = {}
+    for name, uuid in app.communities.items():
+        if uuid in seen:
+            checker.add(
+                ("communities", name),
+                f"communities.{name}: same uuid as community {seen[uuid]!r}",
+            )
+        seen.setdefault(uuid, name)
+
+
+def _communities(
+    checker: Checker, app: AppConfig, config: RouteConfig, path: tuple[str | int, ...]
+) -> frozenset[str] | bool | None:
+    """The uuids ``match.community`` accepts (``None``: any; ``False``: it named an unknown)."""
+    values = _values(config.match.community)
+    if "*" in values:
+        return None
+    uuids: set[str] = set()
+    ok = True
+    for j, value in enumerate(values):
+        if value in app.communities:
+            uuids.add(app.communities[value])
+        elif UUID.fullmatch(value.strip()):
+            uuids.add(value.strip().lower())  # a community without a name
+        else:
+            ok = False
+            where: tuple[str | int, ...] = (*path, "match", "community")
+            if isinstance(config.match.community, list):
+                where = (*where, j)
+            defined = ", ".join(sorted(app.communities)) or "none"
+            checker.add(
+                where,
+                f"routes.{config.name}.match.community: unknown community {value!r} "
+                f"(a name from communities: {defined}; or a uuid)",
+            )
+    return frozenset(uuids) if ok else False
+
+
+def _values(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
 
 
 def _compile_route(

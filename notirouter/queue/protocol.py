@@ -22,6 +22,7 @@ from notirouter.queue.inspection_records import EventStory, QueueSnapshot
 from notirouter.queue.records import (
     AttemptNote,
     DeadLetter,
+    DigestBuilder,
     DueGroup,
     EnqueueResult,
     FailedEvent,
@@ -30,6 +31,7 @@ from notirouter.queue.records import (
     NewGroupItem,
     StoredDelivery,
     StoredEvent,
+    StormStep,
 )
 from notirouter.queue.sqlite.writer import QueueUnavailable
 
@@ -46,6 +48,7 @@ __all__ = [
     "QueueUnavailable",
     "RoutingQueue",
     "SinkGate",
+    "StormStore",
     "sink_wake",
 ]
 
@@ -174,6 +177,23 @@ class GroupStore(Wakeups, Protocol):
         ...
 
 
+class StormStore(Protocol):
+    """Storm mode of rate-limited sinks (README "Storm mode"), shared by every process."""
+
+    async def storm_step(
+        self, sink: str, *, rate: float, after: float, build: DigestBuilder
+    ) -> StormStep:
+        """Check ``sink``'s backlog; start, continue or end its storm mode; fold if on.
+
+        Storm mode starts when the pending backlog would take longer than ``after`` seconds
+        to drain at ``rate`` per second, and ends once nothing is pending for the sink. While
+        it is on, each route's due deliveries (two or more, digests excepted) are folded into
+        one digest delivery ``build`` makes: in one transaction the digest is created and each
+        folded delivery is marked ``folded`` into it, so nothing is lost or sent twice.
+        """
+        ...
+
+
 class SinkGate(Protocol):
     """A sink's rate limit and ``Retry-After`` pause, shared by every dispatcher of the sink.
 
@@ -267,7 +287,7 @@ class Inspection(Protocol):
         ...
 
 
-class Queue(IngestQueue, RoutingQueue, DeliveryQueue, GroupStore, Protocol):
+class Queue(IngestQueue, RoutingQueue, DeliveryQueue, GroupStore, StormStore, Protocol):
     """A whole backend: every stage's needs, its lifecycle, housekeeping and operator access."""
 
     backend: str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -154,3 +155,47 @@ class FlushedMessage:
 
     event_id: str
     message_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class FoldedItem:
+    """A pending delivery storm mode folds into its route's digest (README "Storm mode")."""
+
+    id: int
+    event_id: str
+    message_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class StormStep:
+    """What one storm-mode check of a sink found and did (all in one transaction).
+
+    ``started``/``ended``: this check turned storm mode on or off (on a shared backend, only
+    the process whose check did it sees them set); ``folded`` deliveries went into
+    ``digests`` new digest deliveries; ``backlog`` is what is left pending for the sink.
+    """
+
+    active: bool
+    backlog: int
+    since: float | None = None
+    started: bool = False
+    ended: bool = False
+    folded: int = 0
+    digests: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StormState:
+    """A sink's storm mode as stored (``status`` shows it): on since when, and its totals."""
+
+    sink: str
+    active: bool
+    since: float | None
+    ended_at: float | None
+    storms: int
+    folded: int
+    digests: int
+
+
+DigestBuilder = Callable[[str, list[FoldedItem]], FlushedMessage]
+"""Storm mode's digest of one route's folded deliveries (see ``delivery/digests.py``)."""

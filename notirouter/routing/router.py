@@ -156,7 +156,7 @@ class EventRouter(ClaimLoop[StoredEvent]):
                 if route.group is None:
                     jobs.extend(NewDelivery(route.name, sink, message_json) for sink in route.sinks)
                 else:
-                    key = route.group.key(routed.variables)
+                    key = routed.group_keys[route.name]
                     items.append(
                         route.group.item(route.name, route.sinks, message, message_json, key)
                     )

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 import asyncpg
 
 from notirouter.config.models import QueueConfig
-from notirouter.queue.postgres import dead_letters, groups
+from notirouter.queue.postgres import dead_letters, groups, storms
 from notirouter.queue.postgres import statements as sql
 from notirouter.queue.postgres.connection import (
     DRIVER_ERRORS,
@@ -42,6 +42,7 @@ from notirouter.queue.protocol import (
 )
 from notirouter.queue.records import (
     AttemptNote,
+    DigestBuilder,
     DueGroup,
     EnqueueResult,
     FlushedMessage,
@@ -49,6 +50,7 @@ from notirouter.queue.records import (
     NewGroupItem,
     StoredDelivery,
     StoredEvent,
+    StormStep,
     attempt_note,
 )
 from notirouter.queue.sqlite.writer import QueueUnavailable
@@ -293,6 +295,17 @@ class PostgresQueue:
     async def next_group_due(self) -> float | None:
         """When the earliest group falls due (``None``: no group)."""
         return await groups.next_group_due(self.pool)
+
+    # -- storm mode --------------------------------------------------------------------------
+
+    async def storm_step(
+        self, sink: str, *, rate: float, after: float, build: DigestBuilder
+    ) -> StormStep:
+        """Check, start, fold or end ``sink``'s storm mode, one process at a time per sink."""
+        step = await storms.storm_step(self.pool, sink, rate, after, build)
+        if step.digests:
+            self._wake({sink_wake(sink)})
+        return step
 
     # -- deliveries --------------------------------------------------------------------------
 
