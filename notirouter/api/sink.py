@@ -102,11 +102,23 @@ class StormOptions(BaseModel):
 
     When the sink's pending backlog would take longer than ``after`` to drain at its rate
     limit, its pending messages are folded into one digest per route until it caught up.
+    ``storm: false`` turns it off (``enabled: false``); ``storm: true`` is the default.
     """
 
     model_config = ConfigDict(extra="forbid")
 
+    enabled: bool = True
     after: Annotated[float, BeforeValidator(_seconds), Field(gt=0, le=86_400)] = STORM_AFTER_DEFAULT
+
+
+def storm_switch(value: Any) -> Any:
+    """``storm: false`` / ``storm: true`` as :class:`StormOptions` (one model, clear errors)."""
+    if isinstance(value, bool):
+        return {"enabled": value}
+    return value
+
+
+Storm = Annotated[StormOptions, BeforeValidator(storm_switch)]
 
 
 class SinkOptions(BaseModel):
@@ -126,7 +138,7 @@ class SinkOptions(BaseModel):
     burst: int = Field(default=1, ge=1, le=1000, description="Messages allowed back to back.")
     timeout: float = Field(default=10.0, gt=0, le=300, description="Seconds per attempt.")
     concurrency: int = Field(default=4, ge=1, le=256, description="Attempts in flight at once.")
-    storm: StormOptions | bool | None = Field(
+    storm: Storm | None = Field(
         default=None,
         description="Storm mode of a rate-limited sink: {after: 1m}; false: off; default: "
         "the top-level storm setting (on, after 1m).",

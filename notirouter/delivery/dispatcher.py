@@ -178,6 +178,8 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
             latency = time.perf_counter() - started
             self.metrics.observe_attempt(self.sink.name, result.outcome, latency)
             await self._record(delivery, result, latency)
+            if self.storm is not None and self.storm.active:
+                self.wakeup.set()  # the next check may find the backlog drained: storm ends
         except asyncio.CancelledError:
             raise  # the lease expires and another attempt follows: at-least-once
         except QueueUnavailable as exc:

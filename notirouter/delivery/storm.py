@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 from notirouter.api.operations import OperationalAction
-from notirouter.api.sink import STORM_AFTER_DEFAULT, Sink, StormOptions
+from notirouter.api.sink import Sink, StormOptions
 from notirouter.delivery.digests import storm_digest
 from notirouter.metrics import Metrics
 from notirouter.operations.emitter import OperationsEmitter
@@ -22,7 +22,7 @@ from notirouter.queue.protocol import StormStore
 log = logging.getLogger("notirouter.storm")
 
 
-def storm_after(sink: Sink[Any], default: StormOptions | bool) -> float | None:
+def storm_after(sink: Sink[Any], default: StormOptions) -> float | None:
     """The backlog, in seconds at its rate limit, beyond which ``sink`` storms (``None``: never).
 
     The sink's own ``storm:`` wins over the top-level one; a sink without a rate limit drains
@@ -30,16 +30,17 @@ def storm_after(sink: Sink[Any], default: StormOptions | bool) -> float | None:
     """
     if not sink.rate_limit:
         return None
-    own = sink.options.storm
-    chosen = default if own is None else own
-    if chosen is False:
-        return None
-    if chosen is True:
-        return default.after if isinstance(default, StormOptions) else STORM_AFTER_DEFAULT
-    return chosen.after
+    own: StormOptions | None = sink.options.storm
+    if own is None:
+        chosen = default
+    elif own.enabled and "after" not in own.model_fields_set:
+        chosen = default.model_copy(update={"enabled": True})  # storm: true: the global after
+    else:
+        chosen = own
+    return chosen.after if chosen.enabled else None
 
 
-def storm_setting(sink: Sink[Any], default: StormOptions | bool) -> str:
+def storm_setting(sink: Sink[Any], default: StormOptions) -> str:
     """What storm mode does for ``sink``, in words (the dry run and the routing record)."""
     rate = sink.rate_limit
     if not rate:
