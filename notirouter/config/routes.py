@@ -78,6 +78,8 @@ def _communities(
             uuids.add(app.communities[value])
         elif UUID.fullmatch(value.strip()):
             uuids.add(value.strip().lower())  # a community without a name
+        elif "communities" in checker.failed_sections:
+            ok = False  # already reported: the names it would define are unknown
         else:
             ok = False
             where: tuple[str | int, ...] = (*path, "match", "community")
