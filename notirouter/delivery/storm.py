@@ -83,16 +83,16 @@ class StormWatch:
         if step.started:
             self.metrics.storm_started.labels(sink=self.name).inc()
             detail = (
-                f"{step.backlog} messages pending would take over {self.after:g}s at "
+                f"{step.found} messages pending would take over {self.after:g}s at "
                 f"{self.rate:g}/s: they are folded into one digest per route until it caught up"
             )
             log.warning(
                 "sink %s: storm mode started: %s",
                 self.name,
                 detail,
-                extra={"sink": self.name, "outcome": "storm-started", "backlog": step.backlog},
+                extra={"sink": self.name, "outcome": "storm-started", "backlog": step.found},
             )
-            self._emit(OperationalAction.STORM_STARTED, step.backlog, detail)
+            self._emit(OperationalAction.STORM_STARTED, step.found, detail)
         if step.folded:
             self.metrics.storm_folded.labels(sink=self.name).inc(step.folded)
             self.metrics.storm_digests.labels(sink=self.name).inc(step.digests)

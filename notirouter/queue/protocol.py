@@ -186,7 +186,8 @@ class StormStore(Protocol):
         """Check ``sink``'s backlog; start, continue or end its storm mode; fold if on.
 
         Storm mode starts when the pending backlog would take longer than ``after`` seconds
-        to drain at ``rate`` per second, and ends once nothing is pending for the sink. While
+        to drain at ``rate`` per second, and ends once nothing is pending for the sink and
+        nothing was folded for ``after`` seconds (see ``records.caught_up``). While
         it is on, each route's due deliveries (two or more, digests excepted) are folded into
         one digest delivery ``build`` makes: in one transaction the digest is created and each
         folded delivery is marked ``folded`` into it, so nothing is lost or sent twice.

@@ -182,6 +182,8 @@ class StormStep:
     ended: bool = False
     folded: int = 0
     digests: int = 0
+    found: int = 0
+    """The backlog this check found, before it folded anything."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +197,15 @@ class StormState:
     storms: int
     folded: int
     digests: int
+
+
+def caught_up(
+    backlog: int, folded_at: float | None, since: float | None, now: float, after: float
+) -> bool:
+    """Whether a sink in storm mode caught up: nothing pending, and nothing folded for
+    ``after`` seconds (a storm that pauses for a moment is still one storm, not many)."""
+    quiet_since = folded_at if folded_at is not None else since
+    return backlog == 0 and (quiet_since is None or now - quiet_since >= after)
 
 
 DigestBuilder = Callable[[str, list[FoldedItem]], FlushedMessage]

@@ -143,6 +143,7 @@ MIGRATIONS: dict[int, str] = {
         storms INTEGER NOT NULL DEFAULT 0,
         folded BIGINT NOT NULL DEFAULT 0,
         digests BIGINT NOT NULL DEFAULT 0,
+        folded_at DOUBLE PRECISION,
         updated_at DOUBLE PRECISION NOT NULL
     );
     """,

@@ -16,12 +16,18 @@ import asyncpg
 from notirouter.queue.postgres.connection import unavailable
 from notirouter.queue.postgres.schema import Connection
 from notirouter.queue.protocol import sink_wake
-from notirouter.queue.records import DigestBuilder, FoldedItem, StormState, StormStep
+from notirouter.queue.records import (
+    DigestBuilder,
+    FoldedItem,
+    StormState,
+    StormStep,
+    caught_up,
+)
 
 _BACKLOG = "SELECT COUNT(*) FROM deliveries WHERE sink = $1 AND state = 'pending'"
 _PEEK = "SELECT active FROM sink_storms WHERE sink = $1"
 _ENSURE = "INSERT INTO sink_storms (sink, updated_at) VALUES ($1, $2) ON CONFLICT (sink) DO NOTHING"
-_LOCK = "SELECT active, since FROM sink_storms WHERE sink = $1 FOR UPDATE"
+_LOCK = "SELECT active, since, folded_at FROM sink_storms WHERE sink = $1 FOR UPDATE"
 _START = (
     "UPDATE sink_storms SET active = TRUE, since = $2, storms = storms + 1, updated_at = $2"
     " WHERE sink = $1"
@@ -41,7 +47,8 @@ _FOLD = (
 )
 _RECORD = (
     "UPDATE sink_storms SET active = $2, ended_at = CASE WHEN $2 THEN ended_at ELSE $3 END,"
-    " folded = folded + $4, digests = digests + $5, updated_at = $3 WHERE sink = $1"
+    " folded = folded + $4, digests = digests + $5, folded_at = $6, updated_at = $3"
+    " WHERE sink = $1"
 )
 
 
@@ -66,13 +73,13 @@ async def _step(
     await c.execute(_ENSURE, sink, now)
     row = await c.fetchrow(_LOCK, sink)
     assert row is not None  # ensured just above, in this transaction
-    active, since = bool(row[0]), row[1]
+    active, since, folded_at = bool(row[0]), row[1], row[2]
     # Counted under the lock: another process's check just before this one is included.
     backlog = int(await c.fetchval(_BACKLOG, sink))
     started = False
     if not active and backlog > rate * after:
         await c.execute(_START, sink, now)
-        active, since, started = True, now, True
+        active, since, started, folded_at = True, now, True, None
     if not active:
         return StormStep(False, backlog)
     by_route: dict[str, list[FoldedItem]] = {}
@@ -89,12 +96,16 @@ async def _step(
         status = await c.execute(_FOLD, digest_id, now, [item.id for item in items])
         folded += int(status.split()[-1])
         digests += 1
-    backlog += digests - folded
-    ended = backlog == 0
-    await c.execute(_RECORD, sink, not ended, now, folded, digests)
+    found = backlog
+    # Counted again: deliveries routed since the first count may have been folded too.
+    backlog = int(await c.fetchval(_BACKLOG, sink))
+    if digests:
+        folded_at = now
+    ended = caught_up(backlog, folded_at, since, now, after)
+    await c.execute(_RECORD, sink, not ended, now, folded, digests, folded_at)
     if digests:
         await c.execute("SELECT pg_notify('notirouter', $1)", sink_wake(sink))
-    return StormStep(not ended, backlog, since, started, ended, folded, digests)
+    return StormStep(not ended, backlog, since, started, ended, folded, digests, found)
 
 
 async def read_states(c: Connection) -> list[StormState]:

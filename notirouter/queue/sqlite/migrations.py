@@ -99,6 +99,7 @@ MIGRATIONS: dict[int, str] = {
         storms INTEGER NOT NULL DEFAULT 0,
         folded INTEGER NOT NULL DEFAULT 0,
         digests INTEGER NOT NULL DEFAULT 0,
+        folded_at REAL,
         updated_at REAL NOT NULL
     );
     """,

@@ -13,13 +13,19 @@ import time
 from typing import TYPE_CHECKING
 
 from notirouter.queue.protocol import sink_wake
-from notirouter.queue.records import DigestBuilder, FoldedItem, StormState, StormStep
+from notirouter.queue.records import (
+    DigestBuilder,
+    FoldedItem,
+    StormState,
+    StormStep,
+    caught_up,
+)
 
 if TYPE_CHECKING:
     from notirouter.queue.sqlite.queue import SqliteQueue
 
 _BACKLOG = "SELECT COUNT(*) FROM deliveries WHERE sink = ? AND state = 'pending'"
-_STATE = "SELECT active, since FROM sink_storms WHERE sink = ?"
+_STATE = "SELECT active, since, folded_at FROM sink_storms WHERE sink = ?"
 # Due (so not in flight under a lease), and not already a digest: digests are never refolded.
 _FOLDABLE = (
     "SELECT id, event_id, route, message FROM deliveries WHERE sink = ? AND state = 'pending'"
@@ -28,10 +34,10 @@ _FOLDABLE = (
 )
 
 
-def _read(c: sqlite3.Connection, sink: str) -> tuple[int, bool, float | None]:
+def _read(c: sqlite3.Connection, sink: str) -> tuple[int, bool, float | None, float | None]:
     backlog = int(c.execute(_BACKLOG, (sink,)).fetchone()[0])
     row = c.execute(_STATE, (sink,)).fetchone()
-    return backlog, bool(row and row[0]), (row[1] if row else None)
+    return backlog, bool(row and row[0]), (row[1] if row else None), (row[2] if row else None)
 
 
 def step(
@@ -39,7 +45,7 @@ def step(
 ) -> StormStep:
     """One check of ``sink`` inside the writer's transaction (see ``StormStore.storm_step``)."""
     now = time.time()
-    backlog, active, since = _read(c, sink)
+    backlog, active, since, folded_at = _read(c, sink)
     started = False
     if not active and backlog > rate * after:
         c.execute(
@@ -48,7 +54,7 @@ def step(
             " since = excluded.since, storms = storms + 1, updated_at = excluded.updated_at",
             (sink, now, now),
         )
-        active, since, started = True, now, True
+        active, since, started, folded_at = True, now, True, None
     if not active:
         return StormStep(False, backlog)
     folded = digests = 0
@@ -72,21 +78,25 @@ def step(
             (cursor.lastrowid, now, *ids),
         ).rowcount
         digests += 1
-    backlog += digests - folded
-    ended = backlog == 0
+    found = backlog
+    backlog += digests - folded  # one writer: nothing else changed the sink's rows meanwhile
+    if digests:
+        folded_at = now
+    ended = caught_up(backlog, folded_at, since, now, after)
     c.execute(
         "UPDATE sink_storms SET active = ?, ended_at = CASE WHEN ? THEN ? ELSE ended_at END,"
-        " folded = folded + ?, digests = digests + ?, updated_at = ? WHERE sink = ?",
-        (0 if ended else 1, ended, now, folded, digests, now, sink),
+        " folded = folded + ?, digests = digests + ?, folded_at = ?, updated_at = ?"
+        " WHERE sink = ?",
+        (0 if ended else 1, ended, now, folded, digests, folded_at, now, sink),
     )
-    return StormStep(not ended, backlog, since, started, ended, folded, digests)
+    return StormStep(not ended, backlog, since, started, ended, folded, digests, found)
 
 
 async def storm_step(
     queue: SqliteQueue, sink: str, rate: float, after: float, build: DigestBuilder
 ) -> StormStep:
     """A read while the backlog is short and storm mode off; a write transaction otherwise."""
-    backlog, active, _ = await queue.read(lambda c: _read(c, sink))
+    backlog, active, _, _ = await queue.read(lambda c: _read(c, sink))
     if not active and backlog <= rate * after:
         return StormStep(False, backlog)
     result: StormStep = await queue.write(lambda c: step(c, sink, rate, after, build))
