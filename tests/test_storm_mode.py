@@ -35,7 +35,7 @@ from tests.test_grouping import alert, post
 from tests.test_grouping import config as grouping_config
 
 ALERTS = 40
-LOADED_MACHINE_MARGIN = 3.0  # seconds: not a performance assertion (bench/ measures those)
+LOADED_MACHINE_MARGIN = 5.0  # seconds: the test machine is shared; bench/ measures speed
 
 
 def config(backend: Backend, sink_url: str, ops_url: str, storm: str = "{after: 1s}") -> str:
@@ -282,7 +282,7 @@ async def test_500_alerts_in_10s_reach_teams_as_at_most_3_messages_the_first_wit
     assert teams_accounted(loopback) == 500
     assert len(loopback.requests) <= 3
     # The group's first message goes out when its wait ends: within wait + 1 s as the issue
-    # says, plus a margin for a loaded test machine (measured: 3.6-3.8 s when idle).
+    # says, plus a margin for a loaded test machine (measured 3.6-4.2 s, up to 6.5 s under load).
     assert loopback.requests[0].at - started <= 3 + 1 + LOADED_MACHINE_MARGIN
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from notirouter.api.conversation import ConversationMode
 from notirouter.api.http import HttpClient
@@ -110,15 +110,13 @@ class StormOptions(BaseModel):
     enabled: bool = True
     after: Annotated[float, BeforeValidator(_seconds), Field(gt=0, le=86_400)] = STORM_AFTER_DEFAULT
 
-
-def storm_switch(value: Any) -> Any:
-    """``storm: false`` / ``storm: true`` as :class:`StormOptions` (one model, clear errors)."""
-    if isinstance(value, bool):
-        return {"enabled": value}
-    return value
-
-
-Storm = Annotated[StormOptions, BeforeValidator(storm_switch)]
+    @model_validator(mode="before")
+    @classmethod
+    def _switch(cls, value: Any) -> Any:
+        # ``storm: false`` / ``storm: true``: one model, so a mistake gets one clear error.
+        if isinstance(value, bool):
+            return {"enabled": value}
+        return value
 
 
 class SinkOptions(BaseModel):
@@ -138,7 +136,7 @@ class SinkOptions(BaseModel):
     burst: int = Field(default=1, ge=1, le=1000, description="Messages allowed back to back.")
     timeout: float = Field(default=10.0, gt=0, le=300, description="Seconds per attempt.")
     concurrency: int = Field(default=4, ge=1, le=256, description="Attempts in flight at once.")
-    storm: Storm | None = Field(
+    storm: StormOptions | None = Field(
         default=None,
         description="Storm mode of a rate-limited sink: {after: 1m}; false: off; default: "
         "the top-level storm setting (on, after 1m).",

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from notirouter.api.sink import Storm, StormOptions
+from notirouter.api.sink import StormOptions
 from notirouter.config.log_settings import LoggingConfig
 from notirouter.config.operations_settings import HeartbeatConfig, OperationsConfig
 
@@ -254,4 +254,4 @@ class AppConfig(_Strict):
     heartbeat: HeartbeatConfig | None = None
     # Storm mode for every rate-limited sink (README "Storm mode"): on by default; a sink's
     # own ``storm:`` wins; ``false`` turns it off.
-    storm: Storm = Field(default_factory=StormOptions)
+    storm: StormOptions = Field(default_factory=StormOptions)

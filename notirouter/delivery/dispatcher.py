@@ -142,14 +142,20 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
         With its token in hand, a sink in storm mode folds its backlog first: the one job it
         claims next is then a digest of everything a route had waiting.
         """
-        await self.gate.wait_turn()
-        if self.storm is not None:
-            try:
-                await self.storm.check()
-            except QueueUnavailable as exc:
-                # Storm mode is an optimisation: the backlog still drains one by one.
-                log.warning("sink %s: storm mode could not be checked: %s", self.sink.name, exc)
+        if self.storm is not None and self.storm.due():
+            # Side by side: the check's round trip costs nothing while the token is awaited.
+            await asyncio.gather(self.gate.wait_turn(), self._check_storm())
+        else:
+            await self.gate.wait_turn()
         return 1 if self.rate_limited else free
+
+    async def _check_storm(self) -> None:
+        assert self.storm is not None
+        try:
+            await self.storm.check()
+        except QueueUnavailable as exc:
+            # Storm mode is an optimisation: the backlog still drains one by one.
+            log.warning("sink %s: storm mode could not be checked: %s", self.sink.name, exc)
 
     async def handle(self, delivery: StoredDelivery, slot: Slot) -> None:
         """Attempt (the rate limit was waited for before the claim), record the outcome."""

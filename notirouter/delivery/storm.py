@@ -10,6 +10,7 @@ it is the one that logs it, counts it and emits ``storm-started``/``storm-ended`
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from notirouter.api.operations import OperationalAction
@@ -20,6 +21,8 @@ from notirouter.operations.emitter import OperationsEmitter
 from notirouter.queue.protocol import StormStore
 
 log = logging.getLogger("notirouter.storm")
+# A backlog worth storm.after (a minute by default) does not build up in half a second.
+CALM_CHECK_INTERVAL = 0.5
 
 
 def storm_after(sink: Sink[Any], default: StormOptions) -> float | None:
@@ -72,9 +75,16 @@ class StormWatch:
         self.metrics = metrics
         self.operations = operations
         self.active = False
+        self._checked = -CALM_CHECK_INTERVAL
+
+    def due(self) -> bool:
+        """Whether to check before this claim: always in a storm (each claim folds what came
+        meanwhile), else at most every :data:`CALM_CHECK_INTERVAL` seconds."""
+        return self.active or time.monotonic() - self._checked >= CALM_CHECK_INTERVAL
 
     async def check(self) -> None:
         """Let the queue start, fold or end storm mode; say so when this check did."""
+        self._checked = time.monotonic()
         step = await self.queue.storm_step(
             self.name, rate=self.rate, after=self.after, build=storm_digest
         )

@@ -25,7 +25,11 @@ from notirouter.queue.records import (
 )
 
 _BACKLOG = "SELECT COUNT(*) FROM deliveries WHERE sink = $1 AND state = 'pending'"
-_PEEK = "SELECT active FROM sink_storms WHERE sink = $1"
+# One round trip per claim of a rate-limited sink: its backlog and whether it storms.
+_PEEK = (
+    "SELECT (SELECT COUNT(*) FROM deliveries WHERE sink = $1 AND state = 'pending'),"
+    " (SELECT active FROM sink_storms WHERE sink = $1)"
+)
 _ENSURE = "INSERT INTO sink_storms (sink, updated_at) VALUES ($1, $2) ON CONFLICT (sink) DO NOTHING"
 _LOCK = "SELECT active, since, folded_at FROM sink_storms WHERE sink = $1 FOR UPDATE"
 _START = (
@@ -58,8 +62,9 @@ async def storm_step(
     """A read while the backlog is short and storm mode off; a locked transaction otherwise."""
     with unavailable("check storm mode"):
         async with pool.acquire() as connection:
-            backlog = int(await connection.fetchval(_BACKLOG, sink))
-            active = bool(await connection.fetchval(_PEEK, sink))
+            peek = await connection.fetchrow(_PEEK, sink)
+            assert peek is not None
+            backlog, active = int(peek[0]), bool(peek[1])
             if not active and backlog <= rate * after:
                 return StormStep(False, backlog)
             async with connection.transaction():
