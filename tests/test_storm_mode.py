@@ -294,3 +294,23 @@ def teams_accounted(loopback: LoopbackServer) -> int:
         found = re.search(r"(\d+) notifications on storm", card)
         total += int(found.group(1)) if found else 1
     return total
+
+
+def test_a_top_level_storm_applies_to_every_sink_unless_the_sink_says_otherwise(
+    write_config: Callable[..., Path],
+) -> None:
+    path = write_config(
+        f"""
+hooks: [{{name: sekoia, token: {TOKEN}}}]
+storm: false
+sinks:
+  chat: {{type: webhook, url: "http://127.0.0.1:9/x", rate_limit: 4}}
+  pager: {{type: webhook, url: "http://127.0.0.1:9/y", rate_limit: 1, storm: {{after: 30s}}}}
+  mail: {{type: webhook, url: "http://127.0.0.1:9/z", rate_limit: 2, storm: true}}
+routes: [{{name: r, sinks: [chat, pager, mail]}}]
+"""
+    )
+    settings = Runtime(load_config(path)).pipeline.storm_settings
+    assert settings["chat"] == "off (storm: false)"
+    assert settings["pager"].startswith("on: a backlog over 30s at 1/s (30 messages)")
+    assert settings["mail"].startswith("on: a backlog over 60s at 2/s (120 messages)")
