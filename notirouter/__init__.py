@@ -46,7 +46,14 @@ from notirouter.api.http import (
 from notirouter.api.http_sink import HttpSink, classify_status
 from notirouter.api.message import Digest, DigestItem, Fact, Message, Severity
 from notirouter.api.operations import OPERATIONAL_EVENT_TYPE, OperationalAction
-from notirouter.api.sink import Outcome, SendResult, Sink, SinkContext, SinkOptions
+from notirouter.api.sink import (
+    Outcome,
+    SendResult,
+    Sink,
+    SinkContext,
+    SinkOptions,
+    StormOptions,
+)
 from notirouter.api.source import Source
 from notirouter.api.spec import hookimpl
 from notirouter.api.templating import TemplateText, make_environment
@@ -81,6 +88,7 @@ __all__ = [
     "SinkContext",
     "SinkOptions",
     "Source",
+    "StormOptions",
     "TemplateText",
     "TransportError",
     "__version__",

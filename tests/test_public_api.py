@@ -42,6 +42,7 @@ PUBLIC_API = [
     "SinkContext",
     "SinkOptions",
     "Source",
+    "StormOptions",
     "TemplateText",
     "TransportError",
     "__version__",
