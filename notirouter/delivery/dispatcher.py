@@ -139,14 +139,14 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
     async def before_claim(self, free: int) -> int:
         """Honour a ``Retry-After`` pause, then the rate limit (one job per token).
 
-        With its token in hand, a sink in storm mode folds its backlog first: the one job it
-        claims next is then a digest of everything a route had waiting.
+        A sink in storm mode folds its backlog first: the one job it claims next is then a
+        digest of everything a route had waiting.
         """
         if self.storm is not None and self.storm.due():
-            # Side by side: the check's round trip costs nothing while the token is awaited.
-            await asyncio.gather(self.gate.wait_turn(), self._check_storm())
-        else:
-            await self.gate.wait_turn()
+            # Before the token, not beside it: a token taken is used at once, so the check's
+            # round trip never lets two messages out back to back.
+            await self._check_storm()
+        await self.gate.wait_turn()
         return 1 if self.rate_limited else free
 
     async def _check_storm(self) -> None:
