@@ -54,7 +54,14 @@ from notirouter.api.message import (
     describe_change,
 )
 from notirouter.api.operations import OPERATIONAL_EVENT_TYPE, OperationalAction
-from notirouter.api.sink import Outcome, SendResult, Sink, SinkContext, SinkOptions
+from notirouter.api.sink import (
+    Outcome,
+    SendResult,
+    Sink,
+    SinkContext,
+    SinkOptions,
+    StormOptions,
+)
 from notirouter.api.source import Source
 from notirouter.api.spec import hookimpl
 from notirouter.api.templating import TemplateText, make_environment
@@ -90,6 +97,7 @@ __all__ = [
     "SinkContext",
     "SinkOptions",
     "Source",
+    "StormOptions",
     "TemplateText",
     "TransportError",
     "__version__",

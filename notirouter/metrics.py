@@ -10,7 +10,7 @@ from notirouter.api.sink import Outcome
 
 QUEUE_STATES = {
     "events": ("pending", "routed", "failed"),
-    "deliveries": ("pending", "done", "dead"),
+    "deliveries": ("pending", "done", "dead", "folded"),
 }
 
 
@@ -65,6 +65,38 @@ class Metrics:
             "notirouter_window_held_total",
             "Messages held until their route's time window is active again, by route.",
             ["route"],
+            registry=self.registry,
+        )
+        # Storm mode (README "Storm mode"): on a shared backend, the counters count in the
+        # process that started, folded or ended; the gauge is every process's latest view.
+        self.storm_active = Gauge(
+            "notirouter_storm_mode",
+            "1 while the sink is in storm mode (its backlog is folded into digests), else 0.",
+            ["sink"],
+            registry=self.registry,
+        )
+        self.storm_started = Counter(
+            "notirouter_storm_started_total",
+            "Times storm mode started, by sink.",
+            ["sink"],
+            registry=self.registry,
+        )
+        self.storm_ended = Counter(
+            "notirouter_storm_ended_total",
+            "Times storm mode ended, by sink.",
+            ["sink"],
+            registry=self.registry,
+        )
+        self.storm_folded = Counter(
+            "notirouter_storm_folded_total",
+            "Deliveries storm mode folded into digests, by sink.",
+            ["sink"],
+            registry=self.registry,
+        )
+        self.storm_digests = Counter(
+            "notirouter_storm_digests_total",
+            "Digest deliveries storm mode created, by sink.",
+            ["sink"],
             registry=self.registry,
         )
         self._received: dict[tuple[str, str], Any] = {}

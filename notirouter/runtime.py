@@ -20,6 +20,7 @@ from notirouter.delivery.conversations import Conversations
 from notirouter.delivery.dispatcher import SinkDispatcher
 from notirouter.delivery.flusher import GroupFlusher
 from notirouter.delivery.retry import RetryPolicy
+from notirouter.delivery.storm import StormWatch, storm_after, storm_setting
 from notirouter.ingest.hooks import HookTable
 from notirouter.metrics import Metrics
 from notirouter.operations.emitter import OperationsEmitter
@@ -88,6 +89,9 @@ class Runtime:
             sources=self.sources,
             enrichers=self.enrichers,
             routes=config.routes,
+            storm_settings={
+                name: storm_setting(sink, app.storm) for name, sink in self.sinks.items()
+            },
         )
         self.policy = RetryPolicy(
             initial=app.delivery.backoff_initial,
@@ -217,7 +221,14 @@ class Runtime:
             conversations=Conversations(
                 self.queue.message_refs(), self.config.app.queue.conversation_retention
             ),
+            storm=self._storm_watch(sink),
         )
+
+    def _storm_watch(self, sink: Sink[Any]) -> StormWatch | None:
+        after = storm_after(sink, self.config.app.storm)
+        if after is None:
+            return None
+        return StormWatch(sink, self.queue, after, self.metrics, self.operations)
 
     async def housekeep(self) -> None:
         """Dead-letter jobs of unconfigured sinks; prune what finished (and silences that

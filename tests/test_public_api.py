@@ -43,6 +43,7 @@ PUBLIC_API = [
     "SinkContext",
     "SinkOptions",
     "Source",
+    "StormOptions",
     "TemplateText",
     "TransportError",
     "__version__",

@@ -24,6 +24,15 @@ class Event(BaseModel):
     type: str = Field(min_length=1, max_length=200)
     action: str = Field(min_length=1, max_length=200)
 
+    def community(self) -> str | None:
+        """The uuid of the tenant (Sekoia.io community) this event belongs to, if known.
+
+        Routes match on it (``match: {community: ...}``) and templates see it as
+        ``community_uuid`` and ``community`` (its name in ``communities:``). A source whose
+        events carry a tenant overrides this; the default knows none.
+        """
+        return None
+
     def template_data(self) -> dict[str, Any]:
         """The event as plain JSON data, the way templates and the webhook sink see it."""
         return self.model_dump(mode="json", by_alias=True)

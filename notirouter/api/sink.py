@@ -7,12 +7,13 @@ how the attempt went. The core owns everything around it: durable jobs, retries 
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from notirouter.api.conversation import ConversationMode
 from notirouter.api.http import HttpClient
@@ -82,6 +83,42 @@ class SendResult:
         return cls(Outcome.PERMANENT, detail)
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+STORM_AFTER_DEFAULT = 60.0
+
+
+def _seconds(value: Any) -> Any:
+    if isinstance(value, str):
+        found = _DURATION.match(value)
+        if found is None:
+            raise ValueError("expected a duration such as 30s, 1m, 2h or a number of seconds")
+        return float(found.group(1)) * _UNITS[found.group(2)]
+    return value
+
+
+class StormOptions(BaseModel):
+    """``storm:`` of a rate-limited sink, or of the whole config (README "Storm mode").
+
+    When the sink's pending backlog would take longer than ``after`` to drain at its rate
+    limit, its pending messages are folded into one digest per route until it caught up.
+    ``storm: false`` turns it off (``enabled: false``); ``storm: true`` is the default.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    after: Annotated[float, BeforeValidator(_seconds), Field(gt=0, le=86_400)] = STORM_AFTER_DEFAULT
+
+    @model_validator(mode="before")
+    @classmethod
+    def _switch(cls, value: Any) -> Any:
+        # ``storm: false`` / ``storm: true``: one model, so a mistake gets one clear error.
+        if isinstance(value, bool):
+            return {"enabled": value}
+        return value
+
+
 class SinkOptions(BaseModel):
     """Options every sink accepts; a sink's own ``Options`` subclasses this.
 
@@ -99,6 +136,11 @@ class SinkOptions(BaseModel):
     burst: int = Field(default=1, ge=1, le=1000, description="Messages allowed back to back.")
     timeout: float = Field(default=10.0, gt=0, le=300, description="Seconds per attempt.")
     concurrency: int = Field(default=4, ge=1, le=256, description="Attempts in flight at once.")
+    storm: StormOptions | None = Field(
+        default=None,
+        description="Storm mode of a rate-limited sink: {after: 1m}; false: off; default: "
+        "the top-level storm setting (on, after 1m).",
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,13 +16,14 @@ from notirouter.cli.common import (
     print_json,
     run_command,
 )
+from notirouter.cli.decisions import decision_lines
 from notirouter.cli.route_gates import GateReport, gate_report
 from notirouter.logs import configure_logging
 from notirouter.printable import inert
 from notirouter.redaction import Redactor
 from notirouter.routing.holding import dispose
 from notirouter.routing.pipeline import Routed
-from notirouter.routing.record import gate_lines
+from notirouter.routing.record import decisions_of, gate_lines, routing_data
 from notirouter.routing.silences import ActiveSilences, Silence
 from notirouter.routing.table import Route, RouteDecision
 from notirouter.runtime import Runtime
@@ -74,17 +75,30 @@ def route_command(args: argparse.Namespace) -> int:
 
 def _route_report(runtime: Runtime, routed: Routed, *, enriched: bool) -> dict[str, Any]:
     candidates = {d.route.name: d for d in routed.decisions}
+    # What serve would store with the event: each route's decisions, whatever their kind.
+    record = routing_data(routed)
+    recorded = {entry["route"]: decisions_of(entry) for entry in record["routes"]}
     routes = []
     for route in runtime.config.routes.routes:
         decision = candidates.get(route.name)
         if decision is None:
-            reason = route.mismatch(routed.event.type, routed.event.action) or "not a candidate"
+            reason = (
+                route.mismatch(routed.event.type, routed.event.action)
+                or route.community_mismatch(routed.community_uuid, routed.community)
+                or "not a candidate"
+            )
             routes.append({"name": route.name, "matched": False, "reason": reason})
         else:
-            entry = {"name": route.name, "matched": decision.matched, "reason": decision.reason}
+            entry: dict[str, Any] = {
+                "name": route.name,
+                "matched": decision.matched,
+                "reason": decision.reason,
+            }
             hint = None if enriched else _enrichment_hint(route, decision)
             if hint:
                 entry["hint"] = hint
+            if recorded.get(route.name):
+                entry["decisions"] = recorded[route.name]
             routes.append(entry)
     deliveries = []
     for route, message in routed.messages:
@@ -99,6 +113,7 @@ def _route_report(runtime: Runtime, routed: Routed, *, enriched: bool) -> dict[s
             )
     return {
         "event": {"type": routed.event.type, "action": routed.event.action},
+        "community": record.get("community"),
         "enriched": enriched,
         "enrichment_errors": routed.enrichment_errors,
         "routes": routes,
@@ -172,6 +187,9 @@ def _enrichment_hint(route: Route, decision: RouteDecision) -> str | None:
 def _print_route_report(report: dict[str, Any]) -> None:
     event = report["event"]
     print(f"event: type={event['type']} action={event['action']}")
+    community = report.get("community")
+    if community:
+        print(f"community: {inert(str(community['name']))} ({inert(str(community['uuid']))})")
     if not report["enriched"]:
         print("enrichment: not called (use --enrich to call the enrichers)")
     for name, reason in report["enrichment_errors"].items():
@@ -194,6 +212,8 @@ def _print_route_report(report: dict[str, Any]) -> None:
             )
         if "window" in route:
             print(f"        window {route['window']['name']}: {route['window']['reason']}")
+        for line in decision_lines(route.get("decisions") or {}):
+            print(f"        {inert(line)}")
     matched = any(route["matched"] for route in report["routes"])
     if matched and report["silences"].startswith("not read"):
         print(f"silences: {report['silences']}")

@@ -5,7 +5,7 @@ Everything shown is read from the queue, on either backend, so ``status`` works 
 server and no endpoint. A sink's pause (``Retry-After``) is recorded with the attempt that
 caused it (and, on PostgreSQL, in the gate row every process shares). What lives only in a
 serving process's memory (the enrichment cache, the Sekoia.io circuit breaker) is not in the
-queue and is not shown; storm control state has its place (``storm``) once it exists.
+queue and is not shown. Storm mode is in the queue: each sink's state and totals (``storm``).
 
 Exit codes: 0 shown; 1 the config or the queue cannot be read; 2 usage error.
 """
@@ -105,8 +105,19 @@ def status_view(backend: str, snapshot: QueueSnapshot) -> dict[str, Any]:
         ],
         # Kept in a serving process's memory, not in the queue: not shown by this command.
         "process": None,
-        # Storm control (grouping, digests) has no state yet.
-        "storm": None,
+        # Storm mode per sink (README "Storm mode"): sinks that never stormed are absent.
+        "storm": [
+            {
+                "sink": storm.sink,
+                "active": storm.active,
+                "since": timestamp(storm.since) if storm.active else None,
+                "last_ended_at": timestamp(storm.ended_at),
+                "storms": storm.storms,
+                "folded": storm.folded,
+                "digests": storm.digests,
+            }
+            for storm in snapshot.storms
+        ],
     }
 
 
@@ -132,6 +143,14 @@ def print_status(view: dict[str, Any]) -> None:
     print("\t".join(title for title, _ in SINK_TABLE))
     for sink in view["sinks"]:
         print("\t".join(inert(_cell(sink[key])) for _, key in SINK_TABLE))
+    for storm in view["storm"]:
+        state = f"ON since {storm['since']}" if storm["active"] else "off"
+        if not storm["active"] and storm["last_ended_at"]:
+            state += f" (last ended {storm['last_ended_at']})"
+        print(
+            f"storm mode: sink {inert(storm['sink'])} {state}; {storm['storms']} storm(s), "
+            f"{storm['folded']} deliveries folded into {storm['digests']} digests"
+        )
 
 
 def _counts(counts: dict[str, int]) -> str:

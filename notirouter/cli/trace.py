@@ -27,11 +27,12 @@ from notirouter.cli.common import (
     print_json,
     run_command,
 )
+from notirouter.cli.decisions import decision_lines
 from notirouter.cli.queue_access import timestamp, with_queue
 from notirouter.printable import inert
 from notirouter.queue.inspection_records import DeliveryStory, EventStory
 from notirouter.queue.protocol import Queue
-from notirouter.routing.record import gate_lines
+from notirouter.routing.record import decisions_of, gate_lines
 
 EVENT_ID = re.compile(r"^[0-9a-f]{32}$")
 MAX_ALERT_EVENTS = 200
@@ -139,6 +140,10 @@ def _delivery_view(delivery: DeliveryStory) -> dict[str, Any]:
         if delivery.state == "pending"
         else None,
         "last_error": delivery.last_error,
+        # Storm mode folded it into a digest: that delivery carries it (README "Storm mode").
+        "folded_into": None
+        if delivery.folded_into is None
+        else {"delivery": delivery.folded_into, "state": delivery.folded_into_state},
         "dead_letter": {"since": timestamp(delivery.finished_at), "error": delivery.last_error}
         if dead
         else None,
@@ -180,6 +185,12 @@ def print_story(view: dict[str, Any]) -> None:
             print(f"  enrichment added {inert(', '.join(enriched))}")
         elif not errors:
             print("  enrichment none")
+        community = routing.get("community")
+        if community:
+            print(
+                f"  community  {inert(str(community.get('name')))} "
+                f"({inert(str(community.get('uuid')))})"
+            )
         if not routing["routes"]:
             print("  routes     none whose match accepts this type and action")
         for decision in routing["routes"]:
@@ -200,6 +211,8 @@ def print_story(view: dict[str, Any]) -> None:
             window = decision.get("window")
             if window:
                 print(f"    window {inert(window['name'])}: {inert(window['reason'])}")
+            for line in decision_lines(decisions_of(decision)):
+                print(f"               {inert(line)}")
     elif view["state"] == "pending":
         print(f"  routing    pending, next attempt {view['next_routing_at']}")
         if view["routing_error"]:
@@ -234,6 +247,12 @@ def _print_delivery(d: dict[str, Any]) -> None:
         print(f"    ({d['attempts'] - len(d['history'])} attempt(s) without a recorded outcome)")
     if d["state"] == "pending":
         print(f"    next attempt {d['next_attempt_at']}")
+    folded = d.get("folded_into")
+    if folded is not None:
+        print(
+            f"    folded by storm mode into digest delivery {folded['delivery']} "
+            f"({folded['state'] or 'no longer stored'}), {d['finished_at']}"
+        )
     if d["dead_letter"] is not None:
         print(
             f"    DEAD since {d['dead_letter']['since']}: {inert(d['last_error'] or '')}; "

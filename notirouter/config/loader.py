@@ -150,7 +150,7 @@ def load_config_text(
         types=types,
         sink_options=sink_options,
         enricher_options=enricher_options,
-        routes=RouteTable(routes),
+        routes=RouteTable(routes, app.communities),
         secrets=_secrets(app, [*sink_options.values(), *enricher_options.values()]),
     )
 

@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from notirouter.api.sink import StormOptions
 from notirouter.config.log_settings import LoggingConfig
 from notirouter.config.operations_settings import HeartbeatConfig, OperationsConfig
 
@@ -77,6 +78,16 @@ def _parse_cidr(value: Any) -> Any:
 
 Cidr = Annotated[ipaddress.IPv4Network | ipaddress.IPv6Network, BeforeValidator(_parse_cidr)]
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+
+
+def _check_uuid(value: str) -> str:
+    if not UUID.fullmatch(value.strip()):
+        raise ValueError("expected a community uuid such as d6cea089-0f36-46c4-a10a-0e4c2e20fb10")
+    return value.strip().lower()
+
+
+CommunityUuid = Annotated[str, AfterValidator(_check_uuid)]
 
 
 class _Strict(BaseModel):
@@ -178,10 +189,15 @@ class DeliveryConfig(_Strict):
 
 
 class MatchConfig(_Strict):
-    """``match:`` of a route: event type and action, each a string, a list or ``"*"``."""
+    """``match:`` of a route: event type, action and community, each a string, a list or ``"*"``.
+
+    ``community`` names a Sekoia.io community (tenant) by its name in ``communities:`` or by
+    its uuid; like type and action it is decided before enrichment.
+    """
 
     type: str | list[str] = "*"
     action: str | list[str] = "*"
+    community: str | list[str] = "*"
 
 
 class GroupConfig(_Strict):
@@ -275,6 +291,8 @@ class AppConfig(_Strict):
     queue: QueueConfig = Field(default_factory=QueueConfig)
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     enrichers: dict[Name, dict[str, Any]] = Field(default_factory=dict)
+    # Tenants (README "Tenants"): a name per Sekoia.io community uuid, for match and templates.
+    communities: dict[Name, CommunityUuid] = Field(default_factory=dict)
     sinks: dict[Name, dict[str, Any]] = Field(default_factory=dict)
     routes: list[RouteConfig] = Field(default_factory=list)
     time_windows: dict[Name, list[TimeRangeConfig]] = Field(default_factory=dict)
@@ -282,3 +300,6 @@ class AppConfig(_Strict):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     operations: OperationsConfig = Field(default_factory=OperationsConfig)
     heartbeat: HeartbeatConfig | None = None
+    # Storm mode for every rate-limited sink (README "Storm mode"): on by default; a sink's
+    # own ``storm:`` wins; ``false`` turns it off.
+    storm: StormOptions = Field(default_factory=StormOptions)

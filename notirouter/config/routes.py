@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from notirouter.api.templating import TemplateCompileError
 from notirouter.config.checker import Checker
-from notirouter.config.models import AppConfig, RouteConfig
+from notirouter.config.models import UUID, AppConfig, RouteConfig
 from notirouter.routing.grouping import Grouping, GroupingCompileError
 from notirouter.routing.notify_on import GateCompileError, NotifyOn
 from notirouter.routing.quiet_hours import WindowRule
@@ -28,6 +28,7 @@ def compile_routes(
     ``windows``: the valid ``time_windows`` (a window that failed is not reported again as
     unknown where a route names it).
     """
+    _check_communities(checker, app)
     routes: list[Route] = []
     names: set[str] = set()
     for i, config in zip(checker.route_positions, app.routes, strict=True):
@@ -51,9 +52,17 @@ def compile_routes(
                 )
         window = _window_rule(checker, config, path, app, windows or {})
         route = _compile_route(checker, config, i, path)
-        # A route whose window is in error was reported: the config fails, leave it out.
-        if route is not None and not isinstance(window, bool):
-            routes.append(replace(route, window=window))
+        communities = _communities(checker, app, config, path)
+        # A route whose window or community is in error was reported: the config fails.
+        if route is not None and not isinstance(window, bool) and communities is not False:
+            route = replace(route, window=window)
+            if isinstance(communities, frozenset):
+                route = replace(
+                    route,
+                    communities=communities,
+                    community_source=tuple(_values(config.match.community)),
+                )
+            routes.append(route)
     return routes
 
 
@@ -94,6 +103,52 @@ def _window_rule(
             checker.add((*path, "bypass"), f"{label}.bypass: does not compile: {exc}")
             return False
     return WindowRule(window, outside, config.bypass, bypass)
+
+
+def _check_communities(checker: Checker, app: AppConfig) -> None:
+    """Two names for one community would make its name (``community`` in templates) ambiguous."""
+    seen: dict[str, str] = {}
+    for name, uuid in app.communities.items():
+        if uuid in seen:
+            checker.add(
+                ("communities", name),
+                f"communities.{name}: same uuid as community {seen[uuid]!r}",
+            )
+        seen.setdefault(uuid, name)
+
+
+def _communities(
+    checker: Checker, app: AppConfig, config: RouteConfig, path: tuple[str | int, ...]
+) -> frozenset[str] | bool | None:
+    """The uuids ``match.community`` accepts (``None``: any; ``False``: it named an unknown)."""
+    values = _values(config.match.community)
+    if "*" in values:
+        return None
+    uuids: set[str] = set()
+    ok = True
+    for j, value in enumerate(values):
+        if value in app.communities:
+            uuids.add(app.communities[value])
+        elif UUID.fullmatch(value.strip()):
+            uuids.add(value.strip().lower())  # a community without a name
+        elif "communities" in checker.failed_sections:
+            ok = False  # already reported: the names it would define are unknown
+        else:
+            ok = False
+            where: tuple[str | int, ...] = (*path, "match", "community")
+            if isinstance(config.match.community, list):
+                where = (*where, j)
+            defined = ", ".join(sorted(app.communities)) or "none"
+            checker.add(
+                where,
+                f"routes.{config.name}.match.community: unknown community {value!r} "
+                f"(a name from communities: {defined}; or a uuid)",
+            )
+    return frozenset(uuids) if ok else False
+
+
+def _values(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
 
 
 def _compile_route(

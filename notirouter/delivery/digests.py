@@ -10,10 +10,12 @@ from __future__ import annotations
 import pydantic
 
 from notirouter.api.message import Digest, DigestItem, Message, Severity
-from notirouter.queue.records import DueGroup, FlushedMessage, GroupedItem
+from notirouter.queue.records import DueGroup, FlushedMessage, FoldedItem, GroupedItem
 from notirouter.routing.grouping import GROUP_KIND, group_facts
 
 STATUS_FACT = "status"
+STORM_KIND = "storm"
+STORM_MAX_ITEMS = 50  # as group.max_items defaults: listed in a storm digest, the rest counted
 SEVERITIES = list(Severity)
 
 
@@ -74,3 +76,23 @@ def _listed(item: GroupedItem) -> DigestItem:
         link=message.link,
         event_id=item.event_id,
     )
+
+
+def storm_digest(route: str, items: list[FoldedItem]) -> FlushedMessage:
+    """The digest storm mode sends for a route's folded backlog (README "Storm mode").
+
+    Every folded delivery is counted; the first :data:`STORM_MAX_ITEMS` are listed. Its event
+    id names the first folded delivery: delivery ids are never reused, so it is unique.
+    """
+    held: list[GroupedItem] = []
+    for item in items:
+        try:
+            message: Message | None = Message.model_validate_json(item.message_json)
+        except pydantic.ValidationError:
+            message = None
+        rank = message.severity.rank if message is not None else 0
+        link = message.link if message is not None else None
+        listed = item.message_json if len(held) < STORM_MAX_ITEMS else None
+        held.append(GroupedItem(item.id, item.event_id, rank, link, listed))
+    group = DueGroup(STORM_KIND, route, "[]", (), STORM_MAX_ITEMS, 1, held)
+    return FlushedMessage(f"storm:{items[0].id}", digest_message(group).model_dump_json())

@@ -19,6 +19,7 @@ from notirouter.api.message import Message
 from notirouter.api.sink import Outcome, SendResult, Sink, attempt_bound
 from notirouter.delivery.conversations import Conversations
 from notirouter.delivery.retry import RetryPolicy
+from notirouter.delivery.storm import StormWatch
 from notirouter.metrics import Metrics
 from notirouter.operations.sink_health import SinkHealth
 from notirouter.queue.claim_loop import ClaimLoop, Slot
@@ -101,6 +102,7 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
         gate: SinkGate | None = None,
         health: SinkHealth | None = None,
         conversations: Conversations | None = None,
+        storm: StormWatch | None = None,
     ) -> None:
         super().__init__(queue.wakeup(sink_wake(sink.name)), sink.options.concurrency)
         self.label = f"sink {sink.name}"
@@ -119,6 +121,7 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
         self.health = health  # operational events: failing, recovered, dead letters
         # A sink that keeps conversations gets its jobs one per thread key at a time, in order.
         self.conversations = conversations if sink.conversation() is not None else None
+        self.storm = storm if self.rate_limited else None  # README "Storm mode"
 
     async def claim(self, limit: int) -> list[StoredDelivery]:
         """This sink's due deliveries."""
@@ -134,9 +137,25 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
         return await self.queue.next_delivery_due(self.sink.name)
 
     async def before_claim(self, free: int) -> int:
-        """Honour a ``Retry-After`` pause, then the rate limit (one job per token)."""
+        """Honour a ``Retry-After`` pause, then the rate limit (one job per token).
+
+        A sink in storm mode folds its backlog first: the one job it claims next is then a
+        digest of everything a route had waiting.
+        """
+        if self.storm is not None and self.storm.due():
+            # Before the token, not beside it: a token taken is used at once, so the check's
+            # round trip never lets two messages out back to back.
+            await self._check_storm()
         await self.gate.wait_turn()
         return 1 if self.rate_limited else free
+
+    async def _check_storm(self) -> None:
+        assert self.storm is not None
+        try:
+            await self.storm.check()
+        except QueueUnavailable as exc:
+            # Storm mode is an optimisation: the backlog still drains one by one.
+            log.warning("sink %s: storm mode could not be checked: %s", self.sink.name, exc)
 
     async def handle(self, delivery: StoredDelivery, slot: Slot) -> None:
         """Attempt (the rate limit was waited for before the claim), record the outcome."""
@@ -165,6 +184,8 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
             latency = time.perf_counter() - started
             self.metrics.observe_attempt(self.sink.name, result.outcome, latency)
             await self._record(delivery, result, latency)
+            if self.storm is not None and self.storm.active:
+                self.wakeup.set()  # the next check may find the backlog drained: storm ends
         except asyncio.CancelledError:
             raise  # the lease expires and another attempt follows: at-least-once
         except QueueUnavailable as exc:

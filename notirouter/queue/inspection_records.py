@@ -6,6 +6,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from notirouter.queue.records import StormState
+
 
 @dataclass(frozen=True, slots=True)
 class SinkBacklog:
@@ -49,6 +51,8 @@ class QueueSnapshot:
     sinks: list[SinkBacklog]
     oldest_due: OldestDue | None
     oldest_pending_event_at: float | None
+    storms: list[StormState] = field(default_factory=list)
+    """Each sink's storm mode as stored (sinks that never stormed are absent)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +82,10 @@ class DeliveryStory:
     finished_at: float | None
     last_error: str | None
     history: list[AttemptRecord] = field(default_factory=list)
+    folded_into: int | None = None
+    """Storm mode folded it into this digest delivery (its state is ``folded``)."""
+    folded_into_state: str | None = None
+    """The state of that digest delivery (``pending``, ``done``, ``dead``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +114,9 @@ def story_from_rows(
 
     ``event``: id, hook, source, dedupe_key, received_at, state, attempts, next_attempt_at,
     last_error, routing, body; ``deliveries``: id, route, sink, state, attempts, created_at,
-    next_attempt_at, finished_at, last_error; ``attempts``: delivery id, attempt, at, outcome,
-    status, detail, next_attempt_at, paused_until.
+    next_attempt_at, finished_at, last_error (then, optionally, folded_into and that digest's
+    state); ``attempts``: delivery id, attempt, at, outcome, status, detail, next_attempt_at,
+    paused_until.
     """
     history: dict[int, list[AttemptRecord]] = {}
     for a in attempts:
@@ -128,7 +137,18 @@ def story_from_rows(
         body=bytes(event[10]),
         deliveries=[
             DeliveryStory(
-                d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], history.get(int(d[0]), [])
+                d[0],
+                d[1],
+                d[2],
+                d[3],
+                d[4],
+                d[5],
+                d[6],
+                d[7],
+                d[8],
+                history.get(int(d[0]), []),
+                d[9] if len(d) > 9 else None,
+                d[10] if len(d) > 10 else None,
             )
             for d in deliveries
         ],

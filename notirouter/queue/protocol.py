@@ -23,6 +23,7 @@ from notirouter.queue.inspection_records import EventStory, QueueSnapshot
 from notirouter.queue.records import (
     AttemptNote,
     DeadLetter,
+    DigestBuilder,
     DueGroup,
     EnqueueResult,
     FailedEvent,
@@ -32,6 +33,7 @@ from notirouter.queue.records import (
     StoredDelivery,
     StoredEvent,
     StoredSilence,
+    StormStep,
 )
 from notirouter.queue.sqlite.writer import QueueUnavailable
 
@@ -50,6 +52,7 @@ __all__ = [
     "RoutingQueue",
     "SilenceStore",
     "SinkGate",
+    "StormStore",
     "sink_wake",
 ]
 
@@ -195,6 +198,24 @@ class GateStates(Protocol):
         ...
 
 
+class StormStore(Protocol):
+    """Storm mode of rate-limited sinks (README "Storm mode"), shared by every process."""
+
+    async def storm_step(
+        self, sink: str, *, rate: float, after: float, build: DigestBuilder
+    ) -> StormStep:
+        """Check ``sink``'s backlog; start, continue or end its storm mode; fold if on.
+
+        Storm mode starts when the pending backlog would take longer than ``after`` seconds
+        to drain at ``rate`` per second, and ends once nothing is pending for the sink and
+        nothing was folded for ``after`` seconds (see ``records.caught_up``). While
+        it is on, each route's due deliveries (two or more, digests excepted) are folded into
+        one digest delivery ``build`` makes: in one transaction the digest is created and each
+        folded delivery is marked ``folded`` into it, so nothing is lost or sent twice.
+        """
+        ...
+
+
 class SinkGate(Protocol):
     """A sink's rate limit and ``Retry-After`` pause, shared by every dispatcher of the sink.
 
@@ -318,7 +339,7 @@ class Inspection(Protocol):
         ...
 
 
-class Queue(IngestQueue, RoutingQueue, DeliveryQueue, GroupStore, GateStates, Protocol):
+class Queue(IngestQueue, RoutingQueue, DeliveryQueue, GroupStore, GateStates, StormStore, Protocol):
     """A whole backend: every stage's needs, its lifecycle, housekeeping and operator access."""
 
     backend: str

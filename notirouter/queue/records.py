@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -172,3 +173,58 @@ class StoredSilence:
     def active(self, now: float) -> bool:
         """Whether it silences events at ``now``."""
         return self.created_at <= now < self.ends_at
+
+
+@dataclass(frozen=True, slots=True)
+class FoldedItem:
+    """A pending delivery storm mode folds into its route's digest (README "Storm mode")."""
+
+    id: int
+    event_id: str
+    message_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class StormStep:
+    """What one storm-mode check of a sink found and did (all in one transaction).
+
+    ``started``/``ended``: this check turned storm mode on or off (on a shared backend, only
+    the process whose check did it sees them set); ``folded`` deliveries went into
+    ``digests`` new digest deliveries; ``backlog`` is what is left pending for the sink.
+    """
+
+    active: bool
+    backlog: int
+    since: float | None = None
+    started: bool = False
+    ended: bool = False
+    folded: int = 0
+    digests: int = 0
+    found: int = 0
+    """The backlog this check found, before it folded anything."""
+
+
+@dataclass(frozen=True, slots=True)
+class StormState:
+    """A sink's storm mode as stored (``status`` shows it): on since when, and its totals."""
+
+    sink: str
+    active: bool
+    since: float | None
+    ended_at: float | None
+    storms: int
+    folded: int
+    digests: int
+
+
+def caught_up(
+    backlog: int, folded_at: float | None, since: float | None, now: float, after: float
+) -> bool:
+    """Whether a sink in storm mode caught up: nothing pending, and nothing folded for
+    ``after`` seconds (a storm that pauses for a moment is still one storm, not many)."""
+    quiet_since = folded_at if folded_at is not None else since
+    return backlog == 0 and (quiet_since is None or now - quiet_since >= after)
+
+
+DigestBuilder = Callable[[str, list[FoldedItem]], FlushedMessage]
+"""Storm mode's digest of one route's folded deliveries (see ``delivery/digests.py``)."""

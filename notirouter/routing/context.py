@@ -15,7 +15,9 @@ from typing import Any
 from notirouter.api.events import Event
 
 # Names the core owns in the template context, besides the event's own top-level fields.
-CORE_NAMES = frozenset({"event", "enrichment", "enrichment_errors", "message"})
+CORE_NAMES = frozenset(
+    {"event", "enrichment", "enrichment_errors", "message", "community", "community_uuid"}
+)
 
 
 @dataclass
@@ -32,11 +34,16 @@ class EventContext:
     enrichment: dict[str, Any] = field(default_factory=dict)
     enrichment_errors: dict[str, str] = field(default_factory=dict)
     refused: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    community_uuid: str | None = None
+    community: str | None = None
+    """The community's configured name, else its uuid (``None``: the event names none)."""
 
     @classmethod
-    def of(cls, event: Event) -> EventContext:
-        """The context before enrichment."""
-        return cls(event=event, data=event.template_data())
+    def of(cls, event: Event, community_names: Mapping[str, str] | None = None) -> EventContext:
+        """The context before enrichment (``community_names``: uuid -> configured name)."""
+        uuid = event.community()
+        name = (community_names or {}).get(uuid, uuid) if uuid is not None else None
+        return cls(event=event, data=event.template_data(), community_uuid=uuid, community=name)
 
     @property
     def reserved(self) -> frozenset[str]:
@@ -64,4 +71,6 @@ class EventContext:
             "event": self.data,
             "enrichment": self.enrichment,
             "enrichment_errors": self.enrichment_errors,
+            "community": self.community,
+            "community_uuid": self.community_uuid,
         }

@@ -23,7 +23,15 @@ from notirouter.ingest.payload import TooDeep, clean_data, clean_text
 from notirouter.redaction import Redactor, expand_secrets, secret_values
 from notirouter.routing.context import EventContext
 from notirouter.routing.generic_message import generic_message
-from notirouter.routing.table import Renderer, Route, RouteDecision, RouteTable, decide
+from notirouter.routing.grouping import group_facts
+from notirouter.routing.table import (
+    Renderer,
+    Route,
+    RouteDecision,
+    RouteTable,
+    decide,
+    enrichers_of,
+)
 from notirouter.throttled_log import ThrottledLog
 
 log = logging.getLogger("notirouter.pipeline")
@@ -41,6 +49,15 @@ class Routed:
     variables: dict[str, Any]
     decisions: list[RouteDecision]
     messages: list[tuple[Route, Message]] = field(default_factory=list)
+    community: str | None = None
+    """The event's community as configured (its name, else its uuid; ``None``: none)."""
+    community_uuid: str | None = None
+    notes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Route name -> decision key -> what storm control decided for that route (``group``,
+    ``storm``, ``community``...), stored with the event (routing/record.py) and shown by
+    ``trace`` and the dry run whatever the key."""
+    group_keys: dict[str, str] = field(default_factory=dict)
+    """Route name -> the group its message joins (grouped routes that matched)."""
 
     @property
     def enrichment_errors(self) -> dict[str, str]:
@@ -59,8 +76,11 @@ class Pipeline:
         sources: Mapping[str, Source],
         enrichers: Mapping[str, Enricher[Any]],
         routes: RouteTable,
+        storm_settings: Mapping[str, str] | None = None,
     ) -> None:
         self.manager = manager
+        # Sink name -> what storm mode does for it (README "Storm mode"), for the record.
+        self.storm_settings = dict(storm_settings or {})
         self.sources = sources
         self.enrichers = enrichers
         self.routes = routes
@@ -81,12 +101,24 @@ class Pipeline:
 
     async def route(self, event: Event, *, enrich: bool = True) -> Routed:
         """Match, enrich (once, with the union of the candidates' enrichers), decide, format."""
-        candidates = self.routes.candidates(event.type, event.action)
-        context = EventContext.of(event)
+        context = EventContext.of(event, self.routes.community_names)
+        # Like type and action, the community is known before enrichment: a tenant's route
+        # (and its enricher, with that tenant's API key) never sees another tenant's events.
+        candidates = tuple(
+            route
+            for route in self.routes.candidates(event.type, event.action)
+            if route.community_mismatch(context.community_uuid, context.community) is None
+        )
         if candidates and enrich:
-            await self._enrich(event, self.routes.enrichers_for(event.type, event.action), context)
+            await self._enrich(event, enrichers_of(candidates), context)
         variables = context.variables()
-        routed = Routed(event, variables, decide(candidates, variables))
+        routed = Routed(
+            event,
+            variables,
+            decide(candidates, variables),
+            community=context.community,
+            community_uuid=context.community_uuid,
+        )
         for decision in routed.decisions:
             if decision.error is not None:
                 self._failures.log(
@@ -100,7 +132,31 @@ class Pipeline:
                 routed.messages.append(
                     (decision.route, self.format(event, variables, decision.route))
                 )
+                self._note(routed, decision.route)
         return routed
+
+    def _note(self, routed: Routed, route: Route) -> None:
+        """The decisions storm control takes for a matched route, known at routing time."""
+        notes = routed.notes.setdefault(route.name, {})
+        if route.group is not None:
+            key = route.group.key(routed.variables)
+            routed.group_keys[route.name] = key
+            notes["group"] = {
+                "key": {fact.name: fact.value for fact in group_facts(key)},
+                "wait": route.group.wait,
+                "interval": route.group.interval,
+                "max_items": route.group.max_items,
+            }
+        if route.communities is not None:
+            notes["community"] = {
+                "event": routed.community,
+                "accepts": list(route.community_source),
+            }
+        storm = {
+            sink: self.storm_settings[sink] for sink in route.sinks if sink in self.storm_settings
+        }
+        if storm:
+            notes["storm"] = storm
 
     async def _enrich(self, event: Event, names: tuple[str, ...], context: EventContext) -> None:
         chosen = [(name, self.enrichers[name]) for name in names if name in self.enrichers]

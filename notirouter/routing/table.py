@@ -43,6 +43,8 @@ class Route:
     notify_on: NotifyOn | None = None  # None: every update notifies
     throttle: Throttle | None = None  # None: no limit
     window: WindowRule | None = None  # None: active at all times
+    communities: frozenset[str] | None = None  # community uuids; None: any community
+    community_source: tuple[str, ...] = ()  # as configured (names or uuids), for the record
 
     def mismatch(self, event_type: str, action: str) -> str | None:
         """Why this route cannot match (type, action), or ``None`` when it can."""
@@ -51,6 +53,19 @@ class Route:
         if self.actions is not None and action not in self.actions:
             return f"action {action!r} not in {sorted(self.actions)}"
         return None
+
+    def community_mismatch(self, community_uuid: str | None, shown: str | None) -> str | None:
+        """Why this route cannot take an event of that community, or ``None`` when it can.
+
+        ``shown`` is the community as ``communities:`` names it (its uuid when unnamed). An
+        event without a community matches only a route that accepts any.
+        """
+        if self.communities is None or (community_uuid or "").lower() in self.communities:
+            return None
+        wanted = ", ".join(self.community_source)
+        if community_uuid is None:
+            return f"the event names no community (the route takes {wanted})"
+        return f"community {shown!r} not in [{wanted}]"
 
 
 @dataclass(frozen=True)
@@ -68,8 +83,12 @@ class RouteTable:
 
     _CACHE_LIMIT = 4096  # types come from untrusted senders: keep the cache bounded
 
-    def __init__(self, routes: Sequence[Route]) -> None:
+    def __init__(
+        self, routes: Sequence[Route], communities: Mapping[str, str] | None = None
+    ) -> None:
         self.routes = tuple(routes)
+        # Community uuid -> its configured name (``communities:``), for templates and records.
+        self.community_names = {uuid: name for name, uuid in (communities or {}).items()}
         self._index: dict[tuple[str, str], list[Route]] = {}
         for route in self.routes:
             for type_key in sorted(route.types) if route.types is not None else [ANY]:
@@ -101,10 +120,15 @@ class RouteTable:
 
     def enrichers_for(self, event_type: str, action: str) -> tuple[str, ...]:
         """The union of enrichers named by the candidate routes, in first-use order."""
-        names: dict[str, None] = {}
-        for route in self.candidates(event_type, action):
-            names.update(dict.fromkeys(route.enrich))
-        return tuple(names)
+        return enrichers_of(self.candidates(event_type, action))
+
+
+def enrichers_of(routes: Sequence[Route]) -> tuple[str, ...]:
+    """The union of enrichers ``routes`` name, in first-use order."""
+    names: dict[str, None] = {}
+    for route in routes:
+        names.update(dict.fromkeys(route.enrich))
+    return tuple(names)
 
 
 def decide(candidates: Sequence[Route], variables: Mapping[str, Any]) -> list[RouteDecision]:

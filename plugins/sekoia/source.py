@@ -50,6 +50,11 @@ class SekoiaEventBase(Event):
 
     metadata: SekoiaMetadata = Field(default_factory=SekoiaMetadata)
 
+    def community(self) -> str | None:
+        """``metadata.community_uuid``: the community (tenant) the event concerns."""
+        uuid = self.metadata.community_uuid
+        return uuid.strip().lower() if isinstance(uuid, str) and uuid.strip() else None
+
     def attribute_data(self) -> dict[str, Any]:
         """``attributes`` as plain JSON data, whatever the model."""
         attributes = getattr(self, "attributes", None)

@@ -161,7 +161,8 @@ async def prune(pool: asyncpg.Pool, older_than: float, *, rows: int = PRUNE_BATC
             async with pool.acquire() as connection, connection.transaction():
                 deliveries = await connection.execute(
                     "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries"
-                    " WHERE state = 'done' AND finished_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                    " WHERE state IN ('done', 'folded') AND finished_at < $1 LIMIT $2"
+                    " FOR UPDATE SKIP LOCKED)",
                     cutoff,
                     rows,
                 )

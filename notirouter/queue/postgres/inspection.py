@@ -19,6 +19,7 @@ from notirouter.queue.inspection_records import (
     story_from_rows,
 )
 from notirouter.queue.postgres.connection import unavailable
+from notirouter.queue.postgres.storms import read_states
 
 
 class PostgresInspection:
@@ -65,6 +66,7 @@ class PostgresInspection:
                     " ORDER BY created_at LIMIT 1",
                     now,
                 )
+                storms = await read_states(c)
         states: dict[str, dict[str, int]] = {}
         for row in per_state:
             states.setdefault(row[0], {})[row[1]] = int(row[2])
@@ -94,6 +96,7 @@ class PostgresInspection:
             ],
             oldest_due=None if oldest is None else OldestDue(*oldest),
             oldest_pending_event_at=oldest_event,
+            storms=storms,
         )
 
     async def event_story(self, event_id: str) -> EventStory | None:
@@ -112,7 +115,9 @@ class PostgresInspection:
                     return None
                 deliveries = await c.fetch(
                     "SELECT id, route, sink, state, attempts, created_at, next_attempt_at,"
-                    " finished_at, last_error FROM deliveries WHERE event_id = $1 ORDER BY id",
+                    " finished_at, last_error, folded_into,"
+                    " (SELECT f.state FROM deliveries f WHERE f.id = d.folded_into)"
+                    " FROM deliveries d WHERE event_id = $1 ORDER BY id",
                     event_id,
                 )
                 attempts = await c.fetch(

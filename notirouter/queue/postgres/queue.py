@@ -19,7 +19,7 @@ import asyncpg
 
 from notirouter.config.models import QueueConfig
 from notirouter.queue.gates import GatedMessage, StateKey, Values, Window, with_gate_records
-from notirouter.queue.postgres import dead_letters, groups
+from notirouter.queue.postgres import dead_letters, groups, storms
 from notirouter.queue.postgres import gates as pg_gates
 from notirouter.queue.postgres import statements as sql
 from notirouter.queue.postgres.connection import (
@@ -46,6 +46,7 @@ from notirouter.queue.protocol import (
 )
 from notirouter.queue.records import (
     AttemptNote,
+    DigestBuilder,
     DueGroup,
     EnqueueResult,
     FlushedMessage,
@@ -53,6 +54,7 @@ from notirouter.queue.records import (
     NewGroupItem,
     StoredDelivery,
     StoredEvent,
+    StormStep,
     attempt_note,
 )
 from notirouter.queue.sqlite.writer import QueueUnavailable
@@ -323,6 +325,17 @@ class PostgresQueue:
     async def prune_gates(self) -> int:
         """Forget expired ``notify_on`` values and ended windows."""
         return await pg_gates.prune(self.pool)
+
+    # -- storm mode --------------------------------------------------------------------------
+
+    async def storm_step(
+        self, sink: str, *, rate: float, after: float, build: DigestBuilder
+    ) -> StormStep:
+        """Check, start, fold or end ``sink``'s storm mode, one process at a time per sink."""
+        step = await storms.storm_step(self.pool, sink, rate, after, build)
+        if step.digests:
+            self._wake({sink_wake(sink)})
+        return step
 
     # -- deliveries --------------------------------------------------------------------------
 

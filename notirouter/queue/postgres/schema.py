@@ -165,6 +165,23 @@ MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX silences_ends ON silences (ends_at);
     """,
+    # Storm mode (notirouter.queue.postgres.storms): each sink's storm state and totals, and for
+    # a delivery folded into a digest, the digest's delivery id.
+    7: """
+    ALTER TABLE deliveries ADD COLUMN folded_into BIGINT;
+    CREATE INDEX deliveries_folded_into ON deliveries (folded_into) WHERE folded_into IS NOT NULL;
+    CREATE TABLE sink_storms (
+        sink TEXT PRIMARY KEY,
+        active BOOLEAN NOT NULL DEFAULT FALSE,
+        since DOUBLE PRECISION,
+        ended_at DOUBLE PRECISION,
+        storms INTEGER NOT NULL DEFAULT 0,
+        folded BIGINT NOT NULL DEFAULT 0,
+        digests BIGINT NOT NULL DEFAULT 0,
+        folded_at DOUBLE PRECISION,
+        updated_at DOUBLE PRECISION NOT NULL
+    );
+    """,
 }
 LATEST = max(MIGRATIONS)
 Connection = asyncpg.Connection | PoolConnectionProxy

@@ -200,7 +200,7 @@ async def prune(queue: SqliteQueue, older_than: float, *, rows: int = PRUNE_BATC
     def write(c: sqlite3.Connection) -> tuple[int, int]:
         deliveries = c.execute(
             "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries"
-            " WHERE state = 'done' AND finished_at < ? LIMIT ?)",
+            " WHERE state IN ('done', 'folded') AND finished_at < ? LIMIT ?)",
             (cutoff, rows),
         ).rowcount
         events = c.execute(

@@ -17,6 +17,7 @@ from notirouter.queue.inspection_records import (
     story_from_rows,
 )
 from notirouter.queue.sqlite.queue import SqliteQueue
+from notirouter.queue.sqlite.storms import read_states
 
 
 class SqliteInspection:
@@ -86,6 +87,7 @@ def _snapshot(c: sqlite3.Connection) -> QueueSnapshot:
             " ORDER BY created_at LIMIT 1",
             (now,),
         ).fetchone()
+        storms = read_states(c)
     finally:
         c.execute("ROLLBACK")
     return QueueSnapshot(
@@ -107,6 +109,7 @@ def _snapshot(c: sqlite3.Connection) -> QueueSnapshot:
         ],
         oldest_due=None if oldest is None else OldestDue(*oldest),
         oldest_pending_event_at=oldest_event,
+        storms=storms,
     )
 
 
@@ -130,7 +133,9 @@ def _story(c: sqlite3.Connection, event_id: str) -> EventStory | None:
             return None
         deliveries = c.execute(
             "SELECT id, route, sink, state, attempts, created_at, next_attempt_at, finished_at,"
-            " last_error FROM deliveries WHERE event_id = ? ORDER BY id",
+            " last_error, folded_into,"
+            " (SELECT f.state FROM deliveries f WHERE f.id = deliveries.folded_into)"
+            " FROM deliveries WHERE event_id = ? ORDER BY id",
             (event_id,),
         ).fetchall()
         attempts = c.execute(

@@ -121,6 +121,23 @@ MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX silences_ends ON silences (ends_at);
     """,
+    # Storm mode (notirouter.queue.sqlite.storms): each sink's storm state and totals, and for
+    # a delivery folded into a digest, the digest's delivery id.
+    8: """
+    ALTER TABLE deliveries ADD COLUMN folded_into INTEGER;
+    CREATE INDEX deliveries_folded_into ON deliveries (folded_into) WHERE folded_into IS NOT NULL;
+    CREATE TABLE sink_storms (
+        sink TEXT PRIMARY KEY,
+        active INTEGER NOT NULL DEFAULT 0,
+        since REAL,
+        ended_at REAL,
+        storms INTEGER NOT NULL DEFAULT 0,
+        folded INTEGER NOT NULL DEFAULT 0,
+        digests INTEGER NOT NULL DEFAULT 0,
+        folded_at REAL,
+        updated_at REAL NOT NULL
+    );
+    """,
 }
 LATEST = max(MIGRATIONS)
 

@@ -26,6 +26,7 @@ from urllib.parse import quote
 from notirouter.queue.gates import GatedMessage, with_gate_records
 from notirouter.queue.records import (
     AttemptNote,
+    DigestBuilder,
     DueGroup,
     EnqueueResult,
     FlushedMessage,
@@ -33,10 +34,11 @@ from notirouter.queue.records import (
     NewGroupItem,
     StoredDelivery,
     StoredEvent,
+    StormStep,
     attempt_note,
 )
 from notirouter.queue.sqlite import gates as sqlite_gates
-from notirouter.queue.sqlite import groups
+from notirouter.queue.sqlite import groups, storms
 from notirouter.queue.sqlite.existence import check_before_open, marker_path, record_created
 from notirouter.queue.sqlite.file_identity import (
     FileIdentity,
@@ -339,6 +341,14 @@ class SqliteQueue:
     async def next_group_due(self) -> float | None:
         """When the earliest group falls due (``None``: no group)."""
         return await groups.next_group_due(self)
+
+    # -- storm mode --------------------------------------------------------------------------
+
+    async def storm_step(
+        self, sink: str, *, rate: float, after: float, build: DigestBuilder
+    ) -> StormStep:
+        """Check, start, fold or end ``sink``'s storm mode (see ``StormStore``)."""
+        return await storms.storm_step(self, sink, rate, after, build)
 
     # -- deliveries --------------------------------------------------------------------------
 
