@@ -228,6 +228,7 @@ class Reloader:
             runtime.metrics,
             concurrency=delivery.route_workers,
             lease=delivery.lease,
+            parsed=runtime.parsed,
         )
         dispatchers = []
         for sink in new.sinks.values():

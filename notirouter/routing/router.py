@@ -21,6 +21,7 @@ from notirouter.metrics import Metrics
 from notirouter.queue.claim_loop import ClaimLoop, Slot
 from notirouter.queue.protocol import EVENTS_WAKE, QueueUnavailable, RoutingQueue
 from notirouter.queue.records import NewDelivery, NewGroupItem, StoredEvent
+from notirouter.routing.handoff import ParsedEvents
 from notirouter.routing.pipeline import Pipeline, UnknownSourceError
 from notirouter.routing.record import routing_record
 from notirouter.throttled_log import ThrottledLog
@@ -68,8 +69,10 @@ class EventRouter(ClaimLoop[StoredEvent]):
         *,
         concurrency: int,
         lease: float,
+        parsed: ParsedEvents | None = None,
     ) -> None:
         super().__init__(queue.wakeup(EVENTS_WAKE), concurrency)
+        self.parsed = parsed  # events this process's receiver parsed already
         self.pipeline = pipeline
         self.queue = queue
         self.policy = policy
@@ -145,7 +148,9 @@ class EventRouter(ClaimLoop[StoredEvent]):
         with the event."""
         stage = "parse"
         try:
-            event = self.pipeline.parse(stored.source, load_payload(stored.body))
+            event = self._parsed(stored) or self.pipeline.parse(
+                stored.source, load_payload(stored.body)
+            )
             stage = "route"
             routed = await self.pipeline.route(event)
             stage = "serialise"
@@ -166,6 +171,11 @@ class EventRouter(ClaimLoop[StoredEvent]):
             raise Unroutable(stage, exc) from exc
         matched = [route.name for route, _ in routed.messages]
         return event, jobs, items, matched, routing_record(routed)
+
+    def _parsed(self, stored: StoredEvent) -> Event | None:
+        if self.parsed is None:
+            return None
+        return self.parsed.take(stored.id, self.pipeline.sources.get(stored.source))
 
     async def _unroutable(self, stored: StoredEvent, exc: Unroutable) -> None:
         stage, cause, reason = exc.stage, exc.__cause__, str(exc)
