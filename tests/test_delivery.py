@@ -263,9 +263,10 @@ async def claims_made(served: Served) -> int:
 async def test_a_generous_rate_limit_claims_many_jobs_at_once(
     queue_backend: Backend, write_config: Callable[..., Path], loopback: LoopbackServer
 ) -> None:
-    # A Retry-After pause holds the sink while 40 jobs fall due; then the dispatcher claims as
-    # many as its 32 slots and the bucket allow: 100,000/s books tokens for all of them.
-    loopback.reply(Reply(429, "wait", {"Retry-After": "1"}), Reply(200, "ok"))
+    # A Retry-After pause holds the sink while 40 jobs fall due (3 s: posting them on a busy
+    # machine must not outlast it); then the dispatcher claims as many as its 32 slots and the
+    # bucket allow: 100,000/s books tokens for all of them.
+    loopback.reply(Reply(429, "wait", {"Retry-After": "3"}), Reply(200, "ok"))
     sinks = f'  a: {{type: webhook, url: "{loopback.url}", rate_limit: 100000, concurrency: 32}}'
     path = write_config(config(queue_backend, sinks, "  - {name: r, sinks: [a]}"))
     async with serve(path) as served:

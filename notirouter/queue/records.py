@@ -104,6 +104,18 @@ def attempt_note(state: str, error: str | None, attempt: AttemptNote | None) -> 
 
 
 @dataclass(frozen=True, slots=True)
+class AttemptOutcome:
+    """One attempt's outcome, waiting to be recorded with the others of its batch."""
+
+    delivery: StoredDelivery
+    state: str
+    error: str | None
+    next_at: float
+    at: float
+    note: AttemptNote
+
+
+@dataclass(frozen=True, slots=True)
 class NewGroupItem:
     """A message a grouped route holds for its group instead of delivering it at once.
 

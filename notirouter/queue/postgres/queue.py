@@ -14,7 +14,6 @@ import asyncio
 import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 
 import asyncpg
 
@@ -45,6 +44,7 @@ from notirouter.queue.protocol import (
 )
 from notirouter.queue.records import (
     AttemptNote,
+    AttemptOutcome,
     DueGroup,
     EnqueueResult,
     FlushedMessage,
@@ -58,18 +58,6 @@ from notirouter.queue.sqlite.writer import QueueUnavailable
 
 ENQUEUE_TRIES = 5
 READY_TIMEOUT = 2.0
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptOutcome:
-    """One attempt's outcome, waiting to be recorded with the others of its batch."""
-
-    delivery: StoredDelivery
-    state: str
-    error: str | None
-    next_at: float
-    at: float
-    note: AttemptNote
 
 
 class PostgresQueue:

@@ -18,13 +18,15 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+from notirouter.queue.coalescer import Coalescer
 from notirouter.queue.records import (
     AttemptNote,
+    AttemptOutcome,
     DueGroup,
     EnqueueResult,
     FlushedMessage,
@@ -83,6 +85,8 @@ class SqliteQueue:
         self._create = True
         self._init = False
         self._identity: FileIdentity | None = None
+        # Delivery outcomes that arrive while one batch is being written share the next one.
+        self._finishing: Coalescer[AttemptOutcome, bool] = Coalescer(self._finish_deliveries)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -362,40 +366,60 @@ class SqliteQueue:
     ) -> bool:
         """Record an attempt: ``done``, ``dead``, or ``pending`` again in ``retry_in`` seconds.
 
-        The attempt joins the delivery's history in the same transaction.
+        The attempt joins the delivery's history in the same transaction, as one operation
+        with every other outcome that came in while the previous ones were being written.
         """
+        now = time.time()
         note = attempt_note(state, error, attempt)
+        outcome = AttemptOutcome(delivery, state, error, now + retry_in, now, note)
+        done: bool = await self._finishing.submit(outcome)
+        return done
 
-        def operation(c: sqlite3.Connection) -> bool:
-            now = time.time()
-            finished = None if state == "pending" else now
-            next_try = now + retry_in if state == "pending" else None
-            if not c.execute(
-                "UPDATE deliveries SET state = ?, last_error = ?, next_attempt_at = ?,"
-                " finished_at = ? WHERE id = ? AND lease = ? AND state = 'pending'",
-                (state, error, now + retry_in, finished, delivery.id, delivery.lease),
-            ).rowcount:
-                return False  # the lease was lost: the attempt's new owner records its own
-            c.execute(
-                "INSERT INTO delivery_attempts (delivery_id, sink, attempt, at, outcome, status,"
-                " detail, next_attempt_at, paused_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    delivery.id,
-                    delivery.sink,
-                    delivery.attempts,
-                    now,
-                    note.outcome,
-                    note.status,
-                    note.detail,
-                    next_try,
-                    note.paused_until,
-                ),
-            )
-            return True
+    async def _finish_deliveries(self, outcomes: Sequence[AttemptOutcome]) -> list[bool]:
+        """Record a batch of outcomes in one writer operation; ``False`` where the lease was
+        lost (the attempt's new owner records its own)."""
 
-        # A retry changes when this sink next has work: wake its dispatcher to re-plan its sleep.
-        wakes = (sink_wake(delivery.sink),) if state == "pending" else ()
-        done: bool = await self._writer.submit(operation, wakes=wakes)
+        def operation(c: sqlite3.Connection) -> list[bool]:
+            recorded = []
+            for o in outcomes:
+                pending = o.state == "pending"
+                finished = c.execute(
+                    "UPDATE deliveries SET state = ?, last_error = ?, next_attempt_at = ?,"
+                    " finished_at = ? WHERE id = ? AND lease = ? AND state = 'pending'",
+                    (
+                        o.state,
+                        o.error,
+                        o.next_at,
+                        None if pending else o.at,
+                        o.delivery.id,
+                        o.delivery.lease,
+                    ),
+                ).rowcount
+                if finished:
+                    c.execute(
+                        "INSERT INTO delivery_attempts (delivery_id, sink, attempt, at, outcome,"
+                        " status, detail, next_attempt_at, paused_until)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            o.delivery.id,
+                            o.delivery.sink,
+                            o.delivery.attempts,
+                            o.at,
+                            o.note.outcome,
+                            o.note.status,
+                            o.note.detail,
+                            o.next_at if pending else None,
+                            o.note.paused_until,
+                        ),
+                    )
+                recorded.append(bool(finished))
+            return recorded
+
+        # A retry changes when its sink next has work: wake its dispatcher to re-plan its sleep.
+        wakes = tuple(
+            sorted({sink_wake(o.delivery.sink) for o in outcomes if o.state == "pending"})
+        )
+        done: list[bool] = await self._writer.submit(operation, wakes=wakes)
         return done
 
     async def next_delivery_due(self, sink: str) -> float | None:
