@@ -14,7 +14,7 @@ import pytest
 
 from notirouter.queue.postgres.queue import PostgresQueue
 from notirouter.queue.protocol import Queue
-from notirouter.queue.records import NewDelivery, StoredDelivery
+from notirouter.queue.records import NewDelivery, StoredDelivery, StoredEvent
 from tests.backends import Backend
 
 
@@ -135,3 +135,29 @@ async def claimed_jobs_again(queue: Queue, count: int) -> list[StoredDelivery]:
 
 def _fields(job: StoredDelivery) -> dict[str, object]:
     return {name: getattr(job, name) for name in StoredDelivery.__slots__}
+
+
+async def test_events_routed_together_keep_their_own_outcomes(queue: Queue) -> None:
+    for n in range(6):
+        await queue.enqueue(hook="h", source="sekoia", dedupe_key=f"k{n}", body=b"{}")
+    events = await queue.claim_events(6, lease_seconds=30)
+    stale = StoredEvent(**{**_event_fields(events[1]), "lease": events[1].lease + 1})
+    results = await asyncio.gather(
+        queue.complete_event(events[0], [NewDelivery("r", "a", "{}")]),
+        queue.complete_event(stale, [NewDelivery("r", "a", "{}")]),
+        # A lone surrogate cannot be stored: that event alone stays pending, with no job.
+        queue.complete_event(events[2], [NewDelivery("r", "a", '{"t": "\ud800"}')]),
+        *(queue.complete_event(e, [NewDelivery("r", "a", "{}")]) for e in events[3:]),
+        return_exceptions=True,
+    )
+    assert results[0] is True and results[1] is False and results[3:] == [True] * 3
+    assert isinstance(results[2], Exception)
+    counts = await queue.counts()
+    assert counts["events_routed"] == 4 and counts["events_pending"] == 2
+    assert counts["deliveries_pending"] == 4
+    jobs = await queue.claim_deliveries("a", 10, lease_seconds=30)
+    assert sorted(j.event_id for j in jobs) == sorted([events[0].id, *(e.id for e in events[3:])])
+
+
+def _event_fields(event: StoredEvent) -> dict[str, object]:
+    return {name: getattr(event, name) for name in StoredEvent.__slots__}

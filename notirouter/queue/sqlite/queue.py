@@ -32,6 +32,7 @@ from notirouter.queue.records import (
     FlushedMessage,
     NewDelivery,
     NewGroupItem,
+    RoutedEvent,
     StoredDelivery,
     StoredEvent,
     attempt_note,
@@ -87,6 +88,9 @@ class SqliteQueue:
         self._identity: FileIdentity | None = None
         # Delivery outcomes that arrive while one batch is being written share the next one.
         self._finishing: Coalescer[AttemptOutcome, bool] = Coalescer(self._finish_deliveries)
+        self._completing: Coalescer[RoutedEvent, tuple[bool, bool]] = Coalescer(
+            self._complete_events
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -254,35 +258,41 @@ class SqliteQueue:
         routing: str | None = None,
     ) -> bool:
         """Record the event's delivery jobs, group items and what routing decided, and mark it
-        routed, in one transaction.
+        routed, in one transaction (with the other events routed meanwhile).
 
         Returns ``False`` when the lease was lost (another worker owns the event now).
         """
-        jobs = list(deliveries)
-        held = list(items)
-        created: list[bool] = []
-
-        def operation(c: sqlite3.Connection) -> bool:
-            now = time.time()
-            updated = c.execute(
-                "UPDATE events SET state = 'routed', last_error = NULL, routing = ?"
-                " WHERE id = ? AND lease = ? AND state = 'pending'",
-                (routing, event.id, event.lease),
-            ).rowcount
-            if not updated:
-                return False
-            c.executemany(
-                "INSERT OR IGNORE INTO deliveries (event_id, route, sink, message, created_at,"
-                " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)",
-                [(event.id, j.route, j.sink, j.message_json, now, now) for j in jobs],
-            )
-            created.append(groups.add_items(c, event.id, held))
-            return True
-
-        wakes = tuple(sorted({sink_wake(j.sink) for j in jobs}))
-        done: bool = await self._writer.submit(operation, wakes=wakes)
-        if done and any(created):
+        routed = RoutedEvent(event, tuple(deliveries), tuple(items), routing)
+        done, created = await self._completing.submit(routed)
+        if done and created:
             self._wake({groups.GROUPS_WAKE})
+        return done
+
+    async def _complete_events(self, batch: Sequence[RoutedEvent]) -> list[tuple[bool, bool]]:
+        """Mark a batch of events routed in one writer operation: (routed, new group) each."""
+
+        def operation(c: sqlite3.Connection) -> list[tuple[bool, bool]]:
+            now = time.time()
+            outcomes = []
+            for routed in batch:
+                event = routed.event
+                if not c.execute(
+                    "UPDATE events SET state = 'routed', last_error = NULL, routing = ?"
+                    " WHERE id = ? AND lease = ? AND state = 'pending'",
+                    (routed.routing, event.id, event.lease),
+                ).rowcount:
+                    outcomes.append((False, False))
+                    continue
+                c.executemany(
+                    "INSERT OR IGNORE INTO deliveries (event_id, route, sink, message,"
+                    " created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(event.id, j.route, j.sink, j.message_json, now, now) for j in routed.jobs],
+                )
+                outcomes.append((True, groups.add_items(c, event.id, list(routed.items))))
+            return outcomes
+
+        wakes = tuple(sorted({sink_wake(j.sink) for routed in batch for j in routed.jobs}))
+        done: list[tuple[bool, bool]] = await self._writer.submit(operation, wakes=wakes)
         return done
 
     async def retry_event(
