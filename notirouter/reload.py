@@ -229,6 +229,7 @@ class Reloader:
             concurrency=delivery.route_workers,
             lease=delivery.lease,
             silences=runtime.silences,
+            parsed=runtime.parsed,
         )
         dispatchers = []
         for sink in new.sinks.values():

@@ -31,6 +31,7 @@ from notirouter.operations.self_routing import self_routing_warnings
 from notirouter.operations.sink_health import SinkHealth
 from notirouter.queue.factory import queue_for
 from notirouter.queue.protocol import Queue, QueueUnavailable, SinkGate
+from notirouter.routing.handoff import ParsedEvents
 from notirouter.routing.pipeline import Pipeline
 from notirouter.routing.router import EventRouter
 from notirouter.routing.silences import ActiveSilences
@@ -103,6 +104,8 @@ class Runtime:
         # Its own client: the heartbeat also runs without workers (serve --no-workers).
         self._heartbeat_http = HttpClient(max_connections=2)
         self._router: EventRouter | None = None
+        # Events the receiver parsed, for the routers (only when this process routes).
+        self.parsed: ParsedEvents | None = None
         self._dispatchers: list[SinkDispatcher] = []
         # Set when the drain starts: /readyz and new webhooks answer 503 from then on.
         self.draining = False
@@ -149,6 +152,7 @@ class Runtime:
             log.warning("config: %s", warning)  # as `notirouter check` says it
         await self.open_plugins()
         delivery = self.config.app.delivery
+        self.parsed = ParsedEvents()
         self._router = EventRouter(
             self.pipeline,
             self.queue,
@@ -157,6 +161,7 @@ class Runtime:
             concurrency=delivery.route_workers,
             lease=delivery.lease,
             silences=self.silences,
+            parsed=self.parsed,
         )
         self._dispatchers = [
             self.dispatcher_for(

@@ -13,6 +13,8 @@ import aiohttp
 import pytest
 
 from notirouter.cli import main
+from notirouter.queue.postgres.queue import PostgresQueue
+from notirouter.queue.sqlite.backend import SqliteBackend
 from tests.backends import Backend
 from tests.conftest import TOKEN
 from tests.loopback import LoopbackServer, Reply
@@ -245,3 +247,54 @@ async def test_an_excessive_retry_after_is_capped(
         assert await served.runtime.queue.dead_letters().deliveries() == []  # not given up at once
     assert due is not None
     assert 800 < due - time.time() <= 901  # 15 minutes, not a day
+
+
+async def claims_made(served: Served) -> int:
+    """How many claims took the delivered jobs: each claim leases its jobs under one token."""
+    query = "SELECT COUNT(DISTINCT lease) FROM deliveries WHERE state = 'done'"
+    queue = served.runtime.queue
+    if isinstance(queue, SqliteBackend):
+        row = await queue.read(lambda c: c.execute(query).fetchone())
+        return int(row[0])
+    assert isinstance(queue, PostgresQueue)
+    return int(await queue.pool.fetchval(query))
+
+
+async def test_a_generous_rate_limit_claims_many_jobs_at_once(
+    queue_backend: Backend, write_config: Callable[..., Path], loopback: LoopbackServer
+) -> None:
+    # A Retry-After pause holds the sink while 40 jobs fall due (3 s: posting them on a busy
+    # machine must not outlast it); then the dispatcher claims as many as its 32 slots and the
+    # bucket allow: 100,000/s books tokens for all of them.
+    loopback.reply(Reply(429, "wait", {"Retry-After": "3"}), Reply(200, "ok"))
+    sinks = f'  a: {{type: webhook, url: "{loopback.url}", rate_limit: 100000, concurrency: 32}}'
+    path = write_config(config(queue_backend, sinks, "  - {name: r, sinks: [a]}"))
+    async with serve(path) as served:
+        await post_events(served, [event(0)])
+        await loopback.wait_for(1)
+        await post_events(served, [event(n) for n in range(1, 41)])
+        await loopback.wait_for(42)
+        await asyncio.sleep(0.3)  # the outcomes are recorded after the answers
+        claims = await claims_made(served)
+    delivered = sorted(r.json()["event"]["attributes"]["uuid"] for r in loopback.requests[1:])
+    assert delivered == sorted(f"u{n}" for n in range(41))  # each once, the refused one again
+    assert claims <= 6, f"41 jobs took {claims} claims"
+
+
+async def test_a_slow_rate_limit_still_claims_one_job_per_token(
+    queue_backend: Backend, write_config: Callable[..., Path], loopback: LoopbackServer
+) -> None:
+    # 5/s books no token ahead (0.1 s brings half of one): each job is claimed when its token
+    # is there, so none waits for the limit under its lease.
+    loopback.reply(Reply(429, "wait", {"Retry-After": "1"}), Reply(200, "ok"))
+    sinks = f'  a: {{type: webhook, url: "{loopback.url}", rate_limit: 5, concurrency: 8}}'
+    path = write_config(config(queue_backend, sinks, "  - {name: r, sinks: [a]}"))
+    async with serve(path) as served:
+        await post_events(served, [event(0)])
+        await loopback.wait_for(1)
+        await post_events(served, [event(n) for n in range(1, 6)])
+        requests = await loopback.wait_for(7)
+        await asyncio.sleep(0.3)
+        claims = await claims_made(served)
+    assert claims == 6
+    assert requests[-1].at - requests[2].at >= 0.75  # 5 sends after the first at 5/s, burst 1

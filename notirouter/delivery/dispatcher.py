@@ -122,14 +122,23 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
         # A sink that keeps conversations gets its jobs one per thread key at a time, in order.
         self.conversations = conversations if sink.conversation() is not None else None
         self.storm = storm if self.rate_limited else None  # README "Storm mode"
+        # The turns the gate gave the coming claim (delays after ``_turns_at``, monotonic), and
+        # when each claimed job's turn comes (deliveries whose token the refill still brings).
+        self._turns: list[float] = []
+        self._turns_at = 0.0
+        self._not_before: dict[int, float] = {}
 
     async def claim(self, limit: int) -> list[StoredDelivery]:
         """This sink's due deliveries."""
         claimed = await self.queue.claim_deliveries(
             self.sink.name, limit, self.lease, in_order=self.conversations is not None
         )
-        if not claimed and self.rate_limited:
-            await self.gate.give_back()  # the token taken for this claim was not used
+        turns, self._turns = self._turns, []
+        if self.rate_limited and len(claimed) < len(turns):
+            await self.gate.give_back(len(turns) - len(claimed))  # tokens found no work
+        for delivery, delay in zip(claimed, turns, strict=False):
+            if delay > 0:
+                self._not_before[delivery.id] = self._turns_at + delay
         return claimed
 
     async def next_due(self) -> float | None:
@@ -137,17 +146,19 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
         return await self.queue.next_delivery_due(self.sink.name)
 
     async def before_claim(self, free: int) -> int:
-        """Honour a ``Retry-After`` pause, then the rate limit (one job per token).
+        """Honour a ``Retry-After`` pause, then the rate limit: one job per token the bucket
+        holds or brings within :data:`~notirouter.delivery.ratelimit.TOKEN_HORIZON`.
 
-        A sink in storm mode folds its backlog first: the one job it claims next is then a
-        digest of everything a route had waiting.
+        A sink in storm mode folds its backlog first: the jobs it claims next are then
+        digests of everything a route had waiting.
         """
         if self.storm is not None and self.storm.due():
-            # Before the token, not beside it: a token taken is used at once, so the check's
-            # round trip never lets two messages out back to back.
+            # Before the tokens, not beside them: a token taken is used at its turn, so the
+            # check's round trip never lets two messages out back to back.
             await self._check_storm()
-        await self.gate.wait_turn()
-        return 1 if self.rate_limited else free
+        self._turns = await self.gate.take(free)
+        self._turns_at = time.monotonic()
+        return len(self._turns)
 
     async def _check_storm(self) -> None:
         assert self.storm is not None
@@ -158,7 +169,11 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
             log.warning("sink %s: storm mode could not be checked: %s", self.sink.name, exc)
 
     async def handle(self, delivery: StoredDelivery, slot: Slot) -> None:
-        """Attempt (the rate limit was waited for before the claim), record the outcome."""
+        """Attempt at the job's turn (its token was taken before the claim), record the
+        outcome."""
+        turn = self._not_before.pop(delivery.id, 0.0) - time.monotonic()
+        if turn > 0:
+            await asyncio.sleep(turn)  # at most TOKEN_HORIZON: the refill brings its token
         try:
             message = Message.model_validate_json(delivery.message_json)
         except ValueError as exc:

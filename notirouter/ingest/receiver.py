@@ -164,6 +164,8 @@ def create_app(runtime: Runtime) -> Starlette:
                 status_code=503,
                 headers={"Retry-After": "5"},
             )
+        if not result.duplicate and runtime.parsed is not None:
+            runtime.parsed.keep(result.id, source, event)  # routing need not parse it again
         count(hook.name, "duplicate" if result.duplicate else "accepted")
         return JSONResponse({"id": result.id, "duplicate": result.duplicate}, status_code=202)
 

@@ -223,12 +223,18 @@ class SinkGate(Protocol):
     database, so three workers on a sink limited to 5/s send 5/s together, not 15.
     """
 
-    async def wait_turn(self) -> None:
-        """Wait out a pause, then (if rate limited) take a token."""
+    async def take(self, up_to: int) -> list[float]:
+        """Wait out a pause, then take up to ``up_to`` turns for one claim (at least one).
+
+        Each turn is the delay, in seconds from now, before its job may be sent: ``0`` for a
+        token in the bucket, a few milliseconds for one the refill brings within
+        :data:`~notirouter.delivery.ratelimit.TOKEN_HORIZON`. Without a rate limit, ``up_to``
+        turns of ``0``.
+        """
         ...
 
-    async def give_back(self) -> None:
-        """Return the token of a claim that found no work."""
+    async def give_back(self, count: int = 1) -> None:
+        """Return the tokens of turns a claim found no work for."""
         ...
 
     async def pause(self, until: float) -> None:

@@ -105,6 +105,28 @@ def attempt_note(state: str, error: str | None, attempt: AttemptNote | None) -> 
 
 
 @dataclass(frozen=True, slots=True)
+class RoutedEvent:
+    """A routed event's jobs, group items and routing record, waiting to be written."""
+
+    event: StoredEvent
+    jobs: tuple[NewDelivery, ...]
+    items: tuple[NewGroupItem, ...]
+    routing: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptOutcome:
+    """One attempt's outcome, waiting to be recorded with the others of its batch."""
+
+    delivery: StoredDelivery
+    state: str
+    error: str | None
+    next_at: float
+    at: float
+    note: AttemptNote
+
+
+@dataclass(frozen=True, slots=True)
 class NewGroupItem:
     """A message a grouped route holds for its group instead of delivering it at once.
 

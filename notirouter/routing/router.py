@@ -24,6 +24,7 @@ from notirouter.queue.gates import GatedMessage, with_gate_records
 from notirouter.queue.protocol import EVENTS_WAKE, QueueUnavailable, RoutingQueue
 from notirouter.queue.records import NewDelivery, NewGroupItem, StoredEvent
 from notirouter.routing.gating import Hold, gated_message, keyless_record, release, serialise
+from notirouter.routing.handoff import ParsedEvents
 from notirouter.routing.holding import dispose
 from notirouter.routing.pipeline import Pipeline, UnknownSourceError
 from notirouter.routing.quiet_hours import DEFAULT_MAX_ITEMS, WindowDecision, window_item
@@ -69,8 +70,10 @@ class EventRouter(ClaimLoop[StoredEvent]):
         concurrency: int,
         lease: float,
         silences: ActiveSilences | None = None,
+        parsed: ParsedEvents | None = None,
     ) -> None:
         super().__init__(queue.wakeup(EVENTS_WAKE), concurrency)
+        self.parsed = parsed  # events this process's receiver parsed already
         self.pipeline = pipeline
         self.silences = silences or ActiveSilences(None)
         self.queue = queue
@@ -158,7 +161,9 @@ class EventRouter(ClaimLoop[StoredEvent]):
         route the silence or window that applied."""
         stage = "parse"
         try:
-            event = self.pipeline.parse(stored.source, load_payload(stored.body))
+            event = self._parsed(stored) or self.pipeline.parse(
+                stored.source, load_payload(stored.body)
+            )
             stage = "route"
             routed = await self.pipeline.route(event)
         except UnknownSourceError:
@@ -209,6 +214,11 @@ class EventRouter(ClaimLoop[StoredEvent]):
                 self.metrics.silenced.labels(route=route).inc()
             elif entry.get("window", {}).get("held"):
                 self.metrics.held.labels(route=route).inc()
+
+    def _parsed(self, stored: StoredEvent) -> Event | None:
+        if self.parsed is None:
+            return None
+        return self.parsed.take(stored.id, self.pipeline.sources.get(stored.source))
 
     async def _unroutable(self, stored: StoredEvent, exc: Unroutable) -> None:
         stage, cause, reason = exc.stage, exc.__cause__, str(exc)

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
+from notirouter.queue.coalescer import BatchRefused
 from notirouter.queue.postgres.schema import SCHEMA_NAME
 from notirouter.queue.sqlite.writer import QueueUnavailable
 
@@ -43,6 +44,19 @@ def unavailable(doing: str) -> Iterator[None]:
     except DRIVER_ERRORS as exc:
         reason = str(exc) or type(exc).__name__
         raise QueueUnavailable(f"PostgreSQL: cannot {doing}: {reason}") from exc
+
+
+@contextlib.contextmanager
+def refused_items(size: int) -> Iterator[None]:
+    """In a batch of several, PostgreSQL refusing a value (a text it cannot encode or store,
+    a constraint) is one item's fault: :class:`BatchRefused`, so the items are written one by
+    one. Alone, it stays the queue error it always was."""
+    try:
+        yield
+    except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
+        if size > 1:
+            raise BatchRefused(str(exc)) from exc
+        raise
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:

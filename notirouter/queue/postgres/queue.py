@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 import asyncpg
 
 from notirouter.config.models import QueueConfig
+from notirouter.queue.coalescer import Coalescer
 from notirouter.queue.gates import GatedMessage, StateKey, Values, Window, with_gate_records
 from notirouter.queue.postgres import dead_letters, groups, storms
 from notirouter.queue.postgres import gates as pg_gates
@@ -25,6 +26,7 @@ from notirouter.queue.postgres import statements as sql
 from notirouter.queue.postgres.connection import (
     DRIVER_ERRORS,
     create_pool,
+    refused_items,
     shown_url,
     unavailable,
 )
@@ -46,6 +48,7 @@ from notirouter.queue.protocol import (
 )
 from notirouter.queue.records import (
     AttemptNote,
+    AttemptOutcome,
     DigestBuilder,
     DueGroup,
     EnqueueResult,
@@ -84,6 +87,8 @@ class PostgresQueue:
         self._wakeups: dict[str, asyncio.Event] = {}
         self._pool: asyncpg.Pool | None = None
         self._listener: Listener | None = None
+        # Delivery outcomes that arrive while one batch is being written share the next one.
+        self._finishing: Coalescer[AttemptOutcome, bool] = Coalescer(self._finish_deliveries)
 
     @classmethod
     def from_settings(cls, settings: QueueConfig) -> PostgresQueue:
@@ -372,32 +377,40 @@ class PostgresQueue:
     ) -> bool:
         """Record an attempt: ``done``, ``dead``, or ``pending`` again in ``retry_in`` seconds.
 
-        The attempt joins the delivery's history in the same statement (one round trip).
+        The attempt joins the delivery's history in the same statement, which also records
+        every other outcome that came in while the previous one was being written.
         """
         now = time.time()
-        note = attempt_note(state, error, attempt)
-        with unavailable("record the delivery attempt"):
-            finished = await self.pool.fetchval(
-                sql.FINISH_DELIVERY,
-                state,
-                error,
-                now + retry_in,
-                None if state == "pending" else now,
-                delivery.id,
-                delivery.lease,
-                delivery.sink,
-                delivery.attempts,
-                note.outcome,
-                note.status,
-                note.detail,
-                note.paused_until,
-                now,
-            )
-        done = bool(finished)
+        outcome = AttemptOutcome(
+            delivery, state, error, now + retry_in, now, attempt_note(state, error, attempt)
+        )
+        done = await self._finishing.submit(outcome)
         if done and state == "pending":
             # A retry changes when this sink next has work: let its dispatcher re-plan its sleep.
             self._wake({sink_wake(delivery.sink)})
         return done
+
+    async def _finish_deliveries(self, outcomes: Sequence[AttemptOutcome]) -> list[bool]:
+        """Record a batch of outcomes in one round trip; ``False`` where the lease was lost."""
+        with unavailable("record the delivery attempt"), refused_items(len(outcomes)):
+            rows = await self.pool.fetch(
+                sql.FINISH_DELIVERIES,
+                [o.delivery.id for o in outcomes],
+                [o.delivery.lease for o in outcomes],
+                [o.state for o in outcomes],
+                [o.error for o in outcomes],
+                [o.next_at for o in outcomes],
+                [None if o.state == "pending" else o.at for o in outcomes],
+                [o.delivery.sink for o in outcomes],
+                [o.delivery.attempts for o in outcomes],
+                [o.note.outcome for o in outcomes],
+                [o.note.status for o in outcomes],
+                [o.note.detail for o in outcomes],
+                [o.note.paused_until for o in outcomes],
+                [o.at for o in outcomes],
+            )
+        recorded = {row[0] for row in rows}
+        return [o.delivery.id in recorded for o in outcomes]
 
     async def next_delivery_due(self, sink: str) -> float | None:
         """When the earliest pending delivery for ``sink`` becomes due (or its pause ends)."""

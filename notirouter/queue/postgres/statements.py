@@ -61,14 +61,25 @@ NEXT_DELIVERY_DUE = (
     " WHERE d.sink = $1 AND d.state = 'pending'"
 )
 
-# An attempt's outcome and its row in the delivery's history, one round trip; no history row
-# when the lease was lost (the new owner records its own). Returns 1 if recorded, else 0.
-FINISH_DELIVERY = (
-    "WITH finished AS (UPDATE deliveries SET state = $1, last_error = $2, next_attempt_at = $3,"
-    "   finished_at = $4 WHERE id = $5 AND lease = $6 AND state = 'pending' RETURNING id),"
+# Attempts' outcomes and their rows in the deliveries' histories, any number in one round trip
+# (``$n`` are arrays, one element per attempt); no history row where the lease was lost (the
+# new owner records its own). Returns the ids of the deliveries recorded.
+FINISH_DELIVERIES = (
+    "WITH input AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[],"
+    "   $5::float8[], $6::float8[], $7::text[], $8::int[], $9::text[], $10::int[], $11::text[],"
+    "   $12::float8[], $13::float8[]) AS i(id, lease, state, error, next_at, finished_at, sink,"
+    "   attempt, outcome, status, detail, paused_until, at)),"
+    " finished AS (UPDATE deliveries d SET state = i.state, last_error = i.error,"
+    "   next_attempt_at = i.next_at, finished_at = i.finished_at FROM input i"
+    # By primary key, never by a partial index on pending rows (which the planner, with a
+    # young table's statistics, prefers, and which then scans every pending row): ``IS TRUE``
+    # keeps the state test out of index matching.
+    "   WHERE d.id = ANY($1::bigint[]) AND d.id = i.id AND d.lease = i.lease"
+    "   AND (d.state = 'pending') IS TRUE RETURNING d.id),"
     " noted AS (INSERT INTO delivery_attempts (delivery_id, sink, attempt, at, outcome, status,"
     "   detail, next_attempt_at, paused_until)"
-    "   SELECT id, $7, $8, $13, $9, $10, $11, CASE WHEN $1 = 'pending' THEN $3 END, $12"
-    "   FROM finished RETURNING 1)"
-    " SELECT (SELECT COUNT(*) FROM finished) + 0 * (SELECT COUNT(*) FROM noted)"
+    "   SELECT i.id, i.sink, i.attempt, i.at, i.outcome, i.status, i.detail,"
+    "   CASE WHEN i.state = 'pending' THEN i.next_at END, i.paused_until"
+    "   FROM input i JOIN finished f ON f.id = i.id RETURNING 1)"
+    " SELECT id FROM finished"
 )

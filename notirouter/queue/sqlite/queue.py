@@ -23,15 +23,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+from notirouter.queue.coalescer import Coalescer
 from notirouter.queue.gates import GatedMessage, with_gate_records
 from notirouter.queue.records import (
     AttemptNote,
+    AttemptOutcome,
     DigestBuilder,
     DueGroup,
     EnqueueResult,
     FlushedMessage,
     NewDelivery,
     NewGroupItem,
+    RoutedEvent,
     StoredDelivery,
     StoredEvent,
     StormStep,
@@ -87,6 +90,11 @@ class SqliteQueue:
         self._create = True
         self._init = False
         self._identity: FileIdentity | None = None
+        # Delivery outcomes that arrive while one batch is being written share the next one.
+        self._finishing: Coalescer[AttemptOutcome, bool] = Coalescer(self._finish_deliveries)
+        self._completing: Coalescer[RoutedEvent, tuple[bool, bool]] = Coalescer(
+            self._complete_events
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -258,8 +266,16 @@ class SqliteQueue:
         routed, in one transaction; ``gated`` messages are decided in it (``notify_on``,
         ``throttle``: :mod:`notirouter.queue.gates`), their state written with the jobs.
 
+        Events without gates are written in batches with the other events routed meanwhile.
+
         Returns ``False`` when the lease was lost (another worker owns the event now).
         """
+        if not gated:
+            routed = RoutedEvent(event, tuple(deliveries), tuple(items), routing)
+            batched, new_group = await self._completing.submit(routed)
+            if batched and new_group:
+                self._wake({groups.GROUPS_WAKE})
+            return batched
         given_jobs = list(deliveries)
         given_items = list(items)
         created: list[bool] = []
@@ -297,6 +313,33 @@ class SqliteQueue:
             self._wake({groups.GROUPS_WAKE})
         if done and gated:
             self._wake(woken)  # sinks the gates let through (not known before the decision)
+        return done
+
+    async def _complete_events(self, batch: Sequence[RoutedEvent]) -> list[tuple[bool, bool]]:
+        """Mark a batch of events routed in one writer operation: (routed, new group) each."""
+
+        def operation(c: sqlite3.Connection) -> list[tuple[bool, bool]]:
+            now = time.time()
+            outcomes = []
+            for routed in batch:
+                event = routed.event
+                if not c.execute(
+                    "UPDATE events SET state = 'routed', last_error = NULL, routing = ?"
+                    " WHERE id = ? AND lease = ? AND state = 'pending'",
+                    (routed.routing, event.id, event.lease),
+                ).rowcount:
+                    outcomes.append((False, False))
+                    continue
+                c.executemany(
+                    "INSERT OR IGNORE INTO deliveries (event_id, route, sink, message,"
+                    " created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(event.id, j.route, j.sink, j.message_json, now, now) for j in routed.jobs],
+                )
+                outcomes.append((True, groups.add_items(c, event.id, list(routed.items))))
+            return outcomes
+
+        wakes = tuple(sorted({sink_wake(j.sink) for routed in batch for j in routed.jobs}))
+        done: list[tuple[bool, bool]] = await self._writer.submit(operation, wakes=wakes)
         return done
 
     async def retry_event(
@@ -388,40 +431,60 @@ class SqliteQueue:
     ) -> bool:
         """Record an attempt: ``done``, ``dead``, or ``pending`` again in ``retry_in`` seconds.
 
-        The attempt joins the delivery's history in the same transaction.
+        The attempt joins the delivery's history in the same transaction, as one operation
+        with every other outcome that came in while the previous ones were being written.
         """
+        now = time.time()
         note = attempt_note(state, error, attempt)
+        outcome = AttemptOutcome(delivery, state, error, now + retry_in, now, note)
+        done: bool = await self._finishing.submit(outcome)
+        return done
 
-        def operation(c: sqlite3.Connection) -> bool:
-            now = time.time()
-            finished = None if state == "pending" else now
-            next_try = now + retry_in if state == "pending" else None
-            if not c.execute(
-                "UPDATE deliveries SET state = ?, last_error = ?, next_attempt_at = ?,"
-                " finished_at = ? WHERE id = ? AND lease = ? AND state = 'pending'",
-                (state, error, now + retry_in, finished, delivery.id, delivery.lease),
-            ).rowcount:
-                return False  # the lease was lost: the attempt's new owner records its own
-            c.execute(
-                "INSERT INTO delivery_attempts (delivery_id, sink, attempt, at, outcome, status,"
-                " detail, next_attempt_at, paused_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    delivery.id,
-                    delivery.sink,
-                    delivery.attempts,
-                    now,
-                    note.outcome,
-                    note.status,
-                    note.detail,
-                    next_try,
-                    note.paused_until,
-                ),
-            )
-            return True
+    async def _finish_deliveries(self, outcomes: Sequence[AttemptOutcome]) -> list[bool]:
+        """Record a batch of outcomes in one writer operation; ``False`` where the lease was
+        lost (the attempt's new owner records its own)."""
 
-        # A retry changes when this sink next has work: wake its dispatcher to re-plan its sleep.
-        wakes = (sink_wake(delivery.sink),) if state == "pending" else ()
-        done: bool = await self._writer.submit(operation, wakes=wakes)
+        def operation(c: sqlite3.Connection) -> list[bool]:
+            recorded = []
+            for o in outcomes:
+                pending = o.state == "pending"
+                finished = c.execute(
+                    "UPDATE deliveries SET state = ?, last_error = ?, next_attempt_at = ?,"
+                    " finished_at = ? WHERE id = ? AND lease = ? AND state = 'pending'",
+                    (
+                        o.state,
+                        o.error,
+                        o.next_at,
+                        None if pending else o.at,
+                        o.delivery.id,
+                        o.delivery.lease,
+                    ),
+                ).rowcount
+                if finished:
+                    c.execute(
+                        "INSERT INTO delivery_attempts (delivery_id, sink, attempt, at, outcome,"
+                        " status, detail, next_attempt_at, paused_until)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            o.delivery.id,
+                            o.delivery.sink,
+                            o.delivery.attempts,
+                            o.at,
+                            o.note.outcome,
+                            o.note.status,
+                            o.note.detail,
+                            o.next_at if pending else None,
+                            o.note.paused_until,
+                        ),
+                    )
+                recorded.append(bool(finished))
+            return recorded
+
+        # A retry changes when its sink next has work: wake its dispatcher to re-plan its sleep.
+        wakes = tuple(
+            sorted({sink_wake(o.delivery.sink) for o in outcomes if o.state == "pending"})
+        )
+        done: list[bool] = await self._writer.submit(operation, wakes=wakes)
         return done
 
     async def next_delivery_due(self, sink: str) -> float | None:
