@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -112,11 +112,31 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=os.cpu_count() or 2,
         help="notirouter processes in the multi-process runs: serve + N-1 workers [CPU count]",
     )
+    parser.add_argument("--burst", type=int, help=f"events per burst [{FULL.burst:,}]")
+    parser.add_argument(
+        "--seed-burst",
+        type=int,
+        help=f"events per burst for the seed receiver [{FULL.seed_burst:,}]",
+    )
+    parser.add_argument(
+        "--backlog", type=int, help=f"events queued behind the sink that is down [{FULL.backlog:,}]"
+    )
+    parser.add_argument(
+        "--steady-seconds", type=float, help=f"length of the steady phase [{FULL.steady_s:g}]"
+    )
     parser.add_argument("-o", "--output", type=Path, help="JSON path [bench/results/<UTC>.json]")
     parser.add_argument("--workdir", type=Path, help="where the SQLite queues live [$TMPDIR]")
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for delivery")
     parser.add_argument("--log-level", default="INFO", help="notirouter's log level [INFO]")
     args = parser.parse_args(list(argv))
+    sizes = QUICK if args.quick else FULL
+    given = {
+        "burst": args.burst,
+        "seed_burst": args.seed_burst,
+        "backlog": args.backlog,
+        "steady_s": args.steady_seconds,
+    }
+    args.sizes = replace(sizes, **{k: v for k, v in given.items() if v is not None})
     args.groups = GROUPS if not args.only else tuple(args.only.split(","))
     unknown = set(args.groups) - set(GROUPS)
     if unknown:
@@ -129,7 +149,7 @@ class Bench:
 
     def __init__(self, args: argparse.Namespace, peers: LoopbackPeers) -> None:
         self.args = args
-        self.sizes = QUICK if args.quick else FULL
+        self.sizes: Sizes = args.sizes
         self.peers = peers
         self.rows: list[dict[str, Any]] = []
         self.skipped: list[dict[str, str]] = []
@@ -535,7 +555,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
-    sizes = QUICK if args.quick else FULL
+    sizes = args.sizes
     results: dict[str, Any] = {
         "command": shlex.join(["python", "bench/compare.py", *given]),
         "started_at": started_at.isoformat(timespec="seconds"),
