@@ -215,6 +215,8 @@ def print_report(results: dict[str, Any]) -> None:
     if sizes["burst"] < 1000:
         print("\n(quick run: too few events for the numbers to mean anything)")
     for row in results["rows"]:
+        for lost in row.get("lost", []):
+            print(f"LOST by {row['id']} (not durable): {lost}")
         for problem in row["problems"]:
             print(f"PROBLEM {row['id']}: {problem}")
     for skipped in results["skipped"]:

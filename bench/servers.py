@@ -19,8 +19,9 @@ Endpoints:
   webhook, the seed's Teams post): each notification is counted, per channel, by the first
   alert short id in its body (``AL`` + 10 hex digits, which ``load.make_events`` derives from
   the alert uuid and the fake API repeats), and answers 200.
-- ``GET /channel/{channel}?count=N&timeout=S&arrivals=1``: that channel's counters, as soon as N
-  distinct alerts arrived there (or when the timeout runs out), with their first arrival times.
+- ``GET /channel/{channel}?count=N&timeout=S&idle=I&arrivals=1``: that channel's counters, as
+  soon as N distinct alerts arrived there (or when the timeout runs out, or nothing arrived for
+  I seconds), with their first arrival times.
 - ``GET /v1/sic/alerts/{id}`` (and the ``/api/v1/...`` form used with app hosts): a fake
   Sekoia.io Alert API answering a realistic alert (``sekoia_alert.json``) with the requested
   id, after ``--api-latency-ms``; it checks ``Authorization: Bearer <--api-key>``.
@@ -247,10 +248,18 @@ def make_app(recorder: Recorder, *, api_key: str, api_latency: float) -> web.App
     async def channel_stats(request: web.Request) -> web.Response:
         channel = recorder.channel(request.match_info["channel"])
         count = int(request.query.get("count", "0"))
-        timeout = float(request.query.get("timeout", "0"))
-        if count:
+        deadline = time.monotonic() + float(request.query.get("timeout", "0"))
+        # A system that drops events (the seed does, on timeouts) would hold every wait to the
+        # deadline: give up once nothing new arrived for ``idle`` seconds.
+        idle = float(request.query.get("idle", "0")) or None
+        seen = -1
+        while count and len(channel.counts) < count and channel.received != seen:
+            seen = channel.received
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout), channel.changed:
+                async with asyncio.timeout(min(left, idle or left)), channel.changed:
                     await channel.changed.wait_for(lambda: len(channel.counts) >= count)
         result = channel.stats(arrivals="arrivals" in request.query)
         result["api_requests"] = recorder.api_requests
