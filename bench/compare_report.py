@@ -41,7 +41,9 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def _n(value: float | None, digits: int = 0) -> str:
     if value is None:
         return "—"
-    return f"{value:,.{digits}f}" if value >= 100 or digits == 0 else f"{value:.{digits}f}"
+    if value < 10:  # the seed's few events/s: one decimal, so 0.6 does not read as 1
+        return f"{value:.1f}"
+    return f"{value:,.{digits}f}"
 
 
 def _ms(value: float | None) -> str:
