@@ -5,24 +5,28 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from notirouter.cli import main
 from notirouter.config.models import QueueConfig
 from tests.backends import Backend
+from tests.commands import SECRET, cli_json, wait_until
+from tests.conftest import TOKEN
 from tests.loopback import LoopbackServer, Reply
+from tests.sekoia_fixtures import API_KEY, Failure, FakeSekoia, alert_event, metadata
+from tests.serve_process import free_port, start_serve, wait_exit
 from tests.serving import serve
 from tests.test_delivery import config, event, post_events, second_loopback
 
 __all__ = ["second_loopback"]
-
-SECRET = "s3cr3t-path-0123456789"
 
 
 async def status(path: Path, capsys: pytest.CaptureFixture[str], *flags: str) -> str:
@@ -136,3 +140,152 @@ def test_status_of_a_missing_queue_fails_with_exit_code_1(
     )
     assert main(["status", "-c", str(path)]) == 1
     assert "none.db" in capsys.readouterr().err
+
+
+def sekoia_config(backend: Backend, api: str, sink: str, interval: str = "200ms") -> str:
+    """One enriched route, a Sekoia.io API on loopback and an often-written process report."""
+    return config(
+        backend,
+        f'  forward: {{type: webhook, url: "{sink}/{SECRET}", concurrency: 2}}',
+        "  - {name: enriched, enrich: [sekoia], sinks: [forward]}",
+    ) + (
+        f"server: {{status_interval: {interval}}}\n"
+        "enrichers:\n"
+        f'  sekoia: {{type: sekoia, api_key: {API_KEY}, base_url: "{api}", region: fra1,'
+        " attempts: 1, circuit_failures: 3, circuit_cooldown: 10m,"
+        " circuit_cooldown_max: 10m}\n"
+    )
+
+
+def updated(n: int, *, other_alert: bool = False) -> dict[str, Any]:
+    """An update of the fixtures' alert, or of another one (which no cached copy can answer)."""
+    ids = {"uuid": f"10000000-0000-4000-8000-{n:012d}", "short_id": f"ALother{n:05d}"}
+    event = alert_event("updated", **(ids if other_alert else {}))
+    event["metadata"] = metadata(uuid=f"00000000-0000-4000-8000-{n:012d}")
+    return event
+
+
+async def post_to(port: int, events: list[dict[str, Any]]) -> None:
+    async with aiohttp.ClientSession() as client:
+        for body in events:
+            url = f"http://127.0.0.1:{port}/hooks/{TOKEN}"
+            async with client.post(url, json=body) as response:
+                assert response.status == 202
+
+
+def sekoia_state(view: dict[str, Any]) -> dict[str, Any] | None:
+    """The Sekoia.io enricher's own state in the only live process, if it reported one."""
+    if len(view["processes"]) != 1:
+        return None
+    found: dict[str, Any] | None = view["processes"][0]["enrichers"].get("sekoia", {}).get("plugin")
+    return found
+
+
+async def test_status_shows_each_serving_process_cache_circuit_and_sinks(
+    queue_backend: Backend,
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+    loopback: LoopbackServer,
+    second_loopback: LoopbackServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sekoia = FakeSekoia(second_loopback)
+    path = write_config(sekoia_config(queue_backend, sekoia.url, loopback.url))
+    argv = ["status", "--json", "-c", str(path)]
+    port = free_port()
+    process = await start_serve(path, port, tmp_path / "serve.log")
+    try:
+        # Enriched once: the alert was fetched and is cached; the circuit is closed.
+        await post_to(port, [updated(1)])
+        await loopback.wait_for(1, timeout=30)
+        view = await wait_until(
+            lambda: cli_json(argv, capsys),
+            lambda v: (
+                (sekoia_state(v) or {}).get("cache", {}).get("entries") == 1
+                and v["processes"][0]["sinks"]["forward"]["in_flight"] == 0
+            ),
+            what="the cached alert shown, the delivery finished",
+        )
+        [me] = view["processes"]
+        assert me["pid"] == process.pid and me["workers"] is True
+        state = sekoia_state(view)
+        assert state is not None
+        assert state["cache"]["misses"] >= 1 and state["cache"]["hits"] == 0
+        assert state["circuit"]["state"] == "closed"
+        forward = me["sinks"]["forward"]
+        assert (forward["health"], forward["in_flight"], forward["concurrency"]) == ("ok", 0, 2)
+        assert view["stopped_reporting"] == []
+
+        # The API fails every request: after three in a row the circuit opens.
+        sekoia.fail(Failure(503))
+        await post_to(port, [updated(n, other_alert=True) for n in range(2, 6)])
+        view = await wait_until(
+            lambda: cli_json(argv, capsys),
+            lambda v: (sekoia_state(v) or {}).get("circuit", {}).get("state") == "open",
+            what="the circuit shown open",
+        )
+        circuit = sekoia_state(view)["circuit"]  # type: ignore[index]
+        assert circuit["consecutive_failures"] == 3 and circuit["threshold"] == 3
+        assert 0 < circuit["next_probe_in_seconds"] <= 600
+        text = await status(path, capsys)
+        assert "processes: 1 live" in text
+        assert f"/{process.pid}/" in text
+        assert "  enricher sekoia: cache.entries=1 " in text and " circuit.state=open " in text
+        assert "  sink forward: " in text
+        assert API_KEY not in text and SECRET not in text and API_KEY not in json.dumps(view)
+    finally:
+        process.terminate()
+        assert await wait_exit(process, 30) == 0
+    # A process that stopped cleanly withdrew its report.
+    view = await status_json(path, capsys)
+    assert (view["processes"], view["stopped_reporting"]) == ([], [])
+
+
+async def test_status_shows_every_process_and_which_stopped_reporting(
+    postgres_backend: Backend,
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+    loopback: LoopbackServer,
+    second_loopback: LoopbackServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sekoia = FakeSekoia(second_loopback)
+    path = write_config(sekoia_config(postgres_backend, sekoia.url, loopback.url))
+    argv = ["status", "--json", "-c", str(path)]
+    first_port, second_port = free_port(), free_port()
+    first = await start_serve(path, first_port, tmp_path / "first.log")
+    second = await start_serve(path, second_port, tmp_path / "second.log")
+    try:
+        await post_to(second_port, [updated(1)])
+        await loopback.wait_for(1, timeout=30)
+
+        def by_pid(view: dict[str, Any]) -> dict[int, dict[str, Any]]:
+            return {p["pid"]: p for p in view["processes"]}
+
+        def cached(view: dict[str, Any]) -> list[int]:
+            return sorted(
+                p["enrichers"]["sekoia"]["plugin"]["cache"]["entries"] for p in view["processes"]
+            )
+
+        # Whichever process routed the event fetched the alert; each has its own memory, so
+        # the other has nothing cached.
+        await wait_until(
+            lambda: cli_json(argv, capsys),
+            lambda v: set(by_pid(v)) == {first.pid, second.pid} and cached(v) == [0, 1],
+            what="both processes shown, one with the cached alert",
+        )
+
+        # Killed, the first cannot withdraw its report: it drops out when the report expires.
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        view = await wait_until(
+            lambda: cli_json(argv, capsys),
+            lambda v: set(by_pid(v)) == {second.pid},
+            what="the killed process dropped from the live ones",
+        )
+        [gone] = view["stopped_reporting"]
+        assert gone["pid"] == first.pid
+    finally:
+        for process in (first, second):
+            process.terminate()
+            await wait_exit(process, 30)

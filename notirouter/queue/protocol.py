@@ -18,7 +18,7 @@ import asyncio
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from notirouter.queue.inspection_records import EventStory, QueueSnapshot
+from notirouter.queue.inspection_records import EventStory, ProcessReport, QueueSnapshot
 from notirouter.queue.records import (
     AttemptNote,
     DeadLetter,
@@ -42,6 +42,7 @@ __all__ = [
     "IngestQueue",
     "Inspection",
     "MessageRefs",
+    "ProcessStates",
     "Queue",
     "QueueUnavailable",
     "RoutingQueue",
@@ -214,6 +215,26 @@ class MessageRefs(Protocol):
         ...
 
 
+class ProcessStates(Protocol):
+    """Each serving process's latest report of what it holds in memory, keyed by process id.
+
+    A process rewrites its own report every ``server.status_interval`` and withdraws it when it
+    stops; ``status`` reads every report, from any host that reaches the queue.
+    """
+
+    async def publish(self, report: ProcessReport) -> None:
+        """Store (or replace) ``report``; reports expired for over a day are deleted."""
+        ...
+
+    async def withdraw(self, process_id: str) -> None:
+        """Delete the report of ``process_id`` (a process that stops cleanly)."""
+        ...
+
+    async def reports(self) -> list[ProcessReport]:
+        """Every stored report, oldest process first (live or not: see ``expires_at``)."""
+        ...
+
+
 class DeadLetterStore(Protocol):
     """Operator access to what gave up: list, show, replay, purge."""
 
@@ -298,6 +319,10 @@ class Queue(IngestQueue, RoutingQueue, DeliveryQueue, GroupStore, Protocol):
 
     def message_refs(self) -> MessageRefs:
         """The conversations' first-message references in this backend."""
+        ...
+
+    def process_states(self) -> ProcessStates:
+        """The serving processes' reports of their in-memory state (``status``)."""
         ...
 
     def sink_gate(self, sink: str, rate: float | None, burst: int) -> SinkGate:

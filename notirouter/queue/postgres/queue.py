@@ -30,6 +30,7 @@ from notirouter.queue.postgres.gate import SharedGate
 from notirouter.queue.postgres.inspection import PostgresInspection
 from notirouter.queue.postgres.listener import Listener
 from notirouter.queue.postgres.message_refs import CLAIM_DELIVERIES_IN_ORDER, PostgresMessageRefs
+from notirouter.queue.postgres.process_states import PostgresProcessStates
 from notirouter.queue.postgres.schema import current_version, migrate
 from notirouter.queue.protocol import (
     EVENTS_WAKE,
@@ -37,6 +38,7 @@ from notirouter.queue.protocol import (
     DeadLetterStore,
     Inspection,
     MessageRefs,
+    ProcessStates,
     SinkGate,
     sink_wake,
 )
@@ -383,6 +385,10 @@ class PostgresQueue:
     def message_refs(self) -> MessageRefs:
         """The conversations' references, shared with every process on this database."""
         return PostgresMessageRefs(self.pool)
+
+    def process_states(self) -> ProcessStates:
+        """Every serving process's report of its in-memory state, on this database."""
+        return PostgresProcessStates(self)
 
     def sink_gate(self, sink: str, rate: float | None, burst: int) -> SinkGate:
         """The sink's bucket and pause, shared with every process on this database."""
