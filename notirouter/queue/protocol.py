@@ -117,6 +117,14 @@ class RoutingQueue(Wakeups, Protocol):
         """Routing failed: try again after ``delay`` seconds, or give up (``dead``)."""
         ...
 
+    async def renew_event_lease(self, event: StoredEvent, lease_seconds: float) -> bool:
+        """Push the lease of an event still being routed to ``lease_seconds`` from now.
+
+        ``False``: the lease is no longer this worker's (expired and claimed again, or the event
+        was completed or rescheduled, which ends the lease).
+        """
+        ...
+
     async def next_event_due(self) -> float | None:
         """When the earliest pending event becomes due (``None``: none pending)."""
         ...
@@ -149,6 +157,14 @@ class DeliveryQueue(Wakeups, Protocol):
 
         The attempt joins the delivery's history in the same transaction (``attempt``: what it
         found; by default the outcome ``state`` implies and ``error`` as its detail).
+        """
+        ...
+
+    async def renew_delivery_lease(self, delivery: StoredDelivery, lease_seconds: float) -> bool:
+        """Push the lease of a delivery still being attempted to ``lease_seconds`` from now.
+
+        ``False``: the lease is no longer this worker's (expired and claimed again, or the
+        attempt was recorded, which ends the lease).
         """
         ...
 

@@ -265,7 +265,7 @@ class PostgresQueue:
         """Routing failed: try again after ``delay`` seconds, or give up (``dead``)."""
         with unavailable("reschedule the event"):
             await self.pool.execute(
-                "UPDATE events SET state = $1, next_attempt_at = $2, last_error = $3"
+                "UPDATE events SET state = $1, next_attempt_at = $2, last_error = $3, lease = 0"
                 " WHERE id = $4 AND lease = $5",
                 "failed" if dead else "pending",
                 time.time() + (0.0 if dead else delay),
@@ -275,6 +275,22 @@ class PostgresQueue:
             )
         if not dead:
             self._wake({EVENTS_WAKE})
+
+    async def renew_event_lease(self, event: StoredEvent, lease_seconds: float) -> bool:
+        """Push the lease of an event still being routed (``False``: no longer ours)."""
+        with unavailable("renew an event's lease"):
+            status = await self.pool.execute(
+                sql.RENEW_EVENT, event.id, event.lease, time.time() + lease_seconds
+            )
+        return dead_letters.affected(status) == 1
+
+    async def renew_delivery_lease(self, delivery: StoredDelivery, lease_seconds: float) -> bool:
+        """Push the lease of a delivery still being attempted (``False``: no longer ours)."""
+        with unavailable("renew a delivery's lease"):
+            status = await self.pool.execute(
+                sql.RENEW_DELIVERY, delivery.id, delivery.lease, time.time() + lease_seconds
+            )
+        return dead_letters.affected(status) == 1
 
     async def next_event_due(self) -> float | None:
         """When the earliest pending event becomes due (``None``: none pending)."""
