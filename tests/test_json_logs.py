@@ -21,8 +21,8 @@ from notirouter.logs import JsonFormatter
 from tests.backends import Backend
 from tests.conftest import TOKEN
 from tests.loopback import LoopbackServer, Reply
+from tests.serve_process import free_port
 from tests.serving import serve
-from tests.test_crash_recovery import free_port
 from tests.test_delivery import config as delivery_config
 from tests.test_delivery import event as delivery_event
 from tests.test_delivery import post_events

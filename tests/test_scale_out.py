@@ -27,8 +27,8 @@ import asyncpg
 from tests.backends import PostgresServer, need_postgres, through_port
 from tests.conftest import TOKEN
 from tests.loopback import LoopbackServer
+from tests.serve_process import free_port
 from tests.tcp_proxy import TcpProxy
-from tests.test_crash_recovery import free_port
 
 EVENTS = 5_000
 SENDERS = 24
