@@ -3,7 +3,6 @@ a running ``serve``."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import time
@@ -12,33 +11,28 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from notirouter.cli import main
 from notirouter.config.models import QueueConfig
 from tests.backends import Backend
-from tests.commands import SECRET, cli_json, wait_until
-from tests.conftest import TOKEN
+from tests.commands import SECRET, cli_json, run_cli, wait_until
 from tests.loopback import LoopbackServer, Reply
 from tests.sekoia_fixtures import API_KEY, Failure, FakeSekoia, alert_event, metadata
 from tests.serve_process import free_port, start_serve, wait_exit
-from tests.serving import serve
-from tests.test_delivery import config, event, post_events, second_loopback
-
-__all__ = ["second_loopback"]
+from tests.serving import config, event, post_events, serve
 
 
-async def status(path: Path, capsys: pytest.CaptureFixture[str], *flags: str) -> str:
-    capsys.readouterr()
-    code = await asyncio.to_thread(main, ["status", *flags, "-c", str(path)])
-    captured = capsys.readouterr()
-    assert code == 0, captured.err
-    return captured.out
+async def status(path: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    """``status`` as text; it must exit 0."""
+    code, out, err = await run_cli(["status", "-c", str(path)], capsys)
+    assert code == 0, err
+    return out
 
 
 async def status_json(path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
-    view: dict[str, Any] = json.loads(await status(path, capsys, "--json"))
+    """``status --json``; it must exit 0."""
+    view: dict[str, Any] = await cli_json(["status", "--json", "-c", str(path)], capsys)
     return view
 
 
@@ -61,14 +55,14 @@ async def test_status_shows_backlog_pause_last_error_and_dead_letters_per_sink(
     path = write_config(config(queue_backend, sinks, routes))
     async with serve(path) as served:
         await post_events(served, [event(1), event(2)])
-        for _ in range(300):  # at most 15 s
-            view = await status_json(path, capsys)
+
+        def settled(view: dict[str, Any]) -> bool:
             by_sink = {s["sink"]: s for s in view["sinks"]}
-            if by_sink.get("ok", {}).get("done") == 2 and by_sink.get("down", {}).get(
-                "paused_until"
-            ):
-                break
-            await asyncio.sleep(0.05)
+            return by_sink.get("ok", {}).get("done") == 2 and bool(
+                by_sink.get("down", {}).get("paused_until")
+            )
+
+        await wait_until(lambda: status_json(path, capsys), settled, what="ok done and down paused")
         assert len(second_loopback.requests) == 1  # the pause holds the second delivery
 
     # A plain read of the queue: no server is needed.
@@ -116,12 +110,11 @@ async def test_status_counts_dead_letters_and_failed_events(
         await served.runtime.queue.enqueue(
             hook="sekoia", source="sekoia", dedupe_key="k", body=b"not json"
         )
-        for _ in range(300):
-            view = await status_json(path, capsys)
-            if view["dead_letters"] == {"deliveries": 1, "events": 1}:
-                break
-            await asyncio.sleep(0.05)
-        assert view["dead_letters"] == {"deliveries": 1, "events": 1}
+        view = await wait_until(
+            lambda: status_json(path, capsys),
+            lambda v: v["dead_letters"] == {"deliveries": 1, "events": 1},
+            what="a dead delivery and a failed event",
+        )
         [forward] = view["sinks"]
         assert (forward["dead"], forward["last_outcome"]) == (1, "permanent")
         assert forward["last_error"] == "HTTP 400: invalid payload"
@@ -166,11 +159,7 @@ def updated(n: int, *, other_alert: bool = False) -> dict[str, Any]:
 
 
 async def post_to(port: int, events: list[dict[str, Any]]) -> None:
-    async with aiohttp.ClientSession() as client:
-        for body in events:
-            url = f"http://127.0.0.1:{port}/hooks/{TOKEN}"
-            async with client.post(url, json=body) as response:
-                assert response.status == 202
+    await post_events(f"http://127.0.0.1:{port}", events)
 
 
 def sekoia_state(view: dict[str, Any]) -> dict[str, Any] | None:
