@@ -4,6 +4,7 @@ a running ``serve``."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -13,8 +14,11 @@ from typing import Any
 
 import pytest
 
+from notirouter.api.sink import Sink
 from notirouter.cli import main
 from notirouter.config.models import QueueConfig
+from notirouter.delivery.dispatcher import sink_redactor
+from notirouter.operations.process_state import safe_status
 from tests.backends import Backend
 from tests.commands import SECRET, cli_json, run_cli, wait_until
 from tests.loopback import LoopbackServer, Reply
@@ -278,3 +282,43 @@ async def test_status_shows_every_process_and_which_stopped_reporting(
         for process in (first, second):
             process.terminate()
             await wait_exit(process, 30)
+
+
+async def test_a_plugin_sink_shows_its_own_state(
+    queue_backend: Backend,
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The example third-party plugin's sink counts the lines it wrote, in Sink.status().
+    sinks = f'  file: {{type: jsonl, path: "{tmp_path / "out.jsonl"}"}}'
+    text = config(queue_backend, sinks, "  - {name: all, sinks: [file]}")
+    path = write_config(text + "server: {status_interval: 200ms}\n")
+    async with serve(path) as served:
+        await post_events(served, [event(1), event(2)])
+        view = await wait_until(
+            lambda: status_json(path, capsys),
+            lambda v: (
+                [p["sinks"]["file"]["plugin"] for p in v["processes"]] == [{"lines_written": 2}]
+            ),
+            what="the sink's two lines shown",
+        )
+        assert view["processes"][0]["pid"] == os.getpid()
+        assert "  sink file: " in await status(path, capsys)
+
+
+def test_a_plugin_state_is_redacted_and_a_failing_status_is_reported(
+    make_sink: Callable[..., Sink[Any]],
+) -> None:
+    sink = make_sink("webhook", url=f"https://hooks.example.com/{SECRET}")
+    leaky = {"endpoint": f"https://hooks.example.com/{SECRET}", "tries": [{"key": SECRET}]}
+    shown = safe_status("sink under-test", lambda: leaky, sink_redactor(sink))
+    assert SECRET not in json.dumps(shown)
+    assert "***" in shown["endpoint"] and shown["tries"] == [{"key": "***"}]
+
+    def broken() -> dict[str, Any]:
+        raise RuntimeError(SECRET)
+
+    assert safe_status("sink under-test", broken, sink_redactor(sink)) == {
+        "error": "status() raised RuntimeError"
+    }
