@@ -179,7 +179,7 @@ def print_processes(processes: list[dict[str, Any]], stopped: list[dict[str, Any
     """Each live process's memory: its sinks and enrichers, one line each."""
     print(f"processes: {len(processes)} live")
     for process in processes:
-        role = "receiver and workers" if process["workers"] else "receiver only"
+        role = "routes and delivers" if process["workers"] else "receives only"
         draining = ", draining" if process["draining"] else ""
         print(
             f"process {inert(process['id'])} ({role}{draining}), started "
@@ -200,7 +200,7 @@ def print_processes(processes: list[dict[str, Any]], stopped: list[dict[str, Any
 
 def _plugin(state: dict[str, Any]) -> str:
     """A plugin's own state as ``key=value`` pairs (nested keys joined by dots)."""
-    pairs = [f"{key}={inert(_cell(value))}" for key, value in _flatten(state, "")]
+    pairs = [f"{inert(key)}={inert(_cell(value))}" for key, value in _flatten(state, "")]
     return ("; " + " ".join(pairs)) if pairs else ""
 
 
