@@ -17,7 +17,7 @@ $(BIN)/notirouter: pyproject.toml
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-$(VENV)/.test-deps: $(BIN)/notirouter tests/example_plugin/pyproject.toml
+$(VENV)/.test-deps: $(BIN)/notirouter tests/example_plugin/pyproject.toml tests/example_plugin/notirouter_jsonl/__init__.py
 	$(BIN)/pip install --quiet -e '.[test,postgres]' ./tests/example_plugin
 	touch $@
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from notirouter.api.enricher import Enricher, EnricherContext
@@ -26,6 +27,11 @@ from notirouter.operations.emitter import OperationsEmitter
 from notirouter.operations.enricher_health import enricher_health
 from notirouter.operations.events import OperationalSource
 from notirouter.operations.heartbeat import Heartbeat
+from notirouter.operations.process_state import (
+    ProcessStatePublisher,
+    options_redactor,
+    safe_status,
+)
 from notirouter.operations.self_routing import self_routing_warnings
 from notirouter.operations.sink_health import SinkHealth
 from notirouter.queue.factory import queue_for
@@ -103,6 +109,12 @@ class Runtime:
         # Loops and parts a reload replaced, still finishing their work (notirouter.reload).
         self.retiring: list[Any] = []
         self.retirements: set[asyncio.Task[None]] = set()
+        self.workers = False
+        # What `notirouter status` shows of this process's memory, written to the queue.
+        self.status_publisher = ProcessStatePublisher(
+            self.queue.process_states(), app.server.status_interval, self.memory_state
+        )
+        self._status_task: asyncio.Task[None] | None = None
 
     async def open_plugins(self) -> None:
         """Open the HTTP client and let sinks and enrichers prepare."""
@@ -136,7 +148,9 @@ class Runtime:
             self._heartbeat = asyncio.create_task(beat.run(), name="notirouter heartbeat")
             self._heartbeat.add_done_callback(self._crashed)
         if not workers:
+            self._start_status()
             return
+        self.workers = True
         self.operations.active = True
         for warning in self_routing_warnings(self.pipeline.routes, self.sinks):
             log.warning("config: %s", warning)  # as `notirouter check` says it
@@ -162,6 +176,48 @@ class Runtime:
         # Always: groups held by a route since removed from the config still go out.
         self._spawn(GroupFlusher(self.queue).run(), "group flusher")
         self._spawn(self._housekeeping_forever(), "housekeeping")
+        self._start_status()
+
+    def _start_status(self) -> None:
+        self._status_task = asyncio.create_task(
+            self.status_publisher.run(), name="notirouter status"
+        )
+        self._status_task.add_done_callback(self._crashed)
+
+    def memory_state(self) -> dict[str, Any]:
+        """What this process holds in memory, as ``notirouter status`` shows it per process.
+
+        Per sink: attempts in flight, this process's ``Retry-After`` pause, its health as the
+        operational events see it, and the sink's own ``status()``; per enricher, its own
+        ``status()`` (the Sekoia.io enricher: cache and circuit breaker).
+        """
+        now = time.time()
+        sinks: dict[str, Any] = {}
+        for dispatcher in self._dispatchers:
+            sink = dispatcher.sink
+            paused = dispatcher.paused_until
+            sinks[sink.name] = {
+                "in_flight": len(dispatcher.tasks),
+                "concurrency": dispatcher.concurrency,
+                "rate_limit": sink.rate_limit,
+                "paused_until": paused if paused > now else None,
+                **self.sink_health.state(sink.name),
+                # Storm control's in-memory state per sink, if it keeps any, belongs here too.
+                "plugin": safe_status(f"sink {sink.name}", sink.status, dispatcher.redact),
+            }
+        enrichers: dict[str, Any] = {}
+        if self.workers:  # without workers, no enricher is opened or used
+            for name, enricher in self.enrichers.items():
+                redact = options_redactor(enricher.options)
+                enrichers[name] = {
+                    "plugin": safe_status(f"enricher {name}", enricher.status, redact)
+                }
+        return {
+            "workers": self.workers,
+            "draining": self.draining,
+            "sinks": sinks,
+            "enrichers": enrichers,
+        }
 
     def _spawn(self, coroutine: Any, label: str) -> None:
         task = asyncio.create_task(coroutine, name=f"notirouter {label}")
@@ -268,6 +324,10 @@ class Runtime:
             await asyncio.gather(self._heartbeat, return_exceptions=True)
             await self._heartbeat_http.aclose()
         await self.operations.flush()  # what the last attempts reported, before the queue closes
+        if self._status_task is not None:
+            self._status_task.cancel()
+            await asyncio.gather(self._status_task, return_exceptions=True)
+            await self.status_publisher.withdraw()
         if self._router is not None:  # the plugins were opened with the workers
             await self.close_plugins()
         await self.queue.close()

@@ -80,6 +80,19 @@ class Enricher(ABC, Generic[EnricherOptionsT]):
         self.options = options
         self.context = context
 
+    def status(self) -> Mapping[str, Any]:
+        """What this enricher holds in memory that an operator should see in
+        ``notirouter status`` (its cache's size and hit rate, its circuit breaker's state): a
+        small JSON-able mapping.
+
+        The default is ``{}``. The core calls it from the event loop every
+        ``server.status_interval`` while ``serve`` runs, so it must be cheap and must not block;
+        it publishes the result with the process's report, shown under ``processes[].enrichers.
+        <name>.plugin``. Strings are redacted against the enricher's own secrets before they are
+        stored, but return no secret and no event data in the first place.
+        """
+        return {}
+
     async def start(self) -> None:
         """Prepare resources before the first event (optional)."""
 

@@ -98,6 +98,9 @@ class ServerConfig(_Strict):
     body_timeout: Timeout = 30.0
     max_connections: int = Field(default=2048, ge=1, le=1_000_000)
     shutdown_grace: Duration = 10.0
+    # How often each process writes what it holds in memory for `notirouter status`
+    # (notirouter/operations/process_state.py); it counts as live for three intervals.
+    status_interval: Timeout = 10.0
     trusted_proxies: list[Cidr] = Field(default_factory=list)
     """Peers whose ``X-Forwarded-For`` is believed (for ``hooks[].allow``)."""
     # Where `notirouter reload` finds the running processes (None: `<queue.path>.pid` on

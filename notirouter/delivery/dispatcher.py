@@ -90,6 +90,8 @@ async def _attempt(sink: Sink[Any], message: Message) -> SendResult:
 class SinkDispatcher(ClaimLoop[StoredDelivery]):
     """Claims and attempts the deliveries of one sink until stopped."""
 
+    lease: float
+
     def __init__(
         self,
         sink: Sink[Any],
@@ -128,6 +130,10 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
         if not claimed and self.rate_limited:
             await self.gate.give_back()  # the token taken for this claim was not used
         return claimed
+
+    async def renew(self, delivery: StoredDelivery) -> bool:
+        """Keep a delivery still being attempted (or recorded) ours."""
+        return await self.queue.renew_delivery_lease(delivery, self.lease)
 
     async def next_due(self) -> float | None:
         """When this sink's next delivery falls due."""

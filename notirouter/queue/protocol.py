@@ -18,7 +18,7 @@ import asyncio
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from notirouter.queue.inspection_records import EventStory, QueueSnapshot
+from notirouter.queue.inspection_records import EventStory, ProcessReport, QueueSnapshot
 from notirouter.queue.records import (
     AttemptNote,
     DeadLetter,
@@ -42,6 +42,7 @@ __all__ = [
     "IngestQueue",
     "Inspection",
     "MessageRefs",
+    "ProcessStates",
     "Queue",
     "QueueUnavailable",
     "RoutingQueue",
@@ -116,6 +117,14 @@ class RoutingQueue(Wakeups, Protocol):
         """Routing failed: try again after ``delay`` seconds, or give up (``dead``)."""
         ...
 
+    async def renew_event_lease(self, event: StoredEvent, lease_seconds: float) -> bool:
+        """Push the lease of an event still being routed to ``lease_seconds`` from now.
+
+        ``False``: the lease is no longer this worker's (expired and claimed again, or the event
+        was completed or rescheduled, which ends the lease).
+        """
+        ...
+
     async def next_event_due(self) -> float | None:
         """When the earliest pending event becomes due (``None``: none pending)."""
         ...
@@ -148,6 +157,14 @@ class DeliveryQueue(Wakeups, Protocol):
 
         The attempt joins the delivery's history in the same transaction (``attempt``: what it
         found; by default the outcome ``state`` implies and ``error`` as its detail).
+        """
+        ...
+
+    async def renew_delivery_lease(self, delivery: StoredDelivery, lease_seconds: float) -> bool:
+        """Push the lease of a delivery still being attempted to ``lease_seconds`` from now.
+
+        ``False``: the lease is no longer this worker's (expired and claimed again, or the
+        attempt was recorded, which ends the lease).
         """
         ...
 
@@ -211,6 +228,26 @@ class MessageRefs(Protocol):
 
     async def prune(self, older_than: float) -> int:
         """Forget references not used for ``older_than`` seconds; return how many."""
+        ...
+
+
+class ProcessStates(Protocol):
+    """Each serving process's latest report of what it holds in memory, keyed by process id.
+
+    A process rewrites its own report every ``server.status_interval`` and withdraws it when it
+    stops; ``status`` reads every report, from any host that reaches the queue.
+    """
+
+    async def publish(self, report: ProcessReport) -> None:
+        """Store (or replace) ``report``; reports expired for over a day are deleted."""
+        ...
+
+    async def withdraw(self, process_id: str) -> None:
+        """Delete the report of ``process_id`` (a process that stops cleanly)."""
+        ...
+
+    async def reports(self) -> list[ProcessReport]:
+        """Every stored report, oldest process first (live or not: see ``expires_at``)."""
         ...
 
 
@@ -298,6 +335,10 @@ class Queue(IngestQueue, RoutingQueue, DeliveryQueue, GroupStore, Protocol):
 
     def message_refs(self) -> MessageRefs:
         """The conversations' first-message references in this backend."""
+        ...
+
+    def process_states(self) -> ProcessStates:
+        """The serving processes' reports of their in-memory state (``status``)."""
         ...
 
     def sink_gate(self, sink: str, rate: float | None, burst: int) -> SinkGate:

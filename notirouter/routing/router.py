@@ -58,6 +58,7 @@ class EventRouter(ClaimLoop[StoredEvent]):
     """Runs up to ``concurrency`` events through the pipeline at once."""
 
     label = "router"
+    lease: float
 
     def __init__(
         self,
@@ -80,6 +81,10 @@ class EventRouter(ClaimLoop[StoredEvent]):
     async def claim(self, limit: int) -> list[StoredEvent]:
         """Due events."""
         return await self.queue.claim_events(limit, self.lease)
+
+    async def renew(self, stored: StoredEvent) -> bool:
+        """Keep an event still being enriched and routed ours."""
+        return await self.queue.renew_event_lease(stored, self.lease)
 
     async def next_due(self) -> float | None:
         """When the next pending event falls due."""

@@ -70,6 +70,10 @@ class SekoiaEnricher(Enricher[SekoiaOptions]):
         self.cache = FlightCache(ttl=options.cache_ttl, max_entries=options.cache_size)
         self.links = Links(options.app_base, options.case_link)
 
+    def status(self) -> Mapping[str, Any]:
+        """The cache (size, hits, misses) and the circuit breaker's state, for ``status``."""
+        return {"cache": self.cache.status(), "circuit": self.api.circuit.status()}
+
     async def aclose(self) -> None:
         """Cancel API calls still in flight."""
         await self.cache.aclose()

@@ -30,6 +30,7 @@ from notirouter.queue.postgres.gate import SharedGate
 from notirouter.queue.postgres.inspection import PostgresInspection
 from notirouter.queue.postgres.listener import Listener
 from notirouter.queue.postgres.message_refs import CLAIM_DELIVERIES_IN_ORDER, PostgresMessageRefs
+from notirouter.queue.postgres.process_states import PostgresProcessStates
 from notirouter.queue.postgres.schema import current_version, migrate
 from notirouter.queue.protocol import (
     EVENTS_WAKE,
@@ -37,6 +38,7 @@ from notirouter.queue.protocol import (
     DeadLetterStore,
     Inspection,
     MessageRefs,
+    ProcessStates,
     SinkGate,
     sink_wake,
 )
@@ -263,7 +265,7 @@ class PostgresQueue:
         """Routing failed: try again after ``delay`` seconds, or give up (``dead``)."""
         with unavailable("reschedule the event"):
             await self.pool.execute(
-                "UPDATE events SET state = $1, next_attempt_at = $2, last_error = $3"
+                "UPDATE events SET state = $1, next_attempt_at = $2, last_error = $3, lease = 0"
                 " WHERE id = $4 AND lease = $5",
                 "failed" if dead else "pending",
                 time.time() + (0.0 if dead else delay),
@@ -273,6 +275,22 @@ class PostgresQueue:
             )
         if not dead:
             self._wake({EVENTS_WAKE})
+
+    async def renew_event_lease(self, event: StoredEvent, lease_seconds: float) -> bool:
+        """Push the lease of an event still being routed (``False``: no longer ours)."""
+        with unavailable("renew an event's lease"):
+            status = await self.pool.execute(
+                sql.RENEW_EVENT, event.id, event.lease, time.time() + lease_seconds
+            )
+        return dead_letters.affected(status) == 1
+
+    async def renew_delivery_lease(self, delivery: StoredDelivery, lease_seconds: float) -> bool:
+        """Push the lease of a delivery still being attempted (``False``: no longer ours)."""
+        with unavailable("renew a delivery's lease"):
+            status = await self.pool.execute(
+                sql.RENEW_DELIVERY, delivery.id, delivery.lease, time.time() + lease_seconds
+            )
+        return dead_letters.affected(status) == 1
 
     async def next_event_due(self) -> float | None:
         """When the earliest pending event becomes due (``None``: none pending)."""
@@ -383,6 +401,10 @@ class PostgresQueue:
     def message_refs(self) -> MessageRefs:
         """The conversations' references, shared with every process on this database."""
         return PostgresMessageRefs(self.pool)
+
+    def process_states(self) -> ProcessStates:
+        """Every serving process's report of its in-memory state, on this database."""
+        return PostgresProcessStates(self)
 
     def sink_gate(self, sink: str, rate: float | None, burst: int) -> SinkGate:
         """The sink's bucket and pause, shared with every process on this database."""

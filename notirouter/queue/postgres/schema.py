@@ -130,6 +130,19 @@ MIGRATIONS: dict[int, str] = {
         ON deliveries ((sink || ' ' || ((message::jsonb) ->> 'thread_key')), id)
         WHERE state = 'pending';
     """,
+    # What each serving process holds in memory (caches, circuits, sinks in flight), as it last
+    # reported it, for ``notirouter status`` (notirouter.operations.process_state).
+    11: """
+    CREATE TABLE process_states (
+        process_id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at DOUBLE PRECISION NOT NULL,
+        reported_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL,
+        state TEXT NOT NULL
+    );
+    """,
 }
 LATEST = max(MIGRATIONS)
 Connection = asyncpg.Connection | PoolConnectionProxy

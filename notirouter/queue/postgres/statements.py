@@ -60,10 +60,21 @@ NEXT_DELIVERY_DUE = (
 # when the lease was lost (the new owner records its own). Returns 1 if recorded, else 0.
 FINISH_DELIVERY = (
     "WITH finished AS (UPDATE deliveries SET state = $1, last_error = $2, next_attempt_at = $3,"
-    "   finished_at = $4 WHERE id = $5 AND lease = $6 AND state = 'pending' RETURNING id),"
+    "   finished_at = $4, lease = 0 WHERE id = $5 AND lease = $6 AND state = 'pending'"
+    "   RETURNING id),"
     " noted AS (INSERT INTO delivery_attempts (delivery_id, sink, attempt, at, outcome, status,"
     "   detail, next_attempt_at, paused_until)"
     "   SELECT id, $7, $8, $13, $9, $10, $11, CASE WHEN $1 = 'pending' THEN $3 END, $12"
     "   FROM finished RETURNING 1)"
     " SELECT (SELECT COUNT(*) FROM finished) + 0 * (SELECT COUNT(*) FROM noted)"
+)
+
+# A worker still routing an event, or attempting a delivery, keeps it: its lease is pushed from
+# now. Recording an outcome ends a lease (``lease = 0``), so a renewal that arrives after it
+# changes nothing, not even a retry's next attempt time.
+RENEW_EVENT = (
+    "UPDATE events SET next_attempt_at = $3 WHERE id = $1 AND lease = $2 AND state = 'pending'"
+)
+RENEW_DELIVERY = (
+    "UPDATE deliveries SET next_attempt_at = $3 WHERE id = $1 AND lease = $2 AND state = 'pending'"
 )

@@ -86,6 +86,19 @@ MIGRATIONS: dict[int, str] = {
     CREATE INDEX deliveries_thread ON deliveries (sink, json_extract(message, '$.thread_key'), id)
         WHERE state = 'pending';
     """,
+    # What each serving process holds in memory (caches, circuits, sinks in flight), as it last
+    # reported it, for ``notirouter status`` (notirouter.operations.process_state).
+    12: """
+    CREATE TABLE IF NOT EXISTS process_states (
+        process_id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at REAL NOT NULL,
+        reported_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        state TEXT NOT NULL
+    );
+    """,
 }
 LATEST = max(MIGRATIONS)
 

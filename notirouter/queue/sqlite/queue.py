@@ -292,7 +292,7 @@ class SqliteQueue:
 
         def operation(c: sqlite3.Connection) -> None:
             c.execute(
-                "UPDATE events SET state = ?, next_attempt_at = ?, last_error = ?"
+                "UPDATE events SET state = ?, next_attempt_at = ?, last_error = ?, lease = 0"
                 " WHERE id = ? AND lease = ?",
                 (
                     "failed" if dead else "pending",
@@ -304,6 +304,29 @@ class SqliteQueue:
             )
 
         await self._writer.submit(operation, wakes=() if dead else (EVENTS_WAKE,))
+
+    async def renew_event_lease(self, event: StoredEvent, lease_seconds: float) -> bool:
+        """Push the lease of an event still being routed (``False``: no longer ours)."""
+        return await self._renew("events", event.id, event.lease, lease_seconds)
+
+    async def renew_delivery_lease(self, delivery: StoredDelivery, lease_seconds: float) -> bool:
+        """Push the lease of a delivery still being attempted (``False``: no longer ours)."""
+        return await self._renew("deliveries", delivery.id, delivery.lease, lease_seconds)
+
+    async def _renew(self, table: str, key: object, lease: int, lease_seconds: float) -> bool:
+        def operation(c: sqlite3.Connection) -> bool:
+            # The lease's end as the writer runs it: a renewal late in a busy queue still
+            # gives the whole lease from now.
+            return bool(
+                c.execute(
+                    f"UPDATE {table} SET next_attempt_at = ?"  # noqa: S608 (a fixed name)
+                    " WHERE id = ? AND lease = ? AND state = 'pending'",
+                    (time.time() + lease_seconds, key, lease),
+                ).rowcount
+            )
+
+        renewed: bool = await self._writer.submit(operation)
+        return renewed
 
     async def next_event_due(self) -> float | None:
         """When the earliest pending event becomes due (``None``: no pending event)."""
@@ -372,7 +395,7 @@ class SqliteQueue:
             next_try = now + retry_in if state == "pending" else None
             if not c.execute(
                 "UPDATE deliveries SET state = ?, last_error = ?, next_attempt_at = ?,"
-                " finished_at = ? WHERE id = ? AND lease = ? AND state = 'pending'",
+                " finished_at = ?, lease = 0 WHERE id = ? AND lease = ? AND state = 'pending'",
                 (state, error, now + retry_in, finished, delivery.id, delivery.lease),
             ).rowcount:
                 return False  # the lease was lost: the attempt's new owner records its own
