@@ -159,6 +159,13 @@ class Sink(ABC, Generic[OptionsT]):
         mode = self.conversation()
         return None if mode is None else f"conversation: {mode.value}"
 
+    def actions_support(self) -> str | None:
+        """What ``notirouter check`` says of chat actions on this sink (``None``: nothing).
+
+        A sink with buttons names them; one whose service cannot call back says so.
+        """
+        return None
+
     async def start(self) -> None:
         """Prepare resources before the first send (optional)."""
 
