@@ -40,6 +40,10 @@ class SlackFake:
 
     def handle(self, request: web.Request, body: bytes) -> web.Response:
         method = request.path.rsplit("/", 1)[-1]
+        if request.path.startswith("/response/"):
+            # A click's response_url: no token, the answer goes to the user who clicked.
+            self.calls.append(Call("response_url", json.loads(body), path=request.path))
+            return web.Response(text="ok")
         if request.headers.get("Authorization") != "Bearer xoxb-test-token":
             return web.json_response({"ok": False, "error": "invalid_auth"})
         data = json.loads(body)
@@ -65,7 +69,9 @@ class SlackFake:
         """The calls as ``post``, ``update <ts>`` and ``reply <thread_ts>``, in order."""
         shown = []
         for call in self.calls:
-            if call.method == "chat.update":
+            if call.method == "response_url":
+                shown.append("response_url")
+            elif call.method == "chat.update":
                 shown.append(f"update {call.body['ts']}")
             elif "thread_ts" in call.body:
                 shown.append(f"reply {call.body['thread_ts']}")
