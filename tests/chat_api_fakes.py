@@ -124,7 +124,8 @@ class DiscordFake:
 
 @dataclass
 class MattermostFake:
-    """Mattermost's REST API: posts get ids ``p0000…01``, ``p0000…02``, …; patches are ok.
+    """Mattermost's REST API: posts get ids ``p0000…01``, ``p0000…02``, …; patches are ok and
+    kept (``GET /api/v4/posts/{id}`` shows the post as patched); ephemeral posts are recorded.
 
     ``deleted`` lists post ids whose patch answers 404 (the post was deleted).
     """
@@ -132,6 +133,7 @@ class MattermostFake:
     calls: list[Call] = field(default_factory=list)
     deleted: set[str] = field(default_factory=set)
     posted: int = 0
+    posts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def install(self, server: LoopbackServer) -> None:
         """Answer the server's requests as Mattermost's API."""
@@ -140,24 +142,36 @@ class MattermostFake:
     def handle(self, request: web.Request, body: bytes) -> web.Response:
         if request.headers.get("Authorization") != "Bearer mm-test-token":
             return web.json_response({"id": "api.context.session_expired.app_error"}, status=401)
-        data = json.loads(body)
+        data = json.loads(body) if body else {}
+        if request.method == "GET":
+            post = self.posts.get(request.path.rsplit("/", 1)[-1])
+            if post is None:
+                return web.json_response({"id": "app.post.get.app_error"}, status=404)
+            return web.json_response(post)
         self.calls.append(Call(request.method, data, request.query_string, request.path))
+        if request.method == "POST" and request.path == "/api/v4/posts/ephemeral":
+            return web.json_response({"id": "e" * 26, **data["post"]}, status=201)
         if request.method == "POST" and request.path == "/api/v4/posts":
             self.posted += 1
-            return web.json_response({"id": f"p{self.posted:025d}", **data}, status=201)
+            post_id = f"p{self.posted:025d}"
+            self.posts[post_id] = {"id": post_id, **data}
+            return web.json_response(self.posts[post_id], status=201)
         post_id = request.path.split("/")[-2]
         if request.method == "PUT" and request.path.endswith("/patch"):
             if post_id in self.deleted:
                 return web.json_response({"id": "app.post.get.app_error"}, status=404)
-            return web.json_response({"id": post_id, **data})
+            self.posts.setdefault(post_id, {"id": post_id}).update(data)
+            return web.json_response(self.posts[post_id])
         return web.json_response({"id": "api.context.404.app_error"}, status=404)
 
     def shape(self) -> list[str]:
-        """The calls as ``post``, ``patch <id>`` and ``reply <root_id>``, in order."""
+        """The calls as ``post``, ``patch <id>``, ``reply <root_id>`` and ``ephemeral``."""
         shown = []
         for call in self.calls:
             if call.method == "PUT":
                 shown.append(f"patch {call.path.split('/')[-2]}")
+            elif call.path.endswith("/ephemeral"):
+                shown.append("ephemeral")
             elif "root_id" in call.body:
                 shown.append(f"reply {call.body['root_id']}")
             else:

@@ -5,6 +5,7 @@ a bad signature, a stale timestamp, a replay or a token for another message chan
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -17,7 +18,7 @@ import pytest
 
 from plugins.chat.slack_actions import signature
 from tests.backends import Backend
-from tests.chat_api_fakes import SlackFake
+from tests.chat_api_fakes import MattermostFake, SlackFake
 from tests.conftest import TOKEN
 from tests.loopback import LoopbackServer
 from tests.sekoia_fixtures import (
@@ -328,3 +329,161 @@ async def test_a_user_outside_the_allow_list_is_refused(
     assert fake.shape() == ["post", "response_url"]
     assert "not allowed" in fake.calls[1].body["text"]
     assert sekoia.patches == []
+
+
+MM_SECRET = "mattermost-button-secret-0123456789"
+CHANNEL_ID = "c" * 26
+ALICE_ID = "a" * 26
+ROOT_POST = f"p{1:025d}"
+
+
+def mattermost_config(
+    backend: Backend, mattermost: LoopbackServer, sekoia: FakeSekoia, public_url: str
+) -> str:
+    return f"""
+hooks: [{{name: sekoia, token: {TOKEN}}}]
+queue: {backend.yaml()}
+delivery: {{backoff_initial: 50ms, backoff_max: 200ms, lease: 30s, route_workers: 1}}
+enrichers:
+  sekoia: {{type: sekoia, api_key: {API_KEY}, base_url: "{sekoia.url}", region: fra1,
+            attempts: 1}}
+sinks:
+  chat:
+    type: mattermost
+    server_url: "{mattermost.url}"
+    token: mm-test-token
+    channel_id: {CHANNEL_ID}
+    rate_limit: 0
+    actions: {{enricher: sekoia, public_url: "{public_url}",
+               secret: "${{MM_SECRET}}"}}
+routes:
+  - {{name: r, match: {{type: alert}}, enrich: [sekoia], sinks: [chat]}}
+"""
+
+
+def mm_button(fake: MattermostFake, action: str) -> dict[str, Any]:
+    [patch] = [c for c in fake.calls if c.method == "PUT"][:1]
+    [attachment] = patch.body["props"]["attachments"]
+    [button] = [a for a in attachment["actions"] if a["id"] == f"notirouter{action}"]
+    return button
+
+
+def mm_click(button: dict[str, Any], post_id: str = ROOT_POST) -> dict[str, Any]:
+    """What Mattermost POSTs to the button's integration URL."""
+    return {
+        "user_id": ALICE_ID,
+        "user_name": "alice",
+        "channel_id": CHANNEL_ID,
+        "team_id": "t" * 26,
+        "post_id": post_id,
+        "trigger_id": "trigger",
+        "type": "",
+        "data_source": "",
+        "context": button["integration"]["context"],
+    }
+
+
+def shown(markdown: str) -> str:
+    """Mattermost Markdown as read: entities decoded, backslash escapes dropped."""
+    return html.unescape(markdown).replace("\\", "")
+
+
+async def mm_post(served: Served, body: dict[str, Any]) -> tuple[int, str]:
+    async with (
+        aiohttp.ClientSession() as client,
+        client.post(f"{served.url}/interactions/mattermost", json=body) as response,
+    ):
+        return response.status, await response.text()
+
+
+@pytest.fixture
+async def mattermost_served(
+    queue_backend: Backend, write_config: Callable[..., Path], sekoia: FakeSekoia
+) -> AsyncIterator[tuple[Served, MattermostFake]]:
+    fake = MattermostFake()
+    server = LoopbackServer()
+    await server.start()
+    fake.install(server)
+    # The buttons name notirouter's public address: the port is known once it listens, so the
+    # config names a fixed placeholder that the test checks, and clicks go to the real port.
+    path = write_config(
+        mattermost_config(queue_backend, server, sekoia, "https://notirouter.example")
+    )
+    try:
+        async with serve(path, environ={"MM_SECRET": MM_SECRET}) as served:
+            await post_events(served, [alert_event("created")])
+            await until(lambda: len(fake.calls) >= 2)
+            yield served, fake
+    finally:
+        await server.stop()
+
+
+async def test_mattermost_acknowledge_with_its_signed_token(
+    mattermost_served: tuple[Served, MattermostFake], sekoia: FakeSekoia
+) -> None:
+    served, fake = mattermost_served
+    assert fake.shape() == ["post", f"patch {ROOT_POST}"]  # posted, then given its buttons
+    button = mm_button(fake, "acknowledge")
+    assert button["integration"]["url"] == "https://notirouter.example/interactions/mattermost"
+    assert MM_SECRET not in json.dumps(fake.calls[1].body)
+    status, text = await mm_post(served, mm_click(button))
+    assert status == 200 and "outcome follows" in json.loads(text)["ephemeral_text"]
+    await until(lambda: len(fake.calls) >= 4)
+    await asyncio.sleep(0.3)
+    [patch] = sekoia.patches
+    assert patch["action_uuid"] == WORKFLOW_ACTIONS[0]["id"]
+    assert [c["author"] for c in sekoia.posted_comments] == ["@alice"]
+    assert fake.shape()[2:] == [f"reply {ROOT_POST}", f"patch {ROOT_POST}"]
+    assert fake.calls[2].body["message"].startswith("Acknowledged by @alice at ")
+    footer = fake.calls[3].body["props"]["attachments"][0]["footer"]
+    assert footer.startswith("Acknowledged by @alice at ")
+
+
+@pytest.mark.parametrize("forgery", ["other message", "other action", "other alert", "no token"])
+async def test_mattermost_a_token_for_another_message_is_401(
+    mattermost_served: tuple[Served, MattermostFake], sekoia: FakeSekoia, forgery: str
+) -> None:
+    served, fake = mattermost_served
+    body = mm_click(mm_button(fake, "acknowledge"))
+    context = body["context"]
+    if forgery == "other message":
+        body["post_id"] = context["post"] = f"p{9:025d}"
+    elif forgery == "other action":
+        context["action"] = "reject"
+    elif forgery == "other alert":
+        context["alert"] = "00000000-0000-4000-8000-000000000000"
+    else:
+        del context["token"]
+    assert await mm_post(served, body) == (401, "")
+    await asyncio.sleep(0.5)
+    assert sekoia.patches == [] and sekoia.posted_comments == []
+    assert len(fake.calls) == 2
+    assert await served.runtime.queue.interactions().results() == []
+
+
+async def test_mattermost_reject_needs_a_second_click(
+    mattermost_served: tuple[Served, MattermostFake], sekoia: FakeSekoia
+) -> None:
+    served, fake = mattermost_served
+    body = mm_click(mm_button(fake, "reject"))
+    status, text = await mm_post(served, body)
+    assert status == 200 and "again within 2 minutes" in json.loads(text)["ephemeral_text"]
+    await asyncio.sleep(0.5)
+    assert sekoia.patches == []
+    assert (await mm_post(served, body))[0] == 200
+    await until(lambda: len(sekoia.patches) == 1 and len(fake.calls) >= 4)
+    assert sekoia.patches[0]["action_uuid"] == WORKFLOW_ACTIONS[1]["id"]
+
+
+async def test_mattermost_a_refusal_is_an_ephemeral_answer(
+    mattermost_served: tuple[Served, MattermostFake], sekoia: FakeSekoia
+) -> None:
+    served, fake = mattermost_served
+    sekoia.write_failures = [Failure(409)]
+    assert (await mm_post(served, mm_click(mm_button(fake, "acknowledge"))))[0] == 200
+    await until(lambda: len(fake.calls) >= 3)
+    await asyncio.sleep(0.3)
+    assert fake.shape()[2:] == ["ephemeral"]
+    told = fake.calls[2].body
+    assert told["user_id"] == ALICE_ID
+    assert shown(told["post"]["message"]).startswith("could not acknowledge: Sekoia.io refused")
