@@ -257,6 +257,34 @@ async def test_a_refused_transition_is_told_to_the_user_and_claims_nothing(
     assert state == "failed" and json.loads(result)["outcome"] == "refused"
 
 
+async def test_an_alert_whose_workflow_no_longer_offers_the_action_is_told_so(
+    queue_backend: Backend,
+    write_config: Callable[..., Path],
+    loopback: LoopbackServer,
+    sekoia: FakeSekoia,
+) -> None:
+    fake = SlackFake()
+    fake.install(loopback)
+    # A closed alert, in a community whose workflow has its own names and uuids.
+    sekoia.workflow_actions = [
+        {"id": "0e1d2c3b-4a59-4687-a5b4-c3d2e1f00a99", "name": "Reopen", "description": ""}
+    ]
+    path = write_config(slack_config(queue_backend, loopback, sekoia))
+    async with serve(path, environ=ENVIRON) as served:
+        root = await posted_root(served, fake)
+        assert (await click(served, *signed(block_actions(loopback, root, "acknowledge"))))[
+            0
+        ] == 200
+        await until(lambda: len(fake.calls) >= 2)
+        await asyncio.sleep(0.3)
+    assert fake.shape() == ["post", "response_url"]
+    assert fake.calls[1].body["text"] == (
+        "could not acknowledge: the alert's workflow offers no Acknowledge action now"
+        " (offered: Reopen)"
+    )
+    assert sekoia.patches == []
+
+
 async def test_sekoia_down_is_told_retried_and_then_done(
     queue_backend: Backend,
     write_config: Callable[..., Path],

@@ -77,7 +77,9 @@ def buttons(
             "alert": alert,
             "action": action.value,
             "post": post,
-            "expires": expires,
+            # A string: Mattermost passes the context through JSON maps, where a number may
+            # come back reformatted.
+            "expires": str(expires),
             "token": token(secret, sink, alert, action.value, post, expires),
         }
         found.append(
@@ -102,9 +104,12 @@ def verify(sink: str, options: MattermostActions, body: bytes, now: float) -> Cl
         return None
     context = request["context"]
     fields = [context.get(k) for k in ("sink", "alert", "action", "post", "token")]
-    expires = context.get("expires")
-    if not all(isinstance(v, str) for v in fields) or not isinstance(expires, int):
+    carried_expiry = context.get("expires")
+    if not all(isinstance(v, str) for v in fields) or not isinstance(carried_expiry, str):
         return None
+    if not carried_expiry.isdigit() or len(carried_expiry) > 12:
+        return None
+    expires = int(carried_expiry)
     carried_sink, alert, action, post, given = (str(v) for v in fields)
     if carried_sink != sink or action not in {a.value for a, _, _ in BUTTONS}:
         return None
