@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 
+from notirouter.cli import main
 from plugins.chat.slack_actions import signature
 from tests.backends import Backend
 from tests.chat_api_fakes import MattermostFake, SlackFake
@@ -136,6 +137,7 @@ async def test_a_signed_acknowledge_is_written_back_once_and_shown(
     write_config: Callable[..., Path],
     loopback: LoopbackServer,
     sekoia: FakeSekoia,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     fake = SlackFake()
     fake.install(loopback)
@@ -167,6 +169,11 @@ async def test_a_signed_acknowledge_is_written_back_once_and_shown(
         "acknowledge",
     )
     assert "HTTP 200" in recorded["answer"]
+    # The operator's view of the record.
+    capsys.readouterr()
+    assert await asyncio.to_thread(main, ["actions", "-c", str(path)]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    assert f"chat: alice acknowledge alert {ALERT_UUID}: done: done: Sekoia.io answered" in line
 
 
 async def test_the_alert_message_carries_the_buttons(
