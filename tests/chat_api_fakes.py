@@ -127,13 +127,16 @@ class MattermostFake:
     """Mattermost's REST API: posts get ids ``p0000…01``, ``p0000…02``, …; patches are ok and
     kept (``GET /api/v4/posts/{id}`` shows the post as patched); ephemeral posts are recorded.
 
-    ``deleted`` lists post ids whose patch answers 404 (the post was deleted).
+    ``deleted`` lists post ids whose patch answers 404 (the post was deleted);
+    ``ephemeral_allowed: False`` refuses ephemeral posts (403), as for a bot without the
+    ``create_post_ephemeral`` permission.
     """
 
     calls: list[Call] = field(default_factory=list)
     deleted: set[str] = field(default_factory=set)
     posted: int = 0
     posts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ephemeral_allowed: bool = True
 
     def install(self, server: LoopbackServer) -> None:
         """Answer the server's requests as Mattermost's API."""
@@ -150,6 +153,8 @@ class MattermostFake:
             return web.json_response(post)
         self.calls.append(Call(request.method, data, request.query_string, request.path))
         if request.method == "POST" and request.path == "/api/v4/posts/ephemeral":
+            if not self.ephemeral_allowed:  # the token lacks create_post_ephemeral
+                return web.json_response({"id": "api.context.permissions.app_error"}, status=403)
             return web.json_response({"id": "e" * 26, **data["post"]}, status=201)
         if request.method == "POST" and request.path == "/api/v4/posts":
             self.posted += 1

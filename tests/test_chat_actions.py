@@ -522,3 +522,19 @@ async def test_mattermost_a_refusal_is_an_ephemeral_answer(
     told = fake.calls[2].body
     assert told["user_id"] == ALICE_ID
     assert shown(told["post"]["message"]).startswith("could not acknowledge: Sekoia.io refused")
+
+
+async def test_mattermost_without_ephemeral_permission_answers_in_the_thread(
+    mattermost_served: tuple[Served, MattermostFake], sekoia: FakeSekoia
+) -> None:
+    served, fake = mattermost_served
+    fake.ephemeral_allowed = False
+    sekoia.write_failures = [Failure(403)]
+    assert (await mm_post(served, mm_click(mm_button(fake, "acknowledge"))))[0] == 200
+    await until(lambda: len(fake.calls) >= 4)
+    await asyncio.sleep(0.3)
+    assert fake.shape()[2:] == ["ephemeral", f"reply {ROOT_POST}"]  # refused, then the thread
+    assert shown(fake.calls[3].body["message"]).startswith(
+        "could not acknowledge: the Sekoia.io API key may not do this (HTTP 403"
+    )
+    assert sekoia.patches == []

@@ -160,17 +160,18 @@ async def tell(
     text = escape_mattermost(report.text)
     if click.user_name:  # a Mattermost username (checked): the one mention in the line
         text = text.replace(escape_mattermost(click.who), click.who, 1)
-    if not report.done:
-        body = {
-            "user_id": click.user_id,
-            "post": {"channel_id": channel_id, "root_id": click.message, "message": text},
-        }
-        request = mattermost_api.request(base, token_value, "posts/ephemeral", body)
-        return mattermost_api.answer(await http.send(request, timeout=timeout))
     reply = {"channel_id": channel_id, "root_id": click.message, "message": text}
+    if not report.done:
+        body = {"user_id": click.user_id, "post": reply}
+        request = mattermost_api.request(base, token_value, "posts/ephemeral", body)
+        response = await http.send(request, timeout=timeout)
+        if response.status not in (401, 403):
+            return mattermost_api.answer(response)
+        # Ephemeral posts need the create_post_ephemeral permission (by default system
+        # admins only): without it the answer goes in the thread, where everyone sees it.
     request = mattermost_api.request(base, token_value, "posts", reply)
     result = mattermost_api.answer(await http.send(request, timeout=timeout))
-    if result.outcome is not Outcome.DELIVERED:
+    if result.outcome is not Outcome.DELIVERED or not report.done:
         return result
     get = HttpRequest(
         url=f"{base}/api/v4/posts/{click.message}",
