@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 from aiohttp import web
 
@@ -26,13 +27,15 @@ class Call:
 class SlackFake:
     """Slack's Web API: posts get ``ts`` 1000.000001, 1000.000002, ...; edits are ok.
 
-    ``refuse_edits`` answers ``chat.update`` with ``message_not_found`` (the message deleted).
+    ``refuse_edits`` answers ``chat.update`` with ``message_not_found`` (the message deleted);
+    ``user_groups`` (id -> member ids) answers ``usergroups.users.list``.
     """
 
     channel: str = "C0ALERTS"
     calls: list[Call] = field(default_factory=list)
     refuse_edits: bool = False
     posted: int = 0
+    user_groups: dict[str, list[str]] = field(default_factory=dict)
 
     def install(self, server: LoopbackServer) -> None:
         """Answer the server's requests as Slack's Web API."""
@@ -46,6 +49,12 @@ class SlackFake:
             return web.Response(text="ok")
         if request.headers.get("Authorization") != "Bearer xoxb-test-token":
             return web.json_response({"ok": False, "error": "invalid_auth"})
+        if method == "usergroups.users.list":  # a read method: form-encoded
+            group = parse_qs(body.decode()).get("usergroup", [""])[0]
+            self.calls.append(Call(method, {"usergroup": group}))
+            if group not in self.user_groups:
+                return web.json_response({"ok": False, "error": "no_such_subteam"})
+            return web.json_response({"ok": True, "users": self.user_groups[group]})
         data = json.loads(body)
         self.calls.append(Call(method, data))
         if method == "chat.postMessage":

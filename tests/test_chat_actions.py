@@ -345,6 +345,34 @@ async def test_reject_and_comment_are_written_back(
     assert fake.calls[3].body["text"].startswith("Commented by <@U0ALICE>")
 
 
+@pytest.mark.parametrize(("user", "allowed"), [("U0ALICE", True), ("U0MALLORY", False)])
+async def test_a_slack_user_group_in_the_allow_list_admits_its_members(
+    queue_backend: Backend,
+    write_config: Callable[..., Path],
+    loopback: LoopbackServer,
+    sekoia: FakeSekoia,
+    user: str,
+    allowed: bool,
+) -> None:
+    fake = SlackFake(user_groups={"S0SOC": ["U0BOB", "U0ALICE"]})
+    fake.install(loopback)
+    path = write_config(slack_config(queue_backend, loopback, sekoia, ", allow: [U0BOB, S0SOC]"))
+    async with serve(path, environ=ENVIRON) as served:
+        root = await posted_root(served, fake)
+        payload = block_actions(loopback, root, "acknowledge", user=user)
+        assert (await click(served, *signed(payload)))[0] == 200
+        await until(lambda: len(fake.calls) >= (4 if allowed else 3))
+        await asyncio.sleep(0.3)
+    assert fake.calls[1].method == "usergroups.users.list"
+    assert fake.calls[1].body == {"usergroup": "S0SOC"}
+    if allowed:
+        assert fake.shape()[2:] == [f"reply {ROOT_TS}", f"update {ROOT_TS}"]
+        assert len(sekoia.patches) == 1
+    else:
+        assert fake.shape()[2:] == ["response_url"]
+        assert sekoia.patches == []
+
+
 async def test_a_user_outside_the_allow_list_is_refused(
     queue_backend: Backend,
     write_config: Callable[..., Path],
