@@ -44,6 +44,14 @@ from notirouter.api.http import (
     parse_retry_after,
 )
 from notirouter.api.http_sink import HttpSink, classify_status
+from notirouter.api.interaction import (
+    ActionReport,
+    ActionsOptions,
+    AlertWriter,
+    ChatAction,
+    Click,
+    InteractiveSink,
+)
 from notirouter.api.message import Digest, DigestItem, Fact, Message, Severity
 from notirouter.api.operations import OPERATIONAL_EVENT_TYPE, OperationalAction
 from notirouter.api.sink import Outcome, SendResult, Sink, SinkContext, SinkOptions
@@ -57,6 +65,11 @@ __all__ = [
     "MATTERMOST_ADDRESS",
     "OPERATIONAL_EVENT_TYPE",
     "TRUNCATION_MARKER",
+    "ActionReport",
+    "ActionsOptions",
+    "AlertWriter",
+    "ChatAction",
+    "Click",
     "ConversationMode",
     "Digest",
     "DigestItem",
@@ -71,6 +84,7 @@ __all__ = [
     "HttpRequest",
     "HttpResponse",
     "HttpSink",
+    "InteractiveSink",
     "Message",
     "OperationalAction",
     "Outcome",

@@ -20,6 +20,7 @@ from notirouter.config.loader import LoadedConfig
 from notirouter.delivery.conversations import Conversations
 from notirouter.delivery.dispatcher import SinkDispatcher
 from notirouter.delivery.flusher import GroupFlusher
+from notirouter.delivery.interactions import InteractionWorker
 from notirouter.delivery.retry import RetryPolicy
 from notirouter.ingest.hooks import HookTable
 from notirouter.metrics import Metrics
@@ -103,6 +104,7 @@ class Runtime:
         self._heartbeat_http = HttpClient(max_connections=2)
         self._router: EventRouter | None = None
         self._dispatchers: list[SinkDispatcher] = []
+        self._interactions: InteractionWorker | None = None
         # Set when the drain starts: /readyz and new webhooks answer 503 from then on.
         self.draining = False
         self._drained = False
@@ -175,6 +177,9 @@ class Runtime:
             self._spawn(dispatcher.run(), f"sink {dispatcher.sink.name}")
         # Always: groups held by a route since removed from the config still go out.
         self._spawn(GroupFlusher(self.queue).run(), "group flusher")
+        # Always too: clicks queued before a reload took the buttons away are still answered.
+        self._interactions = InteractionWorker(self, self.policy, delivery.lease)
+        self._spawn(self._interactions.run(), "interactions")
         self._spawn(self._housekeeping_forever(), "housekeeping")
         self._start_status()
 
@@ -289,6 +294,7 @@ class Runtime:
         )
         if forgotten:
             log.info("forgot %d expired conversation references", forgotten)
+        await self.queue.interactions().prune(self.config.app.queue.retention)
 
     async def drain(self) -> None:
         """Stop claiming, and let the work in flight finish within ``server.shutdown_grace``.
@@ -307,9 +313,14 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         grace = self.config.app.server.shutdown_grace
-        loops: list[SinkDispatcher | EventRouter] = [*self._dispatchers, *self.retiring]
+        loops: list[SinkDispatcher | EventRouter | InteractionWorker] = [
+            *self._dispatchers,
+            *self.retiring,
+        ]
         if self._router is not None:
             loops.append(self._router)
+        if self._interactions is not None:
+            loops.append(self._interactions)
         in_flight = sum(len(loop.tasks) for loop in loops)
         if in_flight:
             log.info("waiting up to %gs for %d attempts in flight", grace, in_flight)

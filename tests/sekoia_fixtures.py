@@ -4,6 +4,8 @@ The JSON shapes are those of ``shared/reference/sekoia.md``: the compact alert o
 case of §4.1, and the v2 webhook events of §1. The server answers
 ``GET /v1/sic/alerts/{id}``, ``GET /v1/sic/alerts/{id}/comments/{id}`` and
 ``GET /v1/sic/cases/{id}`` from its objects, checks the bearer key, and can be told to fail.
+For chat actions it also answers ``GET``/``PATCH /v1/sic/alerts/{id}/workflow`` (recording each
+PATCH), ``POST /v1/sic/alerts/{id}/comments`` (recording each comment) and ``GET /v1/me``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,12 @@ ALERT_SHORT_ID = "ALakbd8NXp9W"
 CASE_UUID = "f014aac5-2d38-49f6-a47f-ff602c734d51"
 COMMENT_UUID = "5869b4d8-e3bb-4465-baad-95daf28267c7"
 COMMUNITY = "c766cfab-a604-41c5-b95b-c7cc467f7fc4"
+# The workflow actions the alert offers: uuids that are found by name, never known in advance.
+WORKFLOW_ACTIONS = [
+    {"id": "9d2a4b5e-0c1f-4e7a-8b3d-2f6e1a7c9b01", "name": "Acknowledge", "description": "Ack"},
+    {"id": "4c8e7f3a-1b2d-4a6e-9f0c-5d3b2e1a8c02", "name": "Reject", "description": "FP"},
+    {"id": "7b1c9e2d-3f4a-4b5c-8d6e-0a9f1e2d3c03", "name": "Validate", "description": "Go"},
+]
 
 ALERT: dict[str, Any] = {
     "uuid": ALERT_UUID,
@@ -164,6 +172,12 @@ class FakeSekoia:
         self.comments = {COMMENT_UUID: copy.deepcopy(COMMENT)}
         self.cases = {CASE_UUID: copy.deepcopy(CASE)}
         self.failures: list[Failure] = []
+        # Failures of the workflow PATCH alone (a transition refused, the API down for writes).
+        self.write_failures: list[Failure] = []
+        self.workflow_actions = copy.deepcopy(WORKFLOW_ACTIONS)
+        self.patches: list[dict[str, Any]] = []
+        self.posted_comments: list[dict[str, Any]] = []
+        self.me: dict[str, Any] = {"uuid": "a5fe93d8-e910-494b-ab83-8565fa2e5916"}
         self.delay = 0.0
         # Object kind ("alert", "comment", "case") -> status answered to every request for it:
         # a key without the permission for one endpoint (403) is refused there only.
@@ -197,12 +211,26 @@ class FakeSekoia:
         delay = failure.delay if failure is not None else self.delay
         # The answer is the state when the request arrived, however late it is sent: a change
         # made meanwhile shows only in a later request, as with a real API.
-        response = self._answer(request, failure)
+        response = self._answer(request, failure, body)
         if delay:
             await asyncio.sleep(delay)
         return response
 
-    def _answer(self, request: web.Request, failure: Failure | None) -> web.Response:
+    def _patch(self, alert: str, body: bytes) -> web.Response:
+        while self.write_failures and self.write_failures[0].times <= 0:
+            self.write_failures.pop(0)
+        if self.write_failures:
+            failure = self.write_failures[0]
+            failure.times -= 1
+            return _json(failure.status, {"message": "scripted refusal"}, failure.headers)
+        if alert not in self.alerts:
+            return _json(404, {"message": "Not found"})
+        self.patches.append({"alert": alert, **json.loads(body)})
+        return _json(200, {"uuid": alert})
+
+    def _answer(
+        self, request: web.Request, failure: Failure | None, body: bytes = b""
+    ) -> web.Response:
         if request.headers.get("Authorization") != f"Bearer {API_KEY}":
             return _json(401, {"message": "Unauthorized"})
         refused = self.refuse.get(_kind(request.path.split("/")))
@@ -210,7 +238,22 @@ class FakeSekoia:
             return _json(refused, {"message": "Forbidden" if refused == 403 else "Unauthorized"})
         if failure is not None:
             return _json(failure.status, {"message": "scripted failure"}, failure.headers)
-        found = self._lookup(request.path.split("/"))
+        parts = request.path.split("/")
+        match request.method, parts:
+            case "PATCH", ["", "v1", "sic", "alerts", alert, "workflow"]:
+                return self._patch(alert, body)
+            case "POST", ["", "v1", "sic", "alerts", alert, "comments"]:
+                if alert not in self.alerts:
+                    return _json(404, {"message": "Not found"})
+                self.posted_comments.append({"alert": alert, **json.loads(body)})
+                return _json(200, {"uuid": "c0ffee00-0000-4000-8000-000000000001"})
+            case "GET", ["", "v1", "sic", "alerts", alert, "workflow"]:
+                if alert not in self.alerts:
+                    return _json(404, {"message": "Not found"})
+                return _json(200, {"actions": self.workflow_actions})
+            case "GET", ["", "v1", "me"]:
+                return _json(200, self.me)
+        found = self._lookup(parts)
         if found is None:
             return _json(404, {"message": "Not found", "code": "SIC404"})
         return _json(200, found)

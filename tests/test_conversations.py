@@ -312,10 +312,13 @@ def test_check_says_what_each_chat_sink_does_with_a_conversation(
     assert lines == [
         "sink hook: posts every message: a webhook URL cannot edit, reply in a thread or return"
         " a message id (give token and channel for update+thread)",
+        "sink hook: actions: none: a webhook URL cannot show buttons (give token and channel)",
         "sink bot: conversation: thread",
         "sink disc: conversation: update",
+        "sink disc: actions: none: a webhook's messages carry link buttons only",
         "sink mm: posts every message: a webhook URL cannot edit, reply in a thread or return"
         " a post id (give server_url, token and channel_id for update+thread)",
+        "sink mm: actions: none: a webhook URL cannot show buttons (give server_url and token)",
     ]
 
 

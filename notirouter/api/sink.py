@@ -172,6 +172,13 @@ class Sink(ABC, Generic[OptionsT]):
         """
         return {}
 
+    def actions_support(self) -> str | None:
+        """What ``notirouter check`` says of chat actions on this sink (``None``: nothing).
+
+        A sink with buttons names them; one whose service cannot call back says so.
+        """
+        return None
+
     async def start(self) -> None:
         """Prepare resources before the first send (optional)."""
 

@@ -103,6 +103,9 @@ class ServerConfig(_Strict):
     status_interval: Timeout = 10.0
     trusted_proxies: list[Cidr] = Field(default_factory=list)
     """Peers whose ``X-Forwarded-For`` is believed (for ``hooks[].allow``)."""
+    interactions_allow: list[Cidr] | None = Field(default=None, min_length=1)
+    """Client addresses admitted to ``/interactions/*`` (None: any; others get 401). Mattermost
+    does not sign its calls: its server's address is worth listing here."""
     # Where `notirouter reload` finds the running processes (None: `<queue.path>.pid` on
     # SQLite, no pid file on PostgreSQL); see notirouter/pidfile.py.
     pid_file: str | None = None

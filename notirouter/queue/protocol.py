@@ -30,17 +30,20 @@ from notirouter.queue.records import (
     NewGroupItem,
     StoredDelivery,
     StoredEvent,
+    StoredInteraction,
 )
 from notirouter.queue.sqlite.writer import QueueUnavailable
 
 __all__ = [
     "EVENTS_WAKE",
     "GROUPS_WAKE",
+    "INTERACTIONS_WAKE",
     "DeadLetterStore",
     "DeliveryQueue",
     "GroupStore",
     "IngestQueue",
     "Inspection",
+    "InteractionStore",
     "MessageRefs",
     "ProcessStates",
     "Queue",
@@ -52,6 +55,7 @@ __all__ = [
 
 EVENTS_WAKE = "events"
 GROUPS_WAKE = "groups"
+INTERACTIONS_WAKE = "interactions"
 
 
 def sink_wake(sink: str) -> str:
@@ -251,6 +255,53 @@ class ProcessStates(Protocol):
         ...
 
 
+class InteractionStore(Protocol):
+    """Chat actions (buttons clicked) as durable jobs, and the marks that refuse replays.
+
+    A click is stored before the endpoint answers, claimed under a lease by one worker of any
+    process, retried while its write-back fails transiently, and kept when finished with what
+    came of it (who, what, when, the answer) until ``prune``.
+    """
+
+    async def enqueue(self, sink: str, payload: str, *, mark: str | None, until: float) -> bool:
+        """Store a click; ``mark`` (a request signature) is remembered until ``until``.
+
+        ``False``: ``mark`` was already remembered (a replay), and nothing was stored. The
+        mark and the job are written in one transaction.
+        """
+        ...
+
+    async def toggle_mark(self, mark: str, until: float) -> bool:
+        """A two-step confirmation: ``True`` when ``mark`` was set and unexpired (it is then
+        cleared), else set it until ``until`` and return ``False``."""
+        ...
+
+    async def claim(self, limit: int, lease_seconds: float) -> list[StoredInteraction]:
+        """Take up to ``limit`` due clicks under a lease."""
+        ...
+
+    async def finish(
+        self, item: StoredInteraction, *, state: str, result: str, retry_in: float = 0.0
+    ) -> bool:
+        """Record an attempt: ``done``, ``failed``, or ``pending`` again in ``retry_in`` s.
+
+        ``result`` (JSON) is what came of it. ``False``: the lease was lost.
+        """
+        ...
+
+    async def next_due(self) -> float | None:
+        """When the earliest pending click becomes due (``None``: none)."""
+        ...
+
+    async def results(self, sink: str | None = None) -> list[tuple[int, str, str, str]]:
+        """(id, sink, state, result) of every click, oldest first (for operators and tests)."""
+        ...
+
+    async def prune(self, older_than: float) -> int:
+        """Forget finished clicks older than ``older_than`` s and expired marks."""
+        ...
+
+
 class DeadLetterStore(Protocol):
     """Operator access to what gave up: list, show, replay, purge."""
 
@@ -339,6 +390,10 @@ class Queue(IngestQueue, RoutingQueue, DeliveryQueue, GroupStore, Protocol):
 
     def process_states(self) -> ProcessStates:
         """The serving processes' reports of their in-memory state (``status``)."""
+        ...
+
+    def interactions(self) -> InteractionStore:
+        """The chat actions queued in this backend."""
         ...
 
     def sink_gate(self, sink: str, rate: float | None, burst: int) -> SinkGate:

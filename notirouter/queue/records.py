@@ -50,6 +50,21 @@ class StoredDelivery:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredInteraction:
+    """A chat action (a button clicked), claimed by the interaction worker under a lease."""
+
+    id: int
+    sink: str
+    payload: str
+    """The verified click as JSON (:class:`~notirouter.api.interaction.Click`)."""
+    attempts: int
+    created_at: float
+    lease: int
+    result: str | None = None
+    """What earlier attempts recorded (JSON), e.g. which steps are done already."""
+
+
+@dataclass(frozen=True, slots=True)
 class DeadLetter:
     """A delivery that will not be retried any more, with the reason."""
 

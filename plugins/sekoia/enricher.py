@@ -18,7 +18,16 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from notirouter import Enricher, EnricherContext, EnrichmentError, Event, hookimpl
+from notirouter import (
+    AlertWriter,
+    ChatAction,
+    Enricher,
+    EnricherContext,
+    EnrichmentError,
+    Event,
+    SendResult,
+    hookimpl,
+)
 
 from .cache import Fetched, FlightCache
 from .circuit import Circuit
@@ -26,6 +35,7 @@ from .client import AuthReport, RetrySettings, SekoiaApi, SekoiaApiError
 from .options import SekoiaOptions
 from .places import Links, alert_short_id, path_segment, valid_stix_id, valid_uuid
 from .source import SekoiaEventBase
+from .write_back import WriteBack
 
 log = logging.getLogger("notirouter.plugins.sekoia")
 ALERT_PARAMS = {
@@ -37,8 +47,9 @@ ALERT_PARAMS = {
 }
 
 
-class SekoiaEnricher(Enricher[SekoiaOptions]):
-    """Fetches alerts, comments and cases from the Sekoia.io API (see the module docstring)."""
+class SekoiaEnricher(Enricher[SekoiaOptions], AlertWriter):
+    """Fetches alerts, comments and cases from the Sekoia.io API (see the module docstring),
+    and writes chat actions back (:mod:`.write_back`)."""
 
     type_name = "sekoia"
     Options = SekoiaOptions
@@ -69,6 +80,19 @@ class SekoiaEnricher(Enricher[SekoiaOptions]):
         )
         self.cache = FlightCache(ttl=options.cache_ttl, max_entries=options.cache_size)
         self.links = Links(options.app_base, options.case_link)
+        self.write_back = WriteBack(self.api)
+
+    async def change_status(self, alert: str, action: ChatAction, comment: str) -> SendResult:
+        """Apply the workflow action named like ``action`` to ``alert``."""
+        return await self.write_back.change_status(alert, action, comment)
+
+    async def add_comment(self, alert: str, content: str, author: str) -> SendResult:
+        """Comment on ``alert`` as ``author``."""
+        return await self.write_back.add_comment(alert, content, author)
+
+    async def write_access(self) -> str | None:
+        """Whether the key may write, as far as ``GET /v1/me`` tells."""
+        return await self.write_back.write_access()
 
     def status(self) -> Mapping[str, Any]:
         """The cache (size, hits, misses) and the circuit breaker's state, for ``status``."""

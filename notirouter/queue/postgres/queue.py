@@ -28,6 +28,7 @@ from notirouter.queue.postgres.connection import (
 )
 from notirouter.queue.postgres.gate import SharedGate
 from notirouter.queue.postgres.inspection import PostgresInspection
+from notirouter.queue.postgres.interactions import PostgresInteractions
 from notirouter.queue.postgres.listener import Listener
 from notirouter.queue.postgres.message_refs import CLAIM_DELIVERIES_IN_ORDER, PostgresMessageRefs
 from notirouter.queue.postgres.process_states import PostgresProcessStates
@@ -37,6 +38,7 @@ from notirouter.queue.protocol import (
     GROUPS_WAKE,
     DeadLetterStore,
     Inspection,
+    InteractionStore,
     MessageRefs,
     ProcessStates,
     SinkGate,
@@ -405,6 +407,10 @@ class PostgresQueue:
     def process_states(self) -> ProcessStates:
         """Every serving process's report of its in-memory state, on this database."""
         return PostgresProcessStates(self)
+
+    def interactions(self) -> InteractionStore:
+        """The chat actions, shared with every process on this database."""
+        return PostgresInteractions(self.pool)
 
     def sink_gate(self, sink: str, rate: float | None, burst: int) -> SinkGate:
         """The sink's bucket and pause, shared with every process on this database."""

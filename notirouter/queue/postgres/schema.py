@@ -130,6 +130,29 @@ MIGRATIONS: dict[int, str] = {
         ON deliveries ((sink || ' ' || ((message::jsonb) ->> 'thread_key')), id)
         WHERE state = 'pending';
     """,
+    # Chat actions: clicks queued for the interaction workers of every process, with what
+    # came of them, and the marks that refuse a replayed request or arm a confirmation.
+    8: """
+    CREATE TABLE interactions (
+        id BIGSERIAL PRIMARY KEY,
+        sink TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at DOUBLE PRECISION NOT NULL,
+        next_attempt_at DOUBLE PRECISION NOT NULL,
+        lease BIGINT NOT NULL DEFAULT 0,
+        result TEXT,
+        finished_at DOUBLE PRECISION
+    );
+    CREATE INDEX interactions_due ON interactions (next_attempt_at) WHERE state = 'pending';
+    CREATE INDEX interactions_finished ON interactions (finished_at);
+    CREATE TABLE interaction_marks (
+        mark TEXT PRIMARY KEY,
+        until DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX interaction_marks_until ON interaction_marks (until);
+    """,
     # What each serving process holds in memory (caches, circuits, sinks in flight), as it last
     # reported it, for ``notirouter status`` (notirouter.operations.process_state).
     11: """

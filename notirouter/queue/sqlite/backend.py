@@ -13,12 +13,14 @@ from notirouter.queue.local_gate import LocalGate
 from notirouter.queue.protocol import (
     DeadLetterStore,
     Inspection,
+    InteractionStore,
     MessageRefs,
     ProcessStates,
     SinkGate,
 )
 from notirouter.queue.sqlite import dead_letters as sqlite_dead_letters
 from notirouter.queue.sqlite.inspection import SqliteInspection
+from notirouter.queue.sqlite.interactions import SqliteInteractions
 from notirouter.queue.sqlite.message_refs import SqliteMessageRefs
 from notirouter.queue.sqlite.migrations import current_version
 from notirouter.queue.sqlite.process_states import SqliteProcessStates
@@ -46,6 +48,10 @@ class SqliteBackend(SqliteQueue):
     def process_states(self) -> ProcessStates:
         """The serving process's report of its in-memory state, in this file."""
         return SqliteProcessStates(self)
+
+    def interactions(self) -> InteractionStore:
+        """The chat actions queued in this file."""
+        return SqliteInteractions(self)
 
     def sink_gate(self, sink: str, rate: float | None, burst: int) -> SinkGate:
         """This process's own bucket and pause: no other process uses the file."""

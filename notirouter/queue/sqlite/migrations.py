@@ -86,6 +86,29 @@ MIGRATIONS: dict[int, str] = {
     CREATE INDEX deliveries_thread ON deliveries (sink, json_extract(message, '$.thread_key'), id)
         WHERE state = 'pending';
     """,
+    # Chat actions: clicks queued for the interaction worker, with what came of them, and the
+    # marks that refuse a replayed request (a Slack signature) or arm a confirmation.
+    9: """
+    CREATE TABLE interactions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        sink TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        next_attempt_at REAL NOT NULL,
+        lease INTEGER NOT NULL DEFAULT 0,
+        result TEXT,
+        finished_at REAL
+    );
+    CREATE INDEX interactions_due ON interactions (next_attempt_at) WHERE state = 'pending';
+    CREATE INDEX interactions_finished ON interactions (finished_at);
+    CREATE TABLE interaction_marks (
+        mark TEXT PRIMARY KEY,
+        until REAL NOT NULL
+    );
+    CREATE INDEX interaction_marks_until ON interaction_marks (until);
+    """,
     # What each serving process holds in memory (caches, circuits, sinks in flight), as it last
     # reported it, for ``notirouter status`` (notirouter.operations.process_state).
     12: """
