@@ -46,6 +46,7 @@ from notirouter.api.http import (
 from notirouter.api.http_sink import HttpSink, classify_status
 from notirouter.api.message import Digest, DigestItem, Fact, Message, Severity
 from notirouter.api.operations import OPERATIONAL_EVENT_TYPE, OperationalAction
+from notirouter.api.reconcile import ChangeFeed, ReconciledChange
 from notirouter.api.sink import Outcome, SendResult, Sink, SinkContext, SinkOptions
 from notirouter.api.source import Source
 from notirouter.api.spec import hookimpl
@@ -57,6 +58,7 @@ __all__ = [
     "MATTERMOST_ADDRESS",
     "OPERATIONAL_EVENT_TYPE",
     "TRUNCATION_MARKER",
+    "ChangeFeed",
     "ConversationMode",
     "Digest",
     "DigestItem",
@@ -74,6 +76,7 @@ __all__ = [
     "Message",
     "OperationalAction",
     "Outcome",
+    "ReconciledChange",
     "SecretUrl",
     "SendResult",
     "Severity",

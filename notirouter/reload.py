@@ -69,6 +69,7 @@ class _Retired:
     sinks: list[Sink[Any]]
     enrichers: list[Enricher[Any]]
     http: HttpClient | None
+    reconcilers: list[asyncio.Task[None]] = field(default_factory=list)
     runners: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -190,6 +191,12 @@ class Reloader:
         retired.loops = old_loops
         runtime.retiring.extend(old_loops)
         self._start_loops(new, {d.sink.name: d for d in runtime._dispatchers})
+        # The old enrichers' pollers stop (their commits are atomic: one cut short writes
+        # nothing) and the new ones start; a change both see is enqueued once.
+        retired.reconcilers, runtime.reconcilers = runtime.reconcilers, []
+        for task in retired.reconcilers:
+            task.cancel()
+        runtime.start_reconcilers()
         retirement = asyncio.get_running_loop().create_task(
             self._retire(retired), name="notirouter retire"
         )
@@ -261,6 +268,7 @@ class Reloader:
         """Wait for the old loops' work in flight, close the old parts, bury orphaned jobs."""
         runtime = self.runtime
         await asyncio.gather(*(self._quiet(loop) for loop in retired.loops))
+        await asyncio.gather(*retired.reconcilers, return_exceptions=True)
         for loop in retired.loops:
             runtime.retiring.remove(loop)
             self._runners.pop(loop, None)

@@ -21,6 +21,7 @@ from notirouter.delivery.dispatcher import SinkDispatcher
 from notirouter.delivery.flusher import GroupFlusher
 from notirouter.delivery.retry import RetryPolicy
 from notirouter.ingest.hooks import HookTable
+from notirouter.ingest.reconcile import ChangeKeeping, QueueChangeFeed
 from notirouter.metrics import Metrics
 from notirouter.operations.emitter import OperationsEmitter
 from notirouter.operations.enricher_health import enricher_health
@@ -92,6 +93,9 @@ class Runtime:
             max_age=app.delivery.max_age,
         )
         self._tasks: list[asyncio.Task[None]] = []
+        # Each enricher's reconciliation poller (most return at once: nothing to reconcile).
+        self.reconcilers: list[asyncio.Task[None]] = []
+        self.change_keeping = ChangeKeeping()
         self._heartbeat: asyncio.Task[None] | None = None
         # Its own client: the heartbeat also runs without workers (serve --no-workers).
         self._heartbeat_http = HttpClient(max_connections=2)
@@ -162,6 +166,30 @@ class Runtime:
         # Always: groups held by a route since removed from the config still go out.
         self._spawn(GroupFlusher(self.queue).run(), "group flusher")
         self._spawn(self._housekeeping_forever(), "housekeeping")
+        self.start_reconcilers()
+
+    def start_reconcilers(self) -> None:
+        """Run each enricher's reconciliation (at start, and for a reload's new enrichers)."""
+        for enricher in self.enrichers.values():
+            feed = QueueChangeFeed(
+                enricher.name,
+                self.queue.changes(),
+                self.metrics,
+                self.operations,
+                self.change_keeping,
+            )
+            task = asyncio.create_task(
+                enricher.reconcile(feed), name=f"notirouter reconcile {enricher.name}"
+            )
+            task.add_done_callback(self._crashed)
+            self.reconcilers.append(task)
+
+    async def stop_reconcilers(self) -> None:
+        """Cancel the running reconciliations and wait until they released their leases."""
+        tasks, self.reconcilers = self.reconcilers, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _spawn(self, coroutine: Any, label: str) -> None:
         task = asyncio.create_task(coroutine, name=f"notirouter {label}")
@@ -228,6 +256,8 @@ class Runtime:
         pruned = await self.queue.prune(self.config.app.queue.retention)
         if pruned:
             log.info("pruned %d finished events", pruned)
+        if await self.queue.changes().prune(self.change_keeping.seconds):
+            log.debug("forgot change keys older than %gs", self.change_keeping.seconds)
         forgotten = await self.queue.message_refs().prune(
             self.config.app.queue.conversation_retention
         )
@@ -247,6 +277,7 @@ class Runtime:
         self._drained = True
         if self._heartbeat is not None:
             self._heartbeat.cancel()
+        await self.stop_reconcilers()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -10,8 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from notirouter.queue.local_gate import LocalGate
-from notirouter.queue.protocol import DeadLetterStore, Inspection, MessageRefs, SinkGate
+from notirouter.queue.protocol import (
+    ChangeLedger,
+    DeadLetterStore,
+    Inspection,
+    MessageRefs,
+    SinkGate,
+)
 from notirouter.queue.sqlite import dead_letters as sqlite_dead_letters
+from notirouter.queue.sqlite.changes import SqliteChanges
 from notirouter.queue.sqlite.inspection import SqliteInspection
 from notirouter.queue.sqlite.message_refs import SqliteMessageRefs
 from notirouter.queue.sqlite.migrations import current_version
@@ -35,6 +42,10 @@ class SqliteBackend(SqliteQueue):
     def message_refs(self) -> MessageRefs:
         """The conversations' references in this file."""
         return SqliteMessageRefs(self)
+
+    def changes(self) -> ChangeLedger:
+        """Reconciliation watermarks, leases and changes seen, in this file."""
+        return SqliteChanges(self)
 
     def sink_gate(self, sink: str, rate: float | None, burst: int) -> SinkGate:
         """This process's own bucket and pause: no other process uses the file."""
