@@ -33,6 +33,7 @@ from pydantic import BaseModel
 from notirouter.api.enricher import Enricher
 from notirouter.api.http import HttpClient
 from notirouter.api.manager import PluginError
+from notirouter.api.operations import OperationalAction
 from notirouter.api.sink import Sink
 from notirouter.config.errors import ConfigError
 from notirouter.config.loader import load_config
@@ -108,6 +109,11 @@ class Reloader:
             self.reloads.labels(outcome=outcome).inc()
         return outcome
 
+    def _report(self, action: OperationalAction, **fields: Any) -> None:
+        """The operational event of a reload (throttled like the others, per config file)."""
+        path = str(self.runtime.config.path)
+        self.runtime.operations.emit(action, path, config=path, **fields)
+
     async def _reload(self) -> str:
         runtime = self.runtime
         path = runtime.config.path
@@ -120,15 +126,22 @@ class Reloader:
             for problem in exc.problems:
                 log.error("%s", problem)
             count = len(exc.problems)
-            log.error(
-                "reload rejected: %d problem%s in %s; the running config stays",
-                count,
-                "" if count == 1 else "s",
-                path,
+            summary = f"{count} problem{'' if count == 1 else 's'} in {path}"
+            log.error("reload rejected: %s; the running config stays", summary)
+            first = f": {exc.problems[0]}" if exc.problems else ""
+            self._report(
+                OperationalAction.CONFIG_REJECTED,
+                count=count,
+                detail=f"{summary}{first}; the running config stays",
             )
             return "rejected"
         except PluginError as exc:
             log.error("reload rejected: plugin error: %s; the running config stays", exc)
+            self._report(
+                OperationalAction.CONFIG_REJECTED,
+                count=1,
+                detail=f"plugin error: {exc}; the running config stays",
+            )
             return "rejected"
         for setting in needs_restart(runtime.config.app, config.app):
             log.warning("reload: %s changed: needs a restart; the running value is kept", setting)
@@ -137,28 +150,43 @@ class Reloader:
         workers = runtime._router is not None
         try:
             candidate = Runtime(config)  # the same constructor as at start
-        except Exception:
+        except Exception as exc:
             log.exception("reload failed: a sink or enricher could not be built; config kept")
+            self._failed(f"a sink or enricher could not be built ({type(exc).__name__})")
             return "failed"
         if workers:
             try:
                 await candidate.open_plugins()
-            except Exception:
+            except Exception as exc:
                 log.exception("reload failed: a sink or enricher could not start; config kept")
+                self._failed(f"a sink or enricher could not start ({type(exc).__name__})")
                 await candidate.close_plugins()
                 return "failed"
         before = set(runtime.sinks)
         self._swap(candidate, workers)
         after = set(runtime.sinks)
+        added = ", ".join(sorted(after - before)) or "none"
+        removed = ", ".join(sorted(before - after)) or "none"
         log.info(
             "config reloaded from %s: %d routes, sinks %s (added: %s; removed: %s)",
             path,
             len(config.app.routes),
             ", ".join(sorted(after)) or "none",
-            ", ".join(sorted(after - before)) or "none",
-            ", ".join(sorted(before - after)) or "none",
+            added,
+            removed,
+        )
+        self._report(
+            OperationalAction.CONFIG_RELOADED,
+            count=len(config.app.routes),
+            detail=f"{len(config.app.routes)} routes; sinks added: {added}; removed: {removed}",
         )
         return "applied"
+
+    def _failed(self, why: str) -> None:
+        # No secret in it: only the exception's type (the log line has the traceback).
+        self._report(
+            OperationalAction.CONFIG_REJECTED, count=1, detail=f"{why}; the running config stays"
+        )
 
     def _swap(self, new: Runtime, workers: bool) -> None:
         """Put ``new``'s parts in service: no ``await`` here, so nothing sees half of each."""

@@ -52,7 +52,7 @@ class ReconcileOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    interval: Seconds = Field(default=60.0, ge=1, le=86_400)
+    interval: Seconds = Field(default=60.0, ge=0.1, le=86_400)
     lookback: Seconds = Field(default=86_400.0, ge=60, le=30 * 86_400)
     communities: list[str] | None = Field(default=None, min_length=1)
     delay: Seconds = Field(default=60.0, ge=0, le=3600)

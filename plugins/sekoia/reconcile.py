@@ -78,6 +78,7 @@ class AlertReconciler:
         self.options = options
         self.streams = communities or [ALL_COMMUNITIES]
         self.lease = max(30.0, 3 * options.interval)
+        self._holding: dict[str, bool] = {}
 
     async def run(self, feed: ChangeFeed) -> None:
         """Poll every stream each ``interval``, until cancelled; release the leases then."""
@@ -111,7 +112,16 @@ class AlertReconciler:
 
     async def poll(self, feed: ChangeFeed, stream: str, *, catch_up: bool) -> bool:
         """One pass over ``stream``; ``False`` when another process holds its lease."""
-        if not await feed.hold(stream, self.lease):
+        held = await feed.hold(stream, self.lease)
+        if self._holding.get(stream) != held:
+            self._holding[stream] = held
+            log.info(
+                "enricher %s: %s reconciles %s",
+                self.enricher,
+                "this process" if held else "another process",
+                stream,
+            )
+        if not held:
             return False
         now = time.time()
         until = now - self.options.delay
