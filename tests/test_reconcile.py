@@ -11,6 +11,7 @@ import asyncio
 import json
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -20,6 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from notirouter.config.models import QueueConfig
 from tests.backends import Backend
 from tests.conftest import TOKEN
 from tests.loopback import LoopbackServer
@@ -186,12 +188,24 @@ async def test_changes_made_while_stopped_are_delivered_once_after_restart(
         assert await metric(client, f"http://127.0.0.1:{port}", recovered_metric) == 25.0
 
 
-async def post(port: int, event: dict[str, Any]) -> None:
+async def post(port: int, event: dict[str, Any]) -> str:
     async with (
         aiohttp.ClientSession() as client,
         client.post(f"http://127.0.0.1:{port}/hooks/{TOKEN}", json=event) as response,
     ):
         assert response.status == 202
+        return str((await response.json())["id"])
+
+
+def trace(config: Path, event_id: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "notirouter", "trace", "-c", str(config), event_id],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return done.stdout
 
 
 async def routed(port: int, count: int, timeout: float = 30.0) -> None:
@@ -232,10 +246,14 @@ async def test_a_change_seen_by_reconciliation_then_by_webhook_is_notified_once(
     first = await wait_notified(loopback, 1)
     assert first[0]["event"]["metadata"]["reconciled"] is True
     # The webhook Sekoia.io sent for the same change arrives late (say, a slow network).
-    await post(port, alert_event("created", uuid=alert["uuid"], short_id=alert["short_id"]))
+    late = alert_event("created", uuid=alert["uuid"], short_id=alert["short_id"])
+    event_id = await post(port, late)
     await routed(port, 3)  # the reconciled event, its recovered report, and the webhook
     await passes(sekoia, 1)
     assert len(notified(loopback)) == 1
+    told = trace(notirouter.config, event_id)
+    key = f"sekoia-alert:{alert['uuid']}:{alert['updated_at']}"
+    assert f"change     {key}: already notified by reconciliation: no delivery" in told
     # A later change of the same alert is a new change: notified again, once.
     sekoia.update_alert(alert["uuid"], int(time.time()) + 1, similar=7)
     await post(port, alert_event("updated", uuid=alert["uuid"], short_id=alert["short_id"]))
@@ -309,8 +327,28 @@ async def test_two_postgres_processes_reconcile_once(
     assert sorted(Counter(map(alert_uuid, notified(loopback))).values()) == [1] * 35
 
 
-def reload_text(path: Path, text: str) -> None:
-    path.write_text(text, encoding="utf-8")
+async def test_two_processes_on_one_sqlite_file_reconcile_once(
+    sekoia: FakeSekoia,
+    loopback: LoopbackServer,
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+) -> None:
+    backend = Backend("sqlite", QueueConfig(path=str(tmp_path / "shared.db")))
+    runner = Notirouter(write_config(config(backend, sekoia.url, loopback.url)), tmp_path)
+    try:
+        _, _, first_log = await runner.start()
+        await wait_for_log(first_log, "reconciliation of all starts from now")
+        _, _, second_log = await runner.start()
+        await wait_for_log(second_log, "another process reconciles all")
+        now = int(time.time())
+        for alert in [new_alert(n, now) for n in range(400, 412)]:
+            sekoia.put_alert(alert)
+        await wait_notified(loopback, 12)
+        await passes(sekoia, 3)
+        assert sorted(Counter(map(alert_uuid, notified(loopback))).values()) == [1] * 12
+        assert "this process reconciles all" not in second_log.read_text()
+    finally:
+        await runner.stop_all()
 
 
 async def test_reload_reports_config_reloaded_and_config_rejected(
