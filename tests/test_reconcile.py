@@ -32,7 +32,9 @@ from tests.test_reload import metric, wait_for_log
 PAGE = 10
 
 
-def config(backend: Backend, api: str, target: str, *, interval: str = "300ms") -> str:
+def config(
+    backend: Backend, api: str, target: str, *, lookback: str = "1h", enricher: str = ""
+) -> str:
     return f"""
 hooks: [{{name: sekoia, token: {TOKEN}, source: sekoia}}]
 queue: {backend.yaml()}
@@ -48,7 +50,8 @@ enrichers:
     backoff_initial: 1ms
     backoff_max: 5ms
     cache_ttl: 0s
-    reconcile: {{interval: {interval}, lookback: 1h, delay: 0s, page_size: {PAGE}}}
+    {enricher}
+    reconcile: {{interval: 300ms, lookback: {lookback}, delay: 0s, page_size: {PAGE}}}
 sinks:
   forward: {{type: webhook, url: "{target}/notify"}}
   ops: {{type: webhook, url: "{target}/ops"}}
@@ -352,7 +355,7 @@ async def test_two_processes_on_one_sqlite_file_reconcile_once(
 
 
 async def test_reload_reports_config_reloaded_and_config_rejected(
-    notirouter: Notirouter, loopback: LoopbackServer
+    notirouter: Notirouter, sekoia: FakeSekoia, loopback: LoopbackServer
 ) -> None:
     process, _, log = await notirouter.start()
     text = notirouter.config.read_text()
@@ -370,3 +373,67 @@ async def test_reload_reports_config_reloaded_and_config_rejected(
     assert rejected["event"]["count"] == 2
     assert "2 problems" in rejected["event"]["detail"]
     assert str(notirouter.config) in json.dumps(rejected)
+    # The reconciliation of the reloaded enricher runs on.
+    sekoia.put_alert(new_alert(700, int(time.time())))
+    (body,) = await wait_notified(loopback, 1)
+    assert body["event"]["metadata"]["reconciled"] is True
+
+
+async def test_a_catch_up_goes_back_no_further_than_lookback(
+    queue_backend: Backend,
+    sekoia: FakeSekoia,
+    loopback: LoopbackServer,
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+) -> None:
+    now = int(time.time())
+    # Stopped for ten minutes, with a lookback of two.
+    queue = queue_backend.make()
+    await queue.open()
+    ledger = queue.changes()
+    assert await ledger.hold("sekoia:all", "an earlier process", 60)
+    assert await ledger.commit("sekoia:all", "an earlier process", [], now - 600.0) == []
+    await ledger.release("sekoia:all", "an earlier process")
+    await queue.close()
+    too_old, recent = new_alert(500, now - 300), new_alert(501, now - 30)
+    sekoia.put_alert(too_old)
+    sekoia.put_alert(recent)
+    text = config(queue_backend, sekoia.url, loopback.url, lookback="2m")
+    runner = Notirouter(write_config(text), tmp_path)
+    try:
+        _, _, log = await runner.start()
+        await wait_notified(loopback, 1)
+        await passes(sekoia, 2)
+        assert [alert_uuid(b) for b in notified(loopback)] == [recent["uuid"]]
+        assert "changes before" in await wait_for_log(log, "(lookback) are not recovered")
+    finally:
+        await runner.stop_all()
+
+
+async def test_reconciliation_stops_calling_while_the_circuit_is_open(
+    queue_backend: Backend,
+    sekoia: FakeSekoia,
+    loopback: LoopbackServer,
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+) -> None:
+    breaker = "circuit_failures: 3\n    circuit_cooldown: 2s"
+    text = config(queue_backend, sekoia.url, loopback.url, enricher=breaker)
+    runner = Notirouter(write_config(text.replace("attempts: 3", "attempts: 1")), tmp_path)
+    try:
+        _, _, log = await runner.start()
+        await wait_for_log(log, "reconciliation of all starts from now")
+        await passes(sekoia, 1)
+        failing = len(sekoia.server.requests)
+        sekoia.fail(Failure(503, times=3))
+        sekoia.put_alert(new_alert(600, int(time.time())))
+        await wait_notified(loopback, 1)
+        requests = sekoia.server.requests[failing:]
+        # Three readings failed and opened the circuit: no request for its cool-down (the
+        # readings every 300 ms failed fast), then one probe, answered: the change goes out.
+        assert requests[3].at - requests[2].at >= 1.9
+        assert all(r.path == "/v1/sic/alerts" for r in requests[:4])
+        ops = [o["event"]["action"] for o in await wait_notified(loopback, 3, "/ops")]
+        assert sorted(ops) == ["enrichment-down", "enrichment-recovered", "reconcile-recovered"]
+    finally:
+        await runner.stop_all()
