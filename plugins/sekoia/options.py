@@ -124,6 +124,19 @@ class SekoiaOptions(EnricherOptions):
         return self
 
     @model_validator(mode="after")
+    def _check_reconcile(self) -> SekoiaOptions:
+        wanted = self.reconcile.communities if self.reconcile is not None else None
+        if wanted and self.communities is not None:
+            outside = sorted(set(wanted) - set(self.communities))
+            if outside:
+                # Their changes would be enqueued, and then not enriched by this enricher.
+                raise ValueError(
+                    "reconcile.communities must be among communities; not there: "
+                    + ", ".join(outside)
+                )
+        return self
+
+    @model_validator(mode="after")
     def _resolve(self) -> SekoiaOptions:
         region = REGIONS[self.region] if self.region is not None else None
         if self.base_url is None:
