@@ -33,7 +33,13 @@ PAGE = 10
 
 
 def config(
-    backend: Backend, api: str, target: str, *, lookback: str = "1h", enricher: str = ""
+    backend: Backend,
+    api: str,
+    target: str,
+    *,
+    lookback: str = "1h",
+    enricher: str = "",
+    reconcile: str = "",
 ) -> str:
     return f"""
 hooks: [{{name: sekoia, token: {TOKEN}, source: sekoia}}]
@@ -51,7 +57,7 @@ enrichers:
     backoff_max: 5ms
     cache_ttl: 0s
     {enricher}
-    reconcile: {{interval: 300ms, lookback: {lookback}, delay: 0s, page_size: {PAGE}}}
+    reconcile: {{interval: 300ms, lookback: {lookback}, delay: 0s, page_size: {PAGE}{reconcile}}}
 sinks:
   forward: {{type: webhook, url: "{target}/notify"}}
   ops: {{type: webhook, url: "{target}/ops"}}
@@ -435,5 +441,40 @@ async def test_reconciliation_stops_calling_while_the_circuit_is_open(
         assert all(r.path == "/v1/sic/alerts" for r in requests[:4])
         ops = [o["event"]["action"] for o in await wait_notified(loopback, 3, "/ops")]
         assert sorted(ops) == ["enrichment-down", "enrichment-recovered", "reconcile-recovered"]
+    finally:
+        await runner.stop_all()
+
+
+async def test_each_configured_community_is_read_with_its_own_watermark(
+    queue_backend: Backend,
+    sekoia: FakeSekoia,
+    loopback: LoopbackServer,
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+) -> None:
+    red, blue, other = (f"{c}0000000-0000-4000-8000-000000000000" for c in "abc")
+    text = config(
+        queue_backend, sekoia.url, loopback.url, reconcile=f", communities: [{red}, {blue}]"
+    )
+    runner = Notirouter(write_config(text), tmp_path)
+    try:
+        _, _, log = await runner.start()
+        await wait_for_log(log, f"reconciliation of {blue} starts from now")
+        assert f"reconciliation of {red} starts from now" in log.read_text()
+        now = int(time.time())
+        alerts = [
+            new_alert(800 + n, now, community) for n, community in enumerate([red, blue, other])
+        ]
+        for alert in alerts:
+            sekoia.put_alert(alert)
+        await wait_notified(loopback, 2)
+        await passes(sekoia, 4)
+        assert sorted(map(alert_uuid, notified(loopback))) == [a["uuid"] for a in alerts[:2]]
+        asked = {q.get("match[community_uuid]") for q in sekoia.list_queries}
+        assert asked == {red, blue}
+        # One reading of both communities: one report.
+        (report,) = [o["event"] for o in await wait_notified(loopback, 1, "/ops")]
+        assert report["count"] == 2 and report["stream"] == f"{red}, {blue}"
+        assert sorted(report["ids"]) == [a["short_id"] for a in alerts[:2]]
     finally:
         await runner.stop_all()

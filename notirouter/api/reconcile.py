@@ -61,7 +61,9 @@ class ChangeFeed(Protocol):
     ) -> None:
         """Report changes that no webhook had delivered: a log line, the
         ``notirouter_reconcile_recovered_total`` metric and one ``reconcile-recovered``
-        operational event with their count and labels. ``catch_up``: found at start."""
+        operational event with their count and labels (nothing when there are none).
+        ``stream`` names where they were found (one stream or several, for one report per
+        reading); ``catch_up``: found by the first reading since start."""
         ...
 
     def keep_changes(self, seconds: float) -> None:

@@ -86,9 +86,16 @@ class AlertReconciler:
         caught_up: set[str] = set()
         try:
             while True:
+                # One report per reading of every stream: a catch-up is one event, whatever
+                # the number of communities.
+                found: list[ReconciledChange] = []
+                streams: list[str] = []
+                catch_up = False
                 for stream in self.streams:
+                    before = len(found)
                     try:
-                        if await self.poll(feed, stream, catch_up=stream not in caught_up):
+                        if await self.poll(feed, stream, found, catch_up=stream not in caught_up):
+                            catch_up = catch_up or stream not in caught_up
                             caught_up.add(stream)
                     except asyncio.CancelledError:
                         raise
@@ -104,14 +111,21 @@ class AlertReconciler:
                             type(exc).__name__,
                             exc,
                         )
+                    if len(found) > before:
+                        streams.append(stream)
+                # What a reading committed is reported even if it stopped on an error.
+                feed.recovered(", ".join(streams), found, catch_up=catch_up)
                 await asyncio.sleep(self.options.interval)
         finally:
             for stream in self.streams:
                 with contextlib.suppress(Exception):
                     await feed.release(stream)
 
-    async def poll(self, feed: ChangeFeed, stream: str, *, catch_up: bool) -> bool:
-        """One pass over ``stream``; ``False`` when another process holds its lease."""
+    async def poll(
+        self, feed: ChangeFeed, stream: str, found: list[ReconciledChange], *, catch_up: bool
+    ) -> bool:
+        """One pass over ``stream``, adding what it enqueued to ``found``; ``False`` when
+        another process holds its lease."""
         held = await feed.hold(stream, self.lease)
         if self._holding.get(stream) != held:
             self._holding[stream] = held
@@ -146,26 +160,30 @@ class AlertReconciler:
                 api_time(watermark),
                 api_time(start),
             )
-        recovered = await self._pass(feed, stream, start, until)
-        if recovered is None:
+        before = len(found)
+        if not await self._pass(feed, stream, start, until, found):
             return False
-        if catch_up and not recovered:
+        if catch_up and len(found) == before:
             log.info(
                 "enricher %s: reconciliation of %s caught up from %s: nothing was missed",
                 self.enricher,
                 stream,
                 api_time(start),
             )
-        feed.recovered(stream, recovered, catch_up=catch_up)
         return True
 
     async def _pass(
-        self, feed: ChangeFeed, stream: str, start: float, until: float
-    ) -> list[ReconciledChange] | None:
-        """Read every page of changes in ``[start, until]``; ``None`` when the lease was lost."""
+        self,
+        feed: ChangeFeed,
+        stream: str,
+        start: float,
+        until: float,
+        recovered: list[ReconciledChange],
+    ) -> bool:
+        """Read every page of changes in ``[start, until]``, adding what was enqueued to
+        ``recovered``; ``False`` when the lease was lost."""
         limit = self.options.page_size
         second, skip = int(start), 0
-        recovered: list[ReconciledChange] = []
         for _ in range(MAX_PAGES_PER_PASS):
             page = await self._page(stream, second, until, limit, skip)
             items = [(epoch(item.get("updated_at")), item) for item in page["items"]]
@@ -177,11 +195,13 @@ class AlertReconciler:
             # pages remain (that second is read again: its changes are found seen), to the end
             # of the window once the list is read.
             committed = await feed.commit(stream, changes, until if done else float(last))
-            if committed is None or not await feed.hold(stream, self.lease):
-                return None
+            if committed is None:
+                return False
             recovered.extend(committed)
             if done:
-                return recovered
+                return True
+            if not await feed.hold(stream, self.lease):
+                return False
             if last == second:
                 skip += len(page["items"])
             else:
@@ -189,7 +209,7 @@ class AlertReconciler:
         log.warning(
             "enricher %s: reconciliation of %s stopped after many pages", self.enricher, stream
         )
-        return recovered
+        return True
 
     async def _page(
         self, stream: str, second: int, until: float, limit: int, skip: int
