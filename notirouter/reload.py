@@ -219,17 +219,26 @@ class Reloader:
         retired.loops = old_loops
         runtime.retiring.extend(old_loops)
         self._start_loops(new, {d.sink.name: d for d in runtime._dispatchers})
-        # The old enrichers' pollers stop (their commits are atomic: one cut short writes
-        # nothing) and the new ones start; a change both see is enqueued once.
+        # The old enrichers' pollers stop (a commit cut short writes nothing) and give their
+        # leases up; then the new ones start, holding them as this same process.
         retired.reconcilers, runtime.reconcilers = runtime.reconcilers, []
         for task in retired.reconcilers:
             task.cancel()
-        runtime.start_reconcilers()
+        restart = asyncio.get_running_loop().create_task(
+            self._restart_reconcilers(retired.reconcilers), name="notirouter reconcilers"
+        )
+        runtime.retirements.add(restart)
+        restart.add_done_callback(runtime.retirements.discard)
         retirement = asyncio.get_running_loop().create_task(
             self._retire(retired), name="notirouter retire"
         )
         runtime.retirements.add(retirement)
         retirement.add_done_callback(runtime.retirements.discard)
+
+    async def _restart_reconcilers(self, old: list[asyncio.Task[None]]) -> None:
+        await asyncio.gather(*old, return_exceptions=True)
+        if not self.runtime.draining:
+            self.runtime.start_reconcilers()
 
     def _runner(self, loop: ClaimLoop[Any]) -> asyncio.Task[None]:
         runner = self._runners.get(loop) or loop.runner
@@ -296,7 +305,7 @@ class Reloader:
         """Wait for the old loops' work in flight, close the old parts, bury orphaned jobs."""
         runtime = self.runtime
         await asyncio.gather(*(self._quiet(loop) for loop in retired.loops))
-        await asyncio.gather(*retired.reconcilers, return_exceptions=True)
+        await asyncio.gather(*retired.reconcilers, return_exceptions=True)  # before aclose
         for loop in retired.loops:
             runtime.retiring.remove(loop)
             self._runners.pop(loop, None)

@@ -21,7 +21,7 @@ from notirouter.delivery.dispatcher import SinkDispatcher
 from notirouter.delivery.flusher import GroupFlusher
 from notirouter.delivery.retry import RetryPolicy
 from notirouter.ingest.hooks import HookTable
-from notirouter.ingest.reconcile import ChangeKeeping, QueueChangeFeed
+from notirouter.ingest.reconcile import ChangeKeeping, QueueChangeFeed, process_holder
 from notirouter.metrics import Metrics
 from notirouter.operations.emitter import OperationsEmitter
 from notirouter.operations.enricher_health import enricher_health
@@ -96,6 +96,7 @@ class Runtime:
         # Each enricher's reconciliation poller (most return at once: nothing to reconcile).
         self.reconcilers: list[asyncio.Task[None]] = []
         self.change_keeping = ChangeKeeping()
+        self.lease_holder = process_holder()
         self._heartbeat: asyncio.Task[None] | None = None
         # Its own client: the heartbeat also runs without workers (serve --no-workers).
         self._heartbeat_http = HttpClient(max_connections=2)
@@ -177,6 +178,7 @@ class Runtime:
                 self.metrics,
                 self.operations,
                 self.change_keeping,
+                self.lease_holder,
             )
             task = asyncio.create_task(
                 enricher.reconcile(feed), name=f"notirouter reconcile {enricher.name}"

@@ -379,10 +379,11 @@ async def test_reload_reports_config_reloaded_and_config_rejected(
     assert rejected["event"]["count"] == 2
     assert "2 problems" in rejected["event"]["detail"]
     assert str(notirouter.config) in json.dumps(rejected)
-    # The reconciliation of the reloaded enricher runs on.
+    # The reconciliation of the reloaded enricher runs on, in this process still.
     sekoia.put_alert(new_alert(700, int(time.time())))
     (body,) = await wait_notified(loopback, 1)
     assert body["event"]["metadata"]["reconciled"] is True
+    assert "another process reconciles" not in log.read_text()
 
 
 async def test_a_catch_up_goes_back_no_further_than_lookback(

@@ -3,7 +3,8 @@ enricher, over the queue's :class:`~notirouter.queue.protocol.ChangeLedger`.
 
 Reconciled changes enter the queue as events, like webhooks, under the hook name
 ``reconcile:<enricher>``; each stream is named ``<enricher>:<stream>`` in the ledger, and the
-lease holder is this process (host and pid, plus a random part: a pid can be reused).
+lease holder is this process (:func:`process_holder`): a reload's new enricher holds the
+leases its predecessor held.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ from notirouter.queue.records import NewChange
 log = logging.getLogger("notirouter.reconcile")
 MAX_REPORTED_IDS = 100
 DEFAULT_KEEP = 86_400.0
+
+
+def process_holder() -> str:
+    """This process as a lease holder: host and pid, and a random part (pids are reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 def reconcile_hook(enricher: str) -> str:
@@ -53,13 +59,14 @@ class QueueChangeFeed:
         metrics: Metrics,
         operations: OperationsEmitter,
         keeping: ChangeKeeping,
+        holder: str,
     ) -> None:
         self.enricher = enricher
         self.ledger = ledger
         self.metrics = metrics
         self.operations = operations
         self.keeping = keeping
-        self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.holder = holder
 
     def _stream(self, stream: str) -> str:
         return f"{self.enricher}:{stream}"
