@@ -175,6 +175,7 @@ class FakeSekoia:
         self.refuse: dict[str, int] = {}
         # Alerts the list does not show (a webhook test decides when the API "has" them).
         self.unlisted: set[str] = set()
+        self.ignore_offset = False  # a list that always answers its first page
         server.handler = self._handle
 
     @property
@@ -269,6 +270,7 @@ class FakeSekoia:
             key=lambda alert: (alert["updated_at"], alert["uuid"]),
         )
         offset, limit = int(query.get("offset", "0")), int(query.get("limit", "100"))
+        offset = 0 if self.ignore_offset else offset
         return {
             "total": len(listed),
             "has_more": offset + limit < len(listed),

@@ -479,3 +479,18 @@ async def test_each_configured_community_is_read_with_its_own_watermark(
         assert sorted(report["ids"]) == [a["short_id"] for a in alerts[:2]]
     finally:
         await runner.stop_all()
+
+
+async def test_a_list_that_ignores_offset_does_not_hold_reconciliation_in_a_loop(
+    notirouter: Notirouter, sekoia: FakeSekoia, loopback: LoopbackServer
+) -> None:
+    _, _, log = await notirouter.start()
+    await wait_for_log(log, "reconciliation of all starts from now")
+    sekoia.ignore_offset = True
+    now = int(time.time())
+    for alert in [new_alert(n, now) for n in range(900, 915)]:
+        sekoia.put_alert(alert)
+    await wait_for_log(log, "the API repeated a page; stopped")
+    first_page = await wait_notified(loopback, PAGE)
+    await passes(sekoia, 2)
+    assert len(notified(loopback)) == PAGE == len({alert_uuid(b) for b in first_page})

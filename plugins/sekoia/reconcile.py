@@ -184,11 +184,23 @@ class AlertReconciler:
         ``recovered``; ``False`` when the lease was lost."""
         limit = self.options.page_size
         second, skip = int(start), 0
+        read: set[str] = set()
         for _ in range(MAX_PAGES_PER_PASS):
             page = await self._page(stream, second, until, limit, skip)
             items = [(epoch(item.get("updated_at")), item) for item in page["items"]]
             listed = [(at, item) for at, item in items if at is not None and at <= until]
             changes = [c for c in (self._change(item, start) for _, item in listed) if c]
+            keys = {change.key for change in changes}
+            if keys and keys <= read:
+                # A page of nothing but what this pass read already: an API that ignores
+                # offset would have it read the same page until the page limit.
+                log.warning(
+                    "enricher %s: reconciliation of %s: the API repeated a page; stopped",
+                    self.enricher,
+                    stream,
+                )
+                return True
+            read |= keys
             done = len(page["items"]) < limit or not page["has_more"]
             last = int(max((at for at, _ in listed), default=second))
             # The watermark moves with the changes it covers: to the page's last second while
