@@ -54,6 +54,7 @@ from notirouter.api.interaction import (
 )
 from notirouter.api.message import Digest, DigestItem, Fact, Message, Severity
 from notirouter.api.operations import OPERATIONAL_EVENT_TYPE, OperationalAction
+from notirouter.api.reconcile import ChangeFeed, ReconciledChange
 from notirouter.api.sink import Outcome, SendResult, Sink, SinkContext, SinkOptions
 from notirouter.api.source import Source
 from notirouter.api.spec import hookimpl
@@ -68,6 +69,7 @@ __all__ = [
     "ActionReport",
     "ActionsOptions",
     "AlertWriter",
+    "ChangeFeed",
     "ChatAction",
     "Click",
     "ConversationMode",
@@ -88,6 +90,7 @@ __all__ = [
     "Message",
     "OperationalAction",
     "Outcome",
+    "ReconciledChange",
     "SecretUrl",
     "SendResult",
     "Severity",

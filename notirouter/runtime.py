@@ -23,6 +23,7 @@ from notirouter.delivery.flusher import GroupFlusher
 from notirouter.delivery.interactions import InteractionWorker
 from notirouter.delivery.retry import RetryPolicy
 from notirouter.ingest.hooks import HookTable
+from notirouter.ingest.reconcile import ChangeKeeping, QueueChangeFeed, process_holder
 from notirouter.metrics import Metrics
 from notirouter.operations.emitter import OperationsEmitter
 from notirouter.operations.enricher_health import enricher_health
@@ -99,6 +100,10 @@ class Runtime:
             max_age=app.delivery.max_age,
         )
         self._tasks: list[asyncio.Task[None]] = []
+        # Each enricher's reconciliation poller (most return at once: nothing to reconcile).
+        self.reconcilers: list[asyncio.Task[None]] = []
+        self.change_keeping = ChangeKeeping()
+        self.lease_holder = process_holder()
         self._heartbeat: asyncio.Task[None] | None = None
         # Its own client: the heartbeat also runs without workers (serve --no-workers).
         self._heartbeat_http = HttpClient(max_connections=2)
@@ -181,6 +186,7 @@ class Runtime:
         self._interactions = InteractionWorker(self, self.policy, delivery.lease)
         self._spawn(self._interactions.run(), "interactions")
         self._spawn(self._housekeeping_forever(), "housekeeping")
+        self.start_reconcilers()
         self._start_status()
 
     def _start_status(self) -> None:
@@ -223,6 +229,30 @@ class Runtime:
             "sinks": sinks,
             "enrichers": enrichers,
         }
+
+    def start_reconcilers(self) -> None:
+        """Run each enricher's reconciliation (at start, and for a reload's new enrichers)."""
+        for enricher in self.enrichers.values():
+            feed = QueueChangeFeed(
+                enricher.name,
+                self.queue.changes(),
+                self.metrics,
+                self.operations,
+                self.change_keeping,
+                self.lease_holder,
+            )
+            task = asyncio.create_task(
+                enricher.reconcile(feed), name=f"notirouter reconcile {enricher.name}"
+            )
+            task.add_done_callback(self._crashed)
+            self.reconcilers.append(task)
+
+    async def stop_reconcilers(self) -> None:
+        """Cancel the running reconciliations and wait until they released their leases."""
+        tasks, self.reconcilers = self.reconcilers, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _spawn(self, coroutine: Any, label: str) -> None:
         task = asyncio.create_task(coroutine, name=f"notirouter {label}")
@@ -289,6 +319,8 @@ class Runtime:
         pruned = await self.queue.prune(self.config.app.queue.retention)
         if pruned:
             log.info("pruned %d finished events", pruned)
+        if await self.queue.changes().prune(self.change_keeping.seconds):
+            log.debug("forgot change keys older than %gs", self.change_keeping.seconds)
         forgotten = await self.queue.message_refs().prune(
             self.config.app.queue.conversation_retention
         )
@@ -309,6 +341,7 @@ class Runtime:
         self._drained = True
         if self._heartbeat is not None:
             self._heartbeat.cancel()
+        await self.stop_reconcilers()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -3,7 +3,9 @@
 The JSON shapes are those of ``shared/reference/sekoia.md``: the compact alert of §2.4(a), the
 case of §4.1, and the v2 webhook events of §1. The server answers
 ``GET /v1/sic/alerts/{id}``, ``GET /v1/sic/alerts/{id}/comments/{id}`` and
-``GET /v1/sic/cases/{id}`` from its objects, checks the bearer key, and can be told to fail.
+``GET /v1/sic/cases/{id}`` from its objects, and the alert list ``GET /v1/sic/alerts`` with its
+``date[updated_at]``, ``match[community_uuid]``, ``sort=updated_at``, ``limit`` and ``offset``
+filters (``{"total", "has_more", "items"}``); it checks the bearer key, and can be told to fail.
 For chat actions it also answers ``GET``/``PATCH /v1/sic/alerts/{id}/workflow`` (recording each
 PATCH), ``POST /v1/sic/alerts/{id}/comments`` (recording each comment) and ``GET /v1/me``.
 """
@@ -13,9 +15,12 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 
@@ -182,6 +187,9 @@ class FakeSekoia:
         # Object kind ("alert", "comment", "case") -> status answered to every request for it:
         # a key without the permission for one endpoint (403) is refused there only.
         self.refuse: dict[str, int] = {}
+        # Alerts the list does not show (a webhook test decides when the API "has" them).
+        self.unlisted: set[str] = set()
+        self.ignore_offset = False  # a list that always answers its first page
         server.handler = self._handle
 
     @property
@@ -193,6 +201,23 @@ class FakeSekoia:
     def paths(self) -> list[str]:
         """Paths of every request received, in order."""
         return [request.path for request in self.server.requests]
+
+    @property
+    def list_queries(self) -> list[dict[str, str]]:
+        """The query of every alert list request, in order."""
+        return [
+            dict(parse_qsl(r.query)) for r in self.server.requests if r.path == "/v1/sic/alerts"
+        ]
+
+    def put_alert(self, alert: dict[str, Any]) -> None:
+        """Store (or replace) an alert under its uuid and short id."""
+        self.alerts[alert["uuid"]] = copy.deepcopy(alert)
+        self.alerts[alert["short_id"]] = copy.deepcopy(alert)
+
+    def update_alert(self, uuid: str, updated_at: int, **changes: Any) -> None:
+        """Change an alert: a new ``updated_at`` and fields."""
+        alert = {**self.alerts[uuid], **changes, "updated_at": updated_at}
+        self.put_alert(alert)
 
     def fail(self, *failures: Failure) -> None:
         """Fail the next requests as listed, then answer normally."""
@@ -238,6 +263,8 @@ class FakeSekoia:
             return _json(refused, {"message": "Forbidden" if refused == 403 else "Unauthorized"})
         if failure is not None:
             return _json(failure.status, {"message": "scripted failure"}, failure.headers)
+        if request.path == "/v1/sic/alerts":
+            return _json(200, self._list(dict(request.query)))
         parts = request.path.split("/")
         match request.method, parts:
             case "PATCH", ["", "v1", "sic", "alerts", alert, "workflow"]:
@@ -267,6 +294,49 @@ class FakeSekoia:
             case ["", "v1", "sic", "cases", case]:
                 return self.cases.get(case)
         return None
+
+    def _list(self, query: dict[str, str]) -> dict[str, Any]:
+        low, _, high = query.get("date[updated_at]", "").partition(",")
+        since = _api_time(low) if low else 0.0
+        until = time.time() + 1 if high in ("", "now") else _api_time(high)
+        community = query.get("match[community_uuid]")
+        assert query.get("sort") == "updated_at"
+        unique = {alert["uuid"]: alert for alert in self.alerts.values()}
+        listed = sorted(
+            (
+                alert
+                for uuid, alert in unique.items()
+                if uuid not in self.unlisted
+                and since <= alert["updated_at"] < until + 1
+                and (community is None or alert["community_uuid"] == community)
+            ),
+            key=lambda alert: (alert["updated_at"], alert["uuid"]),
+        )
+        offset, limit = int(query.get("offset", "0")), int(query.get("limit", "100"))
+        offset = 0 if self.ignore_offset else offset
+        return {
+            "total": len(listed),
+            "has_more": offset + limit < len(listed),
+            "items": copy.deepcopy(listed[offset : offset + limit]),
+        }
+
+
+def _api_time(text: str) -> float:
+    # The list filter's format: YYYY-MM-DDTHH:MM:SS, UTC, to the second.
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp()
+
+
+def new_alert(n: int, at: int, community: str = COMMUNITY) -> dict[str, Any]:
+    """Alert number ``n``, created (and last updated) at epoch second ``at``."""
+    return {
+        **copy.deepcopy(ALERT),
+        "uuid": f"00000000-0000-4000-8000-{n:012d}",
+        "short_id": f"ALrecon{n:06d}",
+        "title": f"Alert number {n}",
+        "created_at": at,
+        "updated_at": at,
+        "community_uuid": community,
+    }
 
 
 def _kind(parts: list[str]) -> str:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from notirouter.api.events import Event
 from notirouter.api.http import HttpClient
+from notirouter.api.reconcile import ChangeFeed
 
 
 class EnrichmentError(Exception):
@@ -98,6 +99,20 @@ class Enricher(ABC, Generic[EnricherOptionsT]):
 
     async def aclose(self) -> None:
         """Release resources at shutdown (optional)."""
+
+    def change_key(self, event: Event, variables: Mapping[str, Any]) -> str | None:
+        """The key of the outside change ``event`` reports, from its enriched ``variables``
+        (``None``: none, the default). An enricher that reconciles returns the key its
+        :class:`~notirouter.api.reconcile.ReconciledChange` objects carry for the same
+        change, so a change reported by a webhook and by reconciliation is notified once."""
+        return None
+
+    async def reconcile(self, feed: ChangeFeed) -> None:
+        """Poll the service for changes no webhook delivered, until cancelled (optional).
+
+        Run by ``serve`` (and ``worker``) after :meth:`start`, cancelled before
+        :meth:`aclose`; the default returns at once. See :mod:`notirouter.api.reconcile`.
+        """
 
     @abstractmethod
     async def enrich(self, event: Event) -> Mapping[str, Any]:

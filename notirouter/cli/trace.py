@@ -179,6 +179,13 @@ def print_story(view: dict[str, Any]) -> None:
             print(f"  enrichment added {inert(', '.join(enriched))}")
         elif not errors:
             print("  enrichment none")
+        change = routing.get("change")
+        if isinstance(change, dict):
+            seen = change.get("already_notified")
+            print(
+                f"  change     {inert(str(change.get('key')))}: "
+                + ("already notified by reconciliation: no delivery" if seen else "first seen")
+            )
         if not routing["routes"]:
             print("  routes     none whose match accepts this type and action")
         for decision in routing["routes"]:

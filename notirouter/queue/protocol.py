@@ -15,17 +15,19 @@ writes an event's delivery jobs in the transaction that marks it routed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from notirouter.queue.inspection_records import EventStory, ProcessReport, QueueSnapshot
 from notirouter.queue.records import (
     AttemptNote,
+    ChangeMark,
     DeadLetter,
     DueGroup,
     EnqueueResult,
     FailedEvent,
     FlushedMessage,
+    NewChange,
     NewDelivery,
     NewGroupItem,
     StoredDelivery,
@@ -38,6 +40,7 @@ __all__ = [
     "EVENTS_WAKE",
     "GROUPS_WAKE",
     "INTERACTIONS_WAKE",
+    "ChangeLedger",
     "DeadLetterStore",
     "DeliveryQueue",
     "GroupStore",
@@ -106,12 +109,17 @@ class RoutingQueue(Wakeups, Protocol):
         deliveries: Iterable[NewDelivery],
         items: Iterable[NewGroupItem] = (),
         routing: str | None = None,
+        change: ChangeMark | None = None,
     ) -> bool:
         """Record the event's jobs and group items and mark it routed in one transaction.
 
-        ``False``: the lease was lost. A new group is created with its first item, due
-        ``wait`` seconds later (and wakes :data:`GROUPS_WAKE`). ``routing`` (JSON) is what
-        routing decided, kept with the event for ``trace``.
+        ``False``: the lease was lost. With a ``change``, its key is claimed in the same
+        transaction; if reconciliation claimed it before, the event is marked routed without
+        jobs (``change.routing_if_seen`` as its routing record): the change was notified
+        already. Two webhook events of one key are both notified (Sekoia.io sent both).
+        A new group is created with its first item, due ``wait`` seconds later (and wakes
+        :data:`GROUPS_WAKE`). ``routing`` (JSON) is what routing decided, kept with the event
+        for ``trace``.
         """
         ...
 
@@ -302,6 +310,40 @@ class InteractionStore(Protocol):
         ...
 
 
+class ChangeLedger(Protocol):
+    """Reconciliation state: per stream (an enricher and community) the watermark and the
+    lease of the one process polling it, and the outside changes already notified.
+
+    Shared by every process on the backend. A change key is kept for at least the lookback of
+    the reconciliation that might list it again (pruned by housekeeping).
+    """
+
+    async def hold(self, stream: str, holder: str, seconds: float) -> bool:
+        """Take or renew the lease on polling ``stream`` for ``seconds``; ``False`` while
+        another holder's lease runs."""
+        ...
+
+    async def release(self, stream: str, holder: str) -> None:
+        """Give the lease up, so that another process takes over without waiting."""
+        ...
+
+    async def watermark(self, stream: str) -> float | None:
+        """Epoch seconds up to which ``stream``'s changes are committed (``None``: never)."""
+        ...
+
+    async def commit(
+        self, stream: str, holder: str, changes: Sequence[NewChange], watermark: float
+    ) -> list[str] | None:
+        """Enqueue the changes whose key was not seen yet, claim their keys, and move the
+        watermark forward to ``watermark``: all in one transaction, only while ``holder``
+        holds the lease. Returns the keys enqueued (``None``: lease lost, nothing written)."""
+        ...
+
+    async def prune(self, older_than: float) -> int:
+        """Forget change keys seen more than ``older_than`` seconds ago; return how many."""
+        ...
+
+
 class DeadLetterStore(Protocol):
     """Operator access to what gave up: list, show, replay, purge."""
 
@@ -394,6 +436,10 @@ class Queue(IngestQueue, RoutingQueue, DeliveryQueue, GroupStore, Protocol):
 
     def interactions(self) -> InteractionStore:
         """The chat actions queued in this backend."""
+        ...
+
+    def changes(self) -> ChangeLedger:
+        """Reconciliation watermarks, leases and changes seen in this backend."""
         ...
 
     def sink_gate(self, sink: str, rate: float | None, burst: int) -> SinkGate:

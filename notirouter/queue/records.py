@@ -169,3 +169,30 @@ class FlushedMessage:
 
     event_id: str
     message_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewChange:
+    """A change found by reconciliation, to enqueue as an event unless already notified.
+
+    ``key`` names the outside change (e.g. an alert's uuid and ``updated_at``); the webhook
+    event that reports the same change carries the same key once enriched (its
+    :class:`ChangeMark`), so whichever comes second is not notified again.
+    """
+
+    key: str
+    hook: str
+    source: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeMark:
+    """What a routed event says about the outside change it reports.
+
+    Recorded with the event's jobs: if reconciliation already enqueued ``key``, the event is
+    marked routed with ``routing_if_seen`` and no job, as the change is notified already.
+    """
+
+    key: str
+    routing_if_seen: str | None = None

@@ -41,6 +41,8 @@ class Routed:
     variables: dict[str, Any]
     decisions: list[RouteDecision]
     messages: list[tuple[Route, Message]] = field(default_factory=list)
+    change_key: str | None = None
+    """The outside change the event reports, as its enrichers name it (reconciliation)."""
 
     @property
     def enrichment_errors(self) -> dict[str, str]:
@@ -87,6 +89,8 @@ class Pipeline:
             await self._enrich(event, self.routes.enrichers_for(event.type, event.action), context)
         variables = context.variables()
         routed = Routed(event, variables, decide(candidates, variables))
+        if candidates and enrich:
+            routed.change_key = self._change_key(event, variables)
         for decision in routed.decisions:
             if decision.error is not None:
                 self._failures.log(
@@ -101,6 +105,21 @@ class Pipeline:
                     (decision.route, self.format(event, variables, decision.route))
                 )
         return routed
+
+    def _change_key(self, event: Event, variables: Mapping[str, Any]) -> str | None:
+        for name in self.routes.enrichers_for(event.type, event.action):
+            enricher = self.enrichers.get(name)
+            if enricher is None:
+                continue
+            try:
+                key = enricher.change_key(event, variables)
+            except Exception:
+                # Without a key the event is notified: at worst twice, never lost.
+                log.exception("enricher %s: change_key failed", name)
+                continue
+            if key is not None:
+                return key
+        return None
 
     async def _enrich(self, event: Event, names: tuple[str, ...], context: EventContext) -> None:
         chosen = [(name, self.enrichers[name]) for name in names if name in self.enrichers]

@@ -17,10 +17,15 @@ ROUTING_VERSION = 1
 MAX_NAMES = 20
 
 
-def routing_record(routed: Routed) -> str:
-    """The JSON kept with the routed event."""
+def routing_record(routed: Routed, *, already_notified: bool = False) -> str:
+    """The JSON kept with the routed event (``already_notified``: its change was notified by
+    reconciliation first, and the event wrote no job)."""
+    extra: dict[str, object] = {}
+    if routed.change_key is not None:
+        extra["change"] = {"key": routed.change_key, "already_notified": already_notified}
     return json.dumps(
         {
+            **extra,
             "version": ROUTING_VERSION,
             "type": routed.event.type,
             "action": routed.event.action,

@@ -20,7 +20,7 @@ from notirouter.ingest.payload import PayloadRefused, load_payload
 from notirouter.metrics import Metrics
 from notirouter.queue.claim_loop import ClaimLoop, Slot
 from notirouter.queue.protocol import EVENTS_WAKE, QueueUnavailable, RoutingQueue
-from notirouter.queue.records import NewDelivery, NewGroupItem, StoredEvent
+from notirouter.queue.records import ChangeMark, NewDelivery, NewGroupItem, StoredEvent
 from notirouter.routing.pipeline import Pipeline, UnknownSourceError
 from notirouter.routing.record import routing_record
 from notirouter.throttled_log import ThrottledLog
@@ -99,7 +99,7 @@ class EventRouter(ClaimLoop[StoredEvent]):
         is not installed, and a queue that cannot record the outcome, are worth retrying.
         """
         try:
-            event, jobs, items, matched, routing = await self._deliveries(stored)
+            event, jobs, items, matched, routing, change = await self._deliveries(stored)
         except asyncio.CancelledError:
             raise
         except UnknownSourceError as exc:
@@ -111,7 +111,7 @@ class EventRouter(ClaimLoop[StoredEvent]):
             return
         slot.release()  # enrichment is done; writing the jobs needs no slot
         try:
-            done = await self.queue.complete_event(stored, jobs, items, routing)
+            done = await self.queue.complete_event(stored, jobs, items, routing, change)
         except asyncio.CancelledError:
             raise
         except QueueUnavailable as exc:
@@ -144,7 +144,7 @@ class EventRouter(ClaimLoop[StoredEvent]):
 
     async def _deliveries(
         self, stored: StoredEvent
-    ) -> tuple[Event, list[NewDelivery], list[NewGroupItem], list[str], str]:
+    ) -> tuple[Event, list[NewDelivery], list[NewGroupItem], list[str], str, ChangeMark | None]:
         """Parse, route, format and serialise: the jobs to write, the messages grouped routes
         hold (README "Storm control"), the routes that matched, and the decisions as stored
         with the event."""
@@ -170,7 +170,10 @@ class EventRouter(ClaimLoop[StoredEvent]):
         except Exception as exc:
             raise Unroutable(stage, exc) from exc
         matched = [route.name for route, _ in routed.messages]
-        return event, jobs, items, matched, routing_record(routed)
+        change = None
+        if routed.change_key is not None:
+            change = ChangeMark(routed.change_key, routing_record(routed, already_notified=True))
+        return event, jobs, items, matched, routing_record(routed), change
 
     async def _unroutable(self, stored: StoredEvent, exc: Unroutable) -> None:
         stage, cause, reason = exc.stage, exc.__cause__, str(exc)

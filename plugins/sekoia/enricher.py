@@ -20,6 +20,7 @@ from typing import Any
 
 from notirouter import (
     AlertWriter,
+    ChangeFeed,
     ChatAction,
     Enricher,
     EnricherContext,
@@ -34,6 +35,7 @@ from .circuit import Circuit
 from .client import AuthReport, RetrySettings, SekoiaApi, SekoiaApiError
 from .options import SekoiaOptions
 from .places import Links, alert_short_id, path_segment, valid_stix_id, valid_uuid
+from .reconcile import AlertReconciler, change_key
 from .source import SekoiaEventBase
 from .write_back import WriteBack
 
@@ -101,6 +103,26 @@ class SekoiaEnricher(Enricher[SekoiaOptions], AlertWriter):
     async def aclose(self) -> None:
         """Cancel API calls still in flight."""
         await self.cache.aclose()
+
+    async def reconcile(self, feed: ChangeFeed) -> None:
+        """With ``reconcile:``, poll the alert list for changes no webhook delivered."""
+        settings = self.options.reconcile
+        if settings is None:
+            return
+        communities = settings.communities or self.options.communities or []
+        await AlertReconciler(self.name, self.api, settings, communities).run(feed)
+
+    def change_key(self, event: Event, variables: Mapping[str, Any]) -> str | None:
+        """For an ``alert`` created/updated webhook: the alert's uuid and ``updated_at`` as
+        fetched, the key reconciliation gives the same change (with ``reconcile:`` only)."""
+        if self.options.reconcile is None or not isinstance(event, SekoiaEventBase):
+            return None
+        if event.type != "alert" or event.action not in ("created", "updated"):
+            return None
+        if (event.metadata.model_extra or {}).get("reconciled") is True:
+            return None  # its key was claimed when reconciliation enqueued it
+        enrichment = variables.get("enrichment")
+        return change_key(enrichment.get("alert")) if isinstance(enrichment, dict) else None
 
     async def enrich(self, event: Event) -> Mapping[str, Any]:
         """Variables for ``event``; ``{}`` for events this enricher does not handle."""

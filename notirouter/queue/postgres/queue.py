@@ -16,9 +16,10 @@ import time
 from collections.abc import Callable, Iterable
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from notirouter.config.models import QueueConfig
-from notirouter.queue.postgres import dead_letters, groups
+from notirouter.queue.postgres import changes, dead_letters, groups
 from notirouter.queue.postgres import statements as sql
 from notirouter.queue.postgres.connection import (
     DRIVER_ERRORS,
@@ -36,6 +37,7 @@ from notirouter.queue.postgres.schema import current_version, migrate
 from notirouter.queue.protocol import (
     EVENTS_WAKE,
     GROUPS_WAKE,
+    ChangeLedger,
     DeadLetterStore,
     Inspection,
     InteractionStore,
@@ -46,6 +48,7 @@ from notirouter.queue.protocol import (
 )
 from notirouter.queue.records import (
     AttemptNote,
+    ChangeMark,
     DueGroup,
     EnqueueResult,
     FlushedMessage,
@@ -233,9 +236,19 @@ class PostgresQueue:
         deliveries: Iterable[NewDelivery],
         items: Iterable[NewGroupItem] = (),
         routing: str | None = None,
+        change: ChangeMark | None = None,
     ) -> bool:
         """Write the event's jobs, group items and what routing decided, and mark it routed,
-        in one transaction (``False``: lease lost). Without group items it is one statement."""
+        in one transaction (``False``: lease lost). Without group items it is one statement.
+
+        With a ``change`` already seen (notified by reconciliation or another event), the event
+        is only marked routed: claiming the change and writing the jobs are one transaction,
+        so of two processes routing the same change, one writes jobs.
+        """
+        if change is not None:
+            return await self._complete_change(
+                event, list(deliveries), list(items), routing, change
+            )
         jobs = list(deliveries)
         held = list(items)
         wakes = sorted({sink_wake(j.sink) for j in jobs})
@@ -260,6 +273,57 @@ class PostgresQueue:
         if routed:
             self._wake(set(wakes) | ({GROUPS_WAKE} if held else set()))
         return bool(routed)
+
+    async def _complete_change(
+        self,
+        event: StoredEvent,
+        jobs: list[NewDelivery],
+        held: list[NewGroupItem],
+        routing: str | None,
+        change: ChangeMark,
+    ) -> bool:
+        try:
+            with unavailable("record the routed event"):
+                async with self.pool.acquire() as connection, connection.transaction():
+                    wakes = await self._complete_in(connection, event, jobs, held, routing, change)
+        except _LeaseLost:
+            return False
+        self._wake(set(wakes))
+        return True
+
+    @staticmethod
+    async def _complete_in(
+        connection: asyncpg.Connection | PoolConnectionProxy,
+        event: StoredEvent,
+        jobs: list[NewDelivery],
+        held: list[NewGroupItem],
+        routing: str | None,
+        change: ChangeMark,
+    ) -> list[str]:
+        first = await changes.claim_change(
+            connection, change.key, event.id, time.time(), changes.WEBHOOK
+        )
+        if first == changes.RECONCILE:
+            jobs, held, routing = [], [], change.routing_if_seen or routing
+        wakes = sorted({sink_wake(j.sink) for j in jobs})
+        routed = await connection.fetchval(
+            sql.COMPLETE_EVENT,
+            event.id,
+            event.lease,
+            [j.route for j in jobs],
+            [j.sink for j in jobs],
+            [j.message_json for j in jobs],
+            time.time(),
+            wakes,
+            routing,
+        )
+        if not routed:
+            # Not ours any more: the change it claimed goes back with the transaction.
+            raise _LeaseLost()
+        if held:
+            await groups.add_items(connection, event.id, held)
+            wakes.append(GROUPS_WAKE)
+        return wakes
 
     async def retry_event(
         self, event: StoredEvent, delay: float, error: str, *, dead: bool
@@ -412,6 +476,10 @@ class PostgresQueue:
         """The chat actions, shared with every process on this database."""
         return PostgresInteractions(self.pool)
 
+    def changes(self) -> ChangeLedger:
+        """Reconciliation watermarks, leases and changes seen, shared by every process."""
+        return changes.PostgresChanges(self.pool)
+
     def sink_gate(self, sink: str, rate: float | None, burst: int) -> SinkGate:
         """The sink's bucket and pause, shared with every process on this database."""
         return SharedGate(self.pool, sink, rate, burst)
@@ -427,3 +495,7 @@ class PostgresQueue:
     async def prune(self, older_than: float) -> int:
         """Forget finished work older than ``older_than`` seconds."""
         return await dead_letters.prune(self.pool, older_than)
+
+
+class _LeaseLost(Exception):
+    """Rolls back a completion whose event another worker took over."""

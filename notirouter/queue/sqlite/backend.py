@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from notirouter.queue.local_gate import LocalGate
 from notirouter.queue.protocol import (
+    ChangeLedger,
     DeadLetterStore,
     Inspection,
     InteractionStore,
@@ -19,6 +20,7 @@ from notirouter.queue.protocol import (
     SinkGate,
 )
 from notirouter.queue.sqlite import dead_letters as sqlite_dead_letters
+from notirouter.queue.sqlite.changes import SqliteChanges
 from notirouter.queue.sqlite.inspection import SqliteInspection
 from notirouter.queue.sqlite.interactions import SqliteInteractions
 from notirouter.queue.sqlite.message_refs import SqliteMessageRefs
@@ -52,6 +54,10 @@ class SqliteBackend(SqliteQueue):
     def interactions(self) -> InteractionStore:
         """The chat actions queued in this file."""
         return SqliteInteractions(self)
+
+    def changes(self) -> ChangeLedger:
+        """Reconciliation watermarks, leases and changes seen, in this file."""
+        return SqliteChanges(self)
 
     def sink_gate(self, sink: str, rate: float | None, burst: int) -> SinkGate:
         """This process's own bucket and pause: no other process uses the file."""

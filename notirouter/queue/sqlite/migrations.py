@@ -109,6 +109,25 @@ MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX interaction_marks_until ON interaction_marks (until);
     """,
+    # Reconciliation with an API (README "Never miss an alert"): per stream (an enricher and
+    # community) its watermark and the lease of the process polling it, and the changes
+    # already notified (``origin``: by a webhook or by reconciliation), kept for at least the
+    # lookback.
+    10: """
+    CREATE TABLE reconcile_streams (
+        stream TEXT PRIMARY KEY,
+        watermark REAL,
+        holder TEXT,
+        lease_until REAL NOT NULL DEFAULT 0
+    );
+    CREATE TABLE seen_changes (
+        change_key TEXT PRIMARY KEY,
+        event_id TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        seen_at REAL NOT NULL
+    );
+    CREATE INDEX seen_changes_seen ON seen_changes (seen_at);
+    """,
     # What each serving process holds in memory (caches, circuits, sinks in flight), as it last
     # reported it, for ``notirouter status`` (notirouter.operations.process_state).
     12: """

@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 from notirouter.queue.records import (
     AttemptNote,
+    ChangeMark,
     DueGroup,
     EnqueueResult,
     FlushedMessage,
@@ -34,7 +35,7 @@ from notirouter.queue.records import (
     StoredEvent,
     attempt_note,
 )
-from notirouter.queue.sqlite import groups
+from notirouter.queue.sqlite import changes, groups
 from notirouter.queue.sqlite.existence import check_before_open, marker_path, record_created
 from notirouter.queue.sqlite.file_identity import (
     FileIdentity,
@@ -248,9 +249,10 @@ class SqliteQueue:
         deliveries: Iterable[NewDelivery],
         items: Iterable[NewGroupItem] = (),
         routing: str | None = None,
+        change: ChangeMark | None = None,
     ) -> bool:
         """Record the event's delivery jobs, group items and what routing decided, and mark it
-        routed, in one transaction.
+        routed, in one transaction; with a ``change`` already seen, only mark it routed.
 
         Returns ``False`` when the lease was lost (another worker owns the event now).
         """
@@ -267,6 +269,19 @@ class SqliteQueue:
             ).rowcount
             if not updated:
                 return False
+            first = (
+                None
+                if change is None
+                else changes.claim_change(c, change.key, event.id, now, changes.WEBHOOK)
+            )
+            if change is not None and first == changes.RECONCILE:
+                # Already notified by reconciliation: routed, no jobs.
+                if change.routing_if_seen is not None:
+                    c.execute(
+                        "UPDATE events SET routing = ? WHERE id = ?",
+                        (change.routing_if_seen, event.id),
+                    )
+                return True
             c.executemany(
                 "INSERT OR IGNORE INTO deliveries (event_id, route, sink, message, created_at,"
                 " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -276,7 +291,7 @@ class SqliteQueue:
             return True
 
         wakes = tuple(sorted({sink_wake(j.sink) for j in jobs}))
-        done: bool = await self._writer.submit(operation, wakes=wakes)
+        done: bool = await self._writer.submit(operation, wakes=wakes)  # a spare wake is harmless
         if done and any(created):
             self._wake({groups.GROUPS_WAKE})
         return done
