@@ -15,8 +15,8 @@ from notirouter.config.models import QueueConfig
 from tests.backends import Backend
 from tests.commands import SECRET, cli_json, run_cli, wait_until
 from tests.loopback import LoopbackServer, Reply
+from tests.older_queue import FIRST_SCHEMA
 from tests.serving import config, post_event, serve
-from tests.test_migrations import FIRST_SCHEMA
 
 ALERT_UUID = "af0a370f-2e44-433c-99b2-2d0e4b348d0c"
 ALERT_SHORT = "ALakbd8NXp9W"
