@@ -17,7 +17,7 @@ $(BIN)/notirouter: pyproject.toml
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-$(VENV)/.test-deps: $(BIN)/notirouter tests/example_plugin/pyproject.toml
+$(VENV)/.test-deps: $(BIN)/notirouter tests/example_plugin/pyproject.toml tests/example_plugin/notirouter_jsonl/__init__.py
 	$(BIN)/pip install --quiet -e '.[test,postgres]' ./tests/example_plugin
 	touch $@
 
@@ -43,8 +43,14 @@ renderers: $(RENDERERS)/node_modules/.installed
 test: lint renderers
 	$(BIN)/pytest -q
 
-bench: $(VENV)/.test-deps
-	$(BIN)/python bench/run.py
+# notirouter against its references in one run (README "Benchmark"): make bench, make bench
+# QUICK=1 (a few hundred events, the smoke test's path), make bench ARGS='--only sqlite,seed'.
+$(VENV)/.bench-deps: $(VENV)/.test-deps
+	$(BIN)/pip install --quiet -e '.[test,postgres,bench]'
+	touch $@
+
+bench: $(VENV)/.bench-deps
+	$(BIN)/python bench/compare.py $(if $(QUICK),--quick) $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info var $(RENDERERS)/node_modules

@@ -10,7 +10,6 @@ import asyncio
 import json
 import math
 import random
-import string
 import time
 import uuid
 from collections.abc import Sequence
@@ -25,26 +24,29 @@ REQUEST_TIMEOUT = 60.0
 
 @dataclass(frozen=True)
 class BenchEvent:
-    """One webhook event: its id (``metadata.uuid``, the dedupe key) and its body."""
+    """One webhook event: its id (``metadata.uuid``, the dedupe key), its body, and the alert
+    short id every notification about it carries (``AL`` + the alert uuid's first 10 hex
+    digits, as the fake Sekoia API also answers), by which the loopback sinks count it."""
 
     id: str
     body: bytes
+    key: str = ""
 
 
 def make_events(count: int, seed: int) -> list[BenchEvent]:
     """``count`` alert-created events with distinct event and alert ids."""
     rng = random.Random(seed)
-    alphabet = string.ascii_letters + string.digits
     events = []
     for _ in range(count):
         event_uuid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         alert_uuid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        short_id = "AL" + alert_uuid.replace("-", "")[:10]
         body = {
             "type": "alert",
             "action": "created",
             "attributes": {
                 "uuid": alert_uuid,
-                "short_id": "AL" + "".join(rng.choices(alphabet, k=10)),
+                "short_id": short_id,
             },
             "metadata": {
                 "version": 2,
@@ -53,7 +55,7 @@ def make_events(count: int, seed: int) -> list[BenchEvent]:
                 "community_uuid": COMMUNITY_UUID,
             },
         }
-        events.append(BenchEvent(event_uuid, json.dumps(body).encode()))
+        events.append(BenchEvent(event_uuid, json.dumps(body).encode(), short_id))
     return events
 
 

@@ -44,6 +44,14 @@ from notirouter.api.http import (
     parse_retry_after,
 )
 from notirouter.api.http_sink import HttpSink, classify_status
+from notirouter.api.interaction import (
+    ActionReport,
+    ActionsOptions,
+    AlertWriter,
+    ChatAction,
+    Click,
+    InteractiveSink,
+)
 from notirouter.api.message import (
     CHANGED_FACT,
     Digest,
@@ -54,6 +62,7 @@ from notirouter.api.message import (
     describe_change,
 )
 from notirouter.api.operations import OPERATIONAL_EVENT_TYPE, OperationalAction
+from notirouter.api.reconcile import ChangeFeed, ReconciledChange
 from notirouter.api.sink import (
     Outcome,
     SendResult,
@@ -73,6 +82,12 @@ __all__ = [
     "MATTERMOST_ADDRESS",
     "OPERATIONAL_EVENT_TYPE",
     "TRUNCATION_MARKER",
+    "ActionReport",
+    "ActionsOptions",
+    "AlertWriter",
+    "ChangeFeed",
+    "ChatAction",
+    "Click",
     "ConversationMode",
     "Digest",
     "DigestItem",
@@ -87,9 +102,11 @@ __all__ = [
     "HttpRequest",
     "HttpResponse",
     "HttpSink",
+    "InteractiveSink",
     "Message",
     "OperationalAction",
     "Outcome",
+    "ReconciledChange",
     "SecretUrl",
     "SendResult",
     "Severity",

@@ -99,6 +99,12 @@ class Metrics:
             ["sink"],
             registry=self.registry,
         )
+        self.reconcile_recovered = Counter(
+            "notirouter_reconcile_recovered_total",
+            "Changes found by reconciliation that no webhook had delivered, by enricher.",
+            ["enricher"],
+            registry=self.registry,
+        )
         self._received: dict[tuple[str, str], Any] = {}
         self.queue_jobs = Gauge(
             "notirouter_queue_jobs",

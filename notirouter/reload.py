@@ -33,6 +33,7 @@ from pydantic import BaseModel
 from notirouter.api.enricher import Enricher
 from notirouter.api.http import HttpClient
 from notirouter.api.manager import PluginError
+from notirouter.api.operations import OperationalAction
 from notirouter.api.sink import Sink
 from notirouter.config.errors import ConfigError
 from notirouter.config.loader import load_config
@@ -69,6 +70,7 @@ class _Retired:
     sinks: list[Sink[Any]]
     enrichers: list[Enricher[Any]]
     http: HttpClient | None
+    reconcilers: list[asyncio.Task[None]] = field(default_factory=list)
     runners: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -107,6 +109,11 @@ class Reloader:
             self.reloads.labels(outcome=outcome).inc()
         return outcome
 
+    def _report(self, action: OperationalAction, **fields: Any) -> None:
+        """The operational event of a reload (throttled like the others, per config file)."""
+        path = str(self.runtime.config.path)
+        self.runtime.operations.emit(action, path, config=path, **fields)
+
     async def _reload(self) -> str:
         runtime = self.runtime
         path = runtime.config.path
@@ -119,15 +126,22 @@ class Reloader:
             for problem in exc.problems:
                 log.error("%s", problem)
             count = len(exc.problems)
-            log.error(
-                "reload rejected: %d problem%s in %s; the running config stays",
-                count,
-                "" if count == 1 else "s",
-                path,
+            summary = f"{count} problem{'' if count == 1 else 's'} in {path}"
+            log.error("reload rejected: %s; the running config stays", summary)
+            first = f": {exc.problems[0]}" if exc.problems else ""
+            self._report(
+                OperationalAction.CONFIG_REJECTED,
+                count=count,
+                detail=f"{summary}{first}; the running config stays",
             )
             return "rejected"
         except PluginError as exc:
             log.error("reload rejected: plugin error: %s; the running config stays", exc)
+            self._report(
+                OperationalAction.CONFIG_REJECTED,
+                count=1,
+                detail=f"plugin error: {exc}; the running config stays",
+            )
             return "rejected"
         for setting in needs_restart(runtime.config.app, config.app):
             log.warning("reload: %s changed: needs a restart; the running value is kept", setting)
@@ -136,28 +150,43 @@ class Reloader:
         workers = runtime._router is not None
         try:
             candidate = Runtime(config)  # the same constructor as at start
-        except Exception:
+        except Exception as exc:
             log.exception("reload failed: a sink or enricher could not be built; config kept")
+            self._failed(f"a sink or enricher could not be built ({type(exc).__name__})")
             return "failed"
         if workers:
             try:
                 await candidate.open_plugins()
-            except Exception:
+            except Exception as exc:
                 log.exception("reload failed: a sink or enricher could not start; config kept")
+                self._failed(f"a sink or enricher could not start ({type(exc).__name__})")
                 await candidate.close_plugins()
                 return "failed"
         before = set(runtime.sinks)
         self._swap(candidate, workers)
         after = set(runtime.sinks)
+        added = ", ".join(sorted(after - before)) or "none"
+        removed = ", ".join(sorted(before - after)) or "none"
         log.info(
             "config reloaded from %s: %d routes, sinks %s (added: %s; removed: %s)",
             path,
             len(config.app.routes),
             ", ".join(sorted(after)) or "none",
-            ", ".join(sorted(after - before)) or "none",
-            ", ".join(sorted(before - after)) or "none",
+            added,
+            removed,
+        )
+        self._report(
+            OperationalAction.CONFIG_RELOADED,
+            count=len(config.app.routes),
+            detail=f"{len(config.app.routes)} routes; sinks added: {added}; removed: {removed}",
         )
         return "applied"
+
+    def _failed(self, why: str) -> None:
+        # No secret in it: only the exception's type (the log line has the traceback).
+        self._report(
+            OperationalAction.CONFIG_REJECTED, count=1, detail=f"{why}; the running config stays"
+        )
 
     def _swap(self, new: Runtime, workers: bool) -> None:
         """Put ``new``'s parts in service: no ``await`` here, so nothing sees half of each."""
@@ -190,11 +219,26 @@ class Reloader:
         retired.loops = old_loops
         runtime.retiring.extend(old_loops)
         self._start_loops(new, {d.sink.name: d for d in runtime._dispatchers})
+        # The old enrichers' pollers stop (a commit cut short writes nothing) and give their
+        # leases up; then the new ones start, holding them as this same process.
+        retired.reconcilers, runtime.reconcilers = runtime.reconcilers, []
+        for task in retired.reconcilers:
+            task.cancel()
+        restart = asyncio.get_running_loop().create_task(
+            self._restart_reconcilers(retired.reconcilers), name="notirouter reconcilers"
+        )
+        runtime.retirements.add(restart)
+        restart.add_done_callback(runtime.retirements.discard)
         retirement = asyncio.get_running_loop().create_task(
             self._retire(retired), name="notirouter retire"
         )
         runtime.retirements.add(retirement)
         retirement.add_done_callback(runtime.retirements.discard)
+
+    async def _restart_reconcilers(self, old: list[asyncio.Task[None]]) -> None:
+        await asyncio.gather(*old, return_exceptions=True)
+        if not self.runtime.draining:
+            self.runtime.start_reconcilers()
 
     def _runner(self, loop: ClaimLoop[Any]) -> asyncio.Task[None]:
         runner = self._runners.get(loop) or loop.runner
@@ -263,6 +307,7 @@ class Reloader:
         """Wait for the old loops' work in flight, close the old parts, bury orphaned jobs."""
         runtime = self.runtime
         await asyncio.gather(*(self._quiet(loop) for loop in retired.loops))
+        await asyncio.gather(*retired.reconcilers, return_exceptions=True)  # before aclose
         for loop in retired.loops:
             runtime.retiring.remove(loop)
             self._runners.pop(loop, None)

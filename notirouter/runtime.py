@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from notirouter.api.enricher import Enricher, EnricherContext
@@ -19,14 +20,21 @@ from notirouter.config.loader import LoadedConfig
 from notirouter.delivery.conversations import Conversations
 from notirouter.delivery.dispatcher import SinkDispatcher
 from notirouter.delivery.flusher import GroupFlusher
+from notirouter.delivery.interactions import InteractionWorker
 from notirouter.delivery.retry import RetryPolicy
 from notirouter.delivery.storm import StormWatch, storm_after, storm_setting
 from notirouter.ingest.hooks import HookTable
+from notirouter.ingest.reconcile import ChangeKeeping, QueueChangeFeed, process_holder
 from notirouter.metrics import Metrics
 from notirouter.operations.emitter import OperationsEmitter
 from notirouter.operations.enricher_health import enricher_health
 from notirouter.operations.events import OperationalSource
 from notirouter.operations.heartbeat import Heartbeat
+from notirouter.operations.process_state import (
+    ProcessStatePublisher,
+    options_redactor,
+    safe_status,
+)
 from notirouter.operations.self_routing import self_routing_warnings
 from notirouter.operations.sink_health import SinkHealth
 from notirouter.queue.factory import queue_for
@@ -100,6 +108,10 @@ class Runtime:
             max_age=app.delivery.max_age,
         )
         self._tasks: list[asyncio.Task[None]] = []
+        # Each enricher's reconciliation poller (most return at once: nothing to reconcile).
+        self.reconcilers: list[asyncio.Task[None]] = []
+        self.change_keeping = ChangeKeeping()
+        self.lease_holder = process_holder()
         self._heartbeat: asyncio.Task[None] | None = None
         # Its own client: the heartbeat also runs without workers (serve --no-workers).
         self._heartbeat_http = HttpClient(max_connections=2)
@@ -107,12 +119,19 @@ class Runtime:
         # Events the receiver parsed, for the routers (only when this process routes).
         self.parsed: ParsedEvents | None = None
         self._dispatchers: list[SinkDispatcher] = []
+        self._interactions: InteractionWorker | None = None
         # Set when the drain starts: /readyz and new webhooks answer 503 from then on.
         self.draining = False
         self._drained = False
         # Loops and parts a reload replaced, still finishing their work (notirouter.reload).
         self.retiring: list[Any] = []
         self.retirements: set[asyncio.Task[None]] = set()
+        self.workers = False
+        # What `notirouter status` shows of this process's memory, written to the queue.
+        self.status_publisher = ProcessStatePublisher(
+            self.queue.process_states(), app.server.status_interval, self.memory_state
+        )
+        self._status_task: asyncio.Task[None] | None = None
 
     async def open_plugins(self) -> None:
         """Open the HTTP client and let sinks and enrichers prepare."""
@@ -146,7 +165,9 @@ class Runtime:
             self._heartbeat = asyncio.create_task(beat.run(), name="notirouter heartbeat")
             self._heartbeat.add_done_callback(self._crashed)
         if not workers:
+            self._start_status()
             return
+        self.workers = True
         self.operations.active = True
         for warning in self_routing_warnings(self.pipeline.routes, self.sinks):
             log.warning("config: %s", warning)  # as `notirouter check` says it
@@ -174,7 +195,77 @@ class Runtime:
             self._spawn(dispatcher.run(), f"sink {dispatcher.sink.name}")
         # Always: groups held by a route since removed from the config still go out.
         self._spawn(GroupFlusher(self.queue).run(), "group flusher")
+        # Always too: clicks queued before a reload took the buttons away are still answered.
+        self._interactions = InteractionWorker(self, self.policy, delivery.lease)
+        self._spawn(self._interactions.run(), "interactions")
         self._spawn(self._housekeeping_forever(), "housekeeping")
+        self.start_reconcilers()
+        self._start_status()
+
+    def _start_status(self) -> None:
+        self._status_task = asyncio.create_task(
+            self.status_publisher.run(), name="notirouter status"
+        )
+        self._status_task.add_done_callback(self._crashed)
+
+    def memory_state(self) -> dict[str, Any]:
+        """What this process holds in memory, as ``notirouter status`` shows it per process.
+
+        Per sink: attempts in flight, this process's ``Retry-After`` pause, its health as the
+        operational events see it, and the sink's own ``status()``; per enricher, its own
+        ``status()`` (the Sekoia.io enricher: cache and circuit breaker).
+        """
+        now = time.time()
+        sinks: dict[str, Any] = {}
+        for dispatcher in self._dispatchers:
+            sink = dispatcher.sink
+            paused = dispatcher.paused_until
+            sinks[sink.name] = {
+                "in_flight": len(dispatcher.tasks),
+                "concurrency": dispatcher.concurrency,
+                "rate_limit": sink.rate_limit,
+                "paused_until": paused if paused > now else None,
+                **self.sink_health.state(sink.name),
+                # Storm control's in-memory state per sink, if it keeps any, belongs here too.
+                "plugin": safe_status(f"sink {sink.name}", sink.status, dispatcher.redact),
+            }
+        enrichers: dict[str, Any] = {}
+        if self.workers:  # without workers, no enricher is opened or used
+            for name, enricher in self.enrichers.items():
+                redact = options_redactor(enricher.options)
+                enrichers[name] = {
+                    "plugin": safe_status(f"enricher {name}", enricher.status, redact)
+                }
+        return {
+            "workers": self.workers,
+            "draining": self.draining,
+            "sinks": sinks,
+            "enrichers": enrichers,
+        }
+
+    def start_reconcilers(self) -> None:
+        """Run each enricher's reconciliation (at start, and for a reload's new enrichers)."""
+        for enricher in self.enrichers.values():
+            feed = QueueChangeFeed(
+                enricher.name,
+                self.queue.changes(),
+                self.metrics,
+                self.operations,
+                self.change_keeping,
+                self.lease_holder,
+            )
+            task = asyncio.create_task(
+                enricher.reconcile(feed), name=f"notirouter reconcile {enricher.name}"
+            )
+            task.add_done_callback(self._crashed)
+            self.reconcilers.append(task)
+
+    async def stop_reconcilers(self) -> None:
+        """Cancel the running reconciliations and wait until they released their leases."""
+        tasks, self.reconcilers = self.reconcilers, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _spawn(self, coroutine: Any, label: str) -> None:
         task = asyncio.create_task(coroutine, name=f"notirouter {label}")
@@ -252,6 +343,8 @@ class Runtime:
         silences = await self.queue.silences().prune(self.config.app.queue.retention)
         if silences:
             log.info("forgot %d silences that ended over queue.retention ago", silences)
+        if await self.queue.changes().prune(self.change_keeping.seconds):
+            log.debug("forgot change keys older than %gs", self.change_keeping.seconds)
         forgotten = await self.queue.message_refs().prune(
             self.config.app.queue.conversation_retention
         )
@@ -261,6 +354,7 @@ class Runtime:
         expired = await self.queue.prune_gates()
         if expired:
             log.info("forgot the notified values of %d notify_on keys", expired)
+        await self.queue.interactions().prune(self.config.app.queue.retention)
 
     async def drain(self) -> None:
         """Stop claiming, and let the work in flight finish within ``server.shutdown_grace``.
@@ -275,13 +369,19 @@ class Runtime:
         self._drained = True
         if self._heartbeat is not None:
             self._heartbeat.cancel()
+        await self.stop_reconcilers()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         grace = self.config.app.server.shutdown_grace
-        loops: list[SinkDispatcher | EventRouter] = [*self._dispatchers, *self.retiring]
+        loops: list[SinkDispatcher | EventRouter | InteractionWorker] = [
+            *self._dispatchers,
+            *self.retiring,
+        ]
         if self._router is not None:
             loops.append(self._router)
+        if self._interactions is not None:
+            loops.append(self._interactions)
         in_flight = sum(len(loop.tasks) for loop in loops)
         if in_flight:
             log.info("waiting up to %gs for %d attempts in flight", grace, in_flight)
@@ -296,6 +396,10 @@ class Runtime:
             await asyncio.gather(self._heartbeat, return_exceptions=True)
             await self._heartbeat_http.aclose()
         await self.operations.flush()  # what the last attempts reported, before the queue closes
+        if self._status_task is not None:
+            self._status_task.cancel()
+            await asyncio.gather(self._status_task, return_exceptions=True)
+            await self.status_publisher.withdraw()
         if self._router is not None:  # the plugins were opened with the workers
             await self.close_plugins()
         await self.queue.close()

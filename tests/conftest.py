@@ -30,6 +30,15 @@ async def loopback() -> AsyncIterator[LoopbackServer]:
 
 
 @pytest.fixture
+async def second_loopback() -> AsyncIterator[LoopbackServer]:
+    """Another scripted HTTP server, for a second service (a failing sink, the Sekoia.io API)."""
+    server = LoopbackServer()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
 async def http_client() -> AsyncIterator[HttpClient]:
     """The real shared HTTP client, as the core hands it to sinks."""
     client = HttpClient()

@@ -3,7 +3,11 @@
 The JSON shapes are those of ``shared/reference/sekoia.md``: the compact alert of §2.4(a), the
 case of §4.1, and the v2 webhook events of §1. The server answers
 ``GET /v1/sic/alerts/{id}``, ``GET /v1/sic/alerts/{id}/comments/{id}`` and
-``GET /v1/sic/cases/{id}`` from its objects, checks the bearer key, and can be told to fail.
+``GET /v1/sic/cases/{id}`` from its objects, and the alert list ``GET /v1/sic/alerts`` with its
+``date[updated_at]``, ``match[community_uuid]``, ``sort=updated_at``, ``limit`` and ``offset``
+filters (``{"total", "has_more", "items"}``); it checks the bearer key, and can be told to fail.
+For chat actions it also answers ``GET``/``PATCH /v1/sic/alerts/{id}/workflow`` (recording each
+PATCH), ``POST /v1/sic/alerts/{id}/comments`` (recording each comment) and ``GET /v1/me``.
 """
 
 from __future__ import annotations
@@ -11,9 +15,12 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 
@@ -25,6 +32,12 @@ ALERT_SHORT_ID = "ALakbd8NXp9W"
 CASE_UUID = "f014aac5-2d38-49f6-a47f-ff602c734d51"
 COMMENT_UUID = "5869b4d8-e3bb-4465-baad-95daf28267c7"
 COMMUNITY = "c766cfab-a604-41c5-b95b-c7cc467f7fc4"
+# The workflow actions the alert offers: uuids that are found by name, never known in advance.
+WORKFLOW_ACTIONS = [
+    {"id": "9d2a4b5e-0c1f-4e7a-8b3d-2f6e1a7c9b01", "name": "Acknowledge", "description": "Ack"},
+    {"id": "4c8e7f3a-1b2d-4a6e-9f0c-5d3b2e1a8c02", "name": "Reject", "description": "FP"},
+    {"id": "7b1c9e2d-3f4a-4b5c-8d6e-0a9f1e2d3c03", "name": "Validate", "description": "Go"},
+]
 
 ALERT: dict[str, Any] = {
     "uuid": ALERT_UUID,
@@ -164,10 +177,19 @@ class FakeSekoia:
         self.comments = {COMMENT_UUID: copy.deepcopy(COMMENT)}
         self.cases = {CASE_UUID: copy.deepcopy(CASE)}
         self.failures: list[Failure] = []
+        # Failures of the workflow PATCH alone (a transition refused, the API down for writes).
+        self.write_failures: list[Failure] = []
+        self.workflow_actions = copy.deepcopy(WORKFLOW_ACTIONS)
+        self.patches: list[dict[str, Any]] = []
+        self.posted_comments: list[dict[str, Any]] = []
+        self.me: dict[str, Any] = {"uuid": "a5fe93d8-e910-494b-ab83-8565fa2e5916"}
         self.delay = 0.0
         # Object kind ("alert", "comment", "case") -> status answered to every request for it:
         # a key without the permission for one endpoint (403) is refused there only.
         self.refuse: dict[str, int] = {}
+        # Alerts the list does not show (a webhook test decides when the API "has" them).
+        self.unlisted: set[str] = set()
+        self.ignore_offset = False  # a list that always answers its first page
         server.handler = self._handle
 
     @property
@@ -179,6 +201,23 @@ class FakeSekoia:
     def paths(self) -> list[str]:
         """Paths of every request received, in order."""
         return [request.path for request in self.server.requests]
+
+    @property
+    def list_queries(self) -> list[dict[str, str]]:
+        """The query of every alert list request, in order."""
+        return [
+            dict(parse_qsl(r.query)) for r in self.server.requests if r.path == "/v1/sic/alerts"
+        ]
+
+    def put_alert(self, alert: dict[str, Any]) -> None:
+        """Store (or replace) an alert under its uuid and short id."""
+        self.alerts[alert["uuid"]] = copy.deepcopy(alert)
+        self.alerts[alert["short_id"]] = copy.deepcopy(alert)
+
+    def update_alert(self, uuid: str, updated_at: int, **changes: Any) -> None:
+        """Change an alert: a new ``updated_at`` and fields."""
+        alert = {**self.alerts[uuid], **changes, "updated_at": updated_at}
+        self.put_alert(alert)
 
     def fail(self, *failures: Failure) -> None:
         """Fail the next requests as listed, then answer normally."""
@@ -197,12 +236,26 @@ class FakeSekoia:
         delay = failure.delay if failure is not None else self.delay
         # The answer is the state when the request arrived, however late it is sent: a change
         # made meanwhile shows only in a later request, as with a real API.
-        response = self._answer(request, failure)
+        response = self._answer(request, failure, body)
         if delay:
             await asyncio.sleep(delay)
         return response
 
-    def _answer(self, request: web.Request, failure: Failure | None) -> web.Response:
+    def _patch(self, alert: str, body: bytes) -> web.Response:
+        while self.write_failures and self.write_failures[0].times <= 0:
+            self.write_failures.pop(0)
+        if self.write_failures:
+            failure = self.write_failures[0]
+            failure.times -= 1
+            return _json(failure.status, {"message": "scripted refusal"}, failure.headers)
+        if alert not in self.alerts:
+            return _json(404, {"message": "Not found"})
+        self.patches.append({"alert": alert, **json.loads(body)})
+        return _json(200, {"uuid": alert})
+
+    def _answer(
+        self, request: web.Request, failure: Failure | None, body: bytes = b""
+    ) -> web.Response:
         if request.headers.get("Authorization") != f"Bearer {API_KEY}":
             return _json(401, {"message": "Unauthorized"})
         refused = self.refuse.get(_kind(request.path.split("/")))
@@ -210,7 +263,24 @@ class FakeSekoia:
             return _json(refused, {"message": "Forbidden" if refused == 403 else "Unauthorized"})
         if failure is not None:
             return _json(failure.status, {"message": "scripted failure"}, failure.headers)
-        found = self._lookup(request.path.split("/"))
+        if request.path == "/v1/sic/alerts":
+            return _json(200, self._list(dict(request.query)))
+        parts = request.path.split("/")
+        match request.method, parts:
+            case "PATCH", ["", "v1", "sic", "alerts", alert, "workflow"]:
+                return self._patch(alert, body)
+            case "POST", ["", "v1", "sic", "alerts", alert, "comments"]:
+                if alert not in self.alerts:
+                    return _json(404, {"message": "Not found"})
+                self.posted_comments.append({"alert": alert, **json.loads(body)})
+                return _json(200, {"uuid": "c0ffee00-0000-4000-8000-000000000001"})
+            case "GET", ["", "v1", "sic", "alerts", alert, "workflow"]:
+                if alert not in self.alerts:
+                    return _json(404, {"message": "Not found"})
+                return _json(200, {"actions": self.workflow_actions})
+            case "GET", ["", "v1", "me"]:
+                return _json(200, self.me)
+        found = self._lookup(parts)
         if found is None:
             return _json(404, {"message": "Not found", "code": "SIC404"})
         return _json(200, found)
@@ -224,6 +294,49 @@ class FakeSekoia:
             case ["", "v1", "sic", "cases", case]:
                 return self.cases.get(case)
         return None
+
+    def _list(self, query: dict[str, str]) -> dict[str, Any]:
+        low, _, high = query.get("date[updated_at]", "").partition(",")
+        since = _api_time(low) if low else 0.0
+        until = time.time() + 1 if high in ("", "now") else _api_time(high)
+        community = query.get("match[community_uuid]")
+        assert query.get("sort") == "updated_at"
+        unique = {alert["uuid"]: alert for alert in self.alerts.values()}
+        listed = sorted(
+            (
+                alert
+                for uuid, alert in unique.items()
+                if uuid not in self.unlisted
+                and since <= alert["updated_at"] < until + 1
+                and (community is None or alert["community_uuid"] == community)
+            ),
+            key=lambda alert: (alert["updated_at"], alert["uuid"]),
+        )
+        offset, limit = int(query.get("offset", "0")), int(query.get("limit", "100"))
+        offset = 0 if self.ignore_offset else offset
+        return {
+            "total": len(listed),
+            "has_more": offset + limit < len(listed),
+            "items": copy.deepcopy(listed[offset : offset + limit]),
+        }
+
+
+def _api_time(text: str) -> float:
+    # The list filter's format: YYYY-MM-DDTHH:MM:SS, UTC, to the second.
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp()
+
+
+def new_alert(n: int, at: int, community: str = COMMUNITY) -> dict[str, Any]:
+    """Alert number ``n``, created (and last updated) at epoch second ``at``."""
+    return {
+        **copy.deepcopy(ALERT),
+        "uuid": f"00000000-0000-4000-8000-{n:012d}",
+        "short_id": f"ALrecon{n:06d}",
+        "title": f"Alert number {n}",
+        "created_at": at,
+        "updated_at": at,
+        "community_uuid": community,
+    }
 
 
 def _kind(parts: list[str]) -> str:

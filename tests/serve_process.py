@@ -6,6 +6,7 @@ import asyncio
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,7 +24,11 @@ def free_port() -> int:
 async def start_serve(
     config: Path, port: int, log: Path, preexec: Callable[[], None] | None = None
 ) -> subprocess.Popen[bytes]:
-    """Start ``notirouter serve`` and wait (at most 10 s) until ``/readyz`` answers 200."""
+    """Start ``notirouter serve`` and wait until ``/readyz`` answers 200.
+
+    The deadline (60 s) is for a loaded machine, where starting Python and importing
+    everything can take many seconds; a process that exits fails at once.
+    """
     process = subprocess.Popen(
         [sys.executable, "-m", "notirouter", "serve", "-c", str(config), "--port", str(port)],
         stdout=subprocess.DEVNULL,
@@ -31,7 +36,8 @@ async def start_serve(
         preexec_fn=preexec,  # only resource limits, set before exec
     )
     async with aiohttp.ClientSession() as client:
-        for _ in range(200):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
             try:
                 async with client.get(f"http://127.0.0.1:{port}/readyz") as response:
                     if response.status == 200:

@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
 from notirouter.api.http import HttpClient, HttpRequest, TransportError
+from tests.commands import wait_until
 from tests.conftest import TOKEN
 from tests.loopback import LoopbackServer
 from tests.sekoia_fixtures import API_KEY, FakeSekoia, alert_event, metadata
@@ -24,6 +26,8 @@ class SilentServer:
         self.connections: list[asyncio.StreamWriter] = []
         self.accepted = asyncio.Event()
         self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[Any]] = set()
+        self.stopping = False
         self.port = 0
 
     async def start(self) -> None:
@@ -31,25 +35,42 @@ class SilentServer:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections.append(writer)
-        self.accepted.set()
-        with contextlib.suppress(ConnectionError):
-            while await reader.read(65536):
-                pass
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            if self.stopping:  # accepted by the kernel while stopping: dropped like the rest
+                writer.transport.abort()
+                return
+            self.connections.append(writer)
+            self.accepted.set()
+            with contextlib.suppress(ConnectionError):
+                while await reader.read(65536):
+                    pass
+        finally:
+            self._handlers.discard(task)
 
-    async def wait_for_connections(self, count: int, timeout: float = 20.0) -> None:
-        async with asyncio.timeout(timeout):
+    async def wait_for_connections(self, count: int, timeout: float = 120.0) -> None:
+        async with asyncio.timeout(timeout):  # generous: 256 connections on a loaded machine
             while len(self.connections) < count:
                 self.accepted.clear()
                 await self.accepted.wait()
 
     async def stop(self) -> None:
-        """Drop every connection (the waiting requests fail at once) and stop listening."""
-        for writer in self.connections:
-            writer.close()
+        """Stop listening, then reset every connection: each waiting request fails at once.
+
+        In that order, no connection can arrive after the others were dropped and hang; the
+        handlers have all returned when it returns (it may be called more than once).
+        """
+        self.stopping = True
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        for writer in self.connections:
+            writer.transport.abort()
+        async with asyncio.timeout(30):
+            while self._handlers:
+                await asyncio.gather(*self._handlers, return_exceptions=True)
 
 
 @pytest.fixture
@@ -60,11 +81,17 @@ async def silent() -> AsyncIterator[SilentServer]:
     await server.stop()
 
 
+# A stuck attempt that fails is retried only after a minute: once the silent server drops its
+# connections, nothing of the stuck sink is in flight while the test ends.
+DELIVERY = "delivery: {backoff_initial: 60s, backoff_max: 120s}"
+
+
 def config_text(db: Path, stuck_port: int, healthy_url: str) -> str:
     return f"""
     hooks:
       - {{name: sekoia, token: {TOKEN}}}
     queue: {{path: "{db}"}}
+    {DELIVERY}
     sinks:
       stuck: {{type: webhook, url: "http://127.0.0.1:{stuck_port}/x", concurrency: 256,
               timeout: 60}}
@@ -86,6 +113,22 @@ async def post_events(served: Served, action: str, numbers: range) -> None:
         await asyncio.gather(*(one(n) for n in numbers))
 
 
+async def release_the_stuck_sink(served: Served, silent: SilentServer, attempts: int) -> None:
+    """Drop the silent server's connections and wait until each stuck attempt has failed.
+
+    The drain at the end of ``serve`` then has nothing of the stuck sink to wait for; without
+    this it would wait its whole grace for attempts still hanging.
+    """
+    await silent.stop()
+    registry = served.runtime.metrics.registry
+    failed = {"sink": "stuck", "outcome": "retry"}
+
+    async def count() -> float:
+        return registry.get_sample_value("notirouter_delivery_attempts_total", failed) or 0
+
+    await wait_until(count, lambda n: n >= attempts, what="every stuck attempt failed", timeout=120)
+
+
 async def test_a_hanging_sink_at_full_concurrency_does_not_starve_a_healthy_one(
     tmp_path: Path,
     write_config: Callable[..., Path],
@@ -99,10 +142,10 @@ async def test_a_hanging_sink_at_full_concurrency_does_not_starve_a_healthy_one(
         # the healthy sink has none open yet.
         await silent.wait_for_connections(256)
         await post_events(served, "updated", range(256, 276))
-        received = await loopback.wait_for(20, timeout=15)
+        received = await loopback.wait_for(20, timeout=120)
         assert len(received) == 20
         assert len(silent.connections) == 256  # never more than its own budget
-        await silent.stop()
+        await release_the_stuck_sink(served, silent, 256)
 
 
 async def test_a_hanging_sink_does_not_starve_the_enricher(
@@ -119,6 +162,7 @@ async def test_a_hanging_sink_does_not_starve_the_enricher(
         hooks:
           - {{name: sekoia, token: {TOKEN}}}
         queue: {{path: "{tmp_path / "q.db"}"}}
+        {DELIVERY}
         enrichers:
           sekoia: {{type: sekoia, api_key: {API_KEY}, base_url: "{sekoia.url}", region: fra1,
                    attempts: 1, timeout: 5}}
@@ -141,10 +185,10 @@ async def test_a_hanging_sink_does_not_starve_the_enricher(
                 url = f"{served.url}/hooks/{TOKEN}"
                 async with client.post(url, json=event) as response:
                     assert response.status == 202
-            body = (await loopback.wait_for(1, timeout=15))[0].json()
+            body = (await loopback.wait_for(1, timeout=120))[0].json()
             # Enriched: the alert's title came from the API, not the degraded fallback.
             assert body["title"] == "Alert updated: Suspicious PowerShell download"
-            await silent.stop()
+            await release_the_stuck_sink(served, silent, 256)
     finally:
         await api.stop()
 

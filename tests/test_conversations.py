@@ -19,8 +19,7 @@ from tests.backends import Backend
 from tests.chat_api_fakes import DiscordFake, MattermostFake, SlackFake
 from tests.loopback import LoopbackServer
 from tests.sekoia_fixtures import alert_event, comment_event
-from tests.serving import serve
-from tests.test_delivery import config, post_events
+from tests.serving import Served, config, post_events, serve, wait_until_idle
 
 ROOT = "1000.000001"
 
@@ -44,10 +43,11 @@ def lifecycle() -> list[dict[str, Any]]:
     return events
 
 
-async def settle(server: LoopbackServer, count: int) -> None:
-    """Wait until ``count`` calls arrived, then a little longer for any extra one."""
-    await server.wait_for(count, timeout=15.0)
-    await asyncio.sleep(0.3)
+async def settle(served: Served, server: LoopbackServer, count: int) -> None:
+    """Wait until ``count`` calls arrived and the queue has nothing left to send: any extra
+    call would have come by then."""
+    await server.wait_for(count, timeout=60.0)
+    await wait_until_idle(served)
 
 
 def texts(call_body: dict[str, Any]) -> str:
@@ -87,7 +87,7 @@ async def test_an_alert_is_one_slack_conversation_in_order(
     async with serve(path) as served:
         # All six at once: the dispatcher must still post only one root message.
         await post_events(served, lifecycle())
-        await settle(loopback, len(expected))
+        await settle(served, loopback, len(expected))
     assert fake.shape() == expected
     assert fake.calls[0].body["channel"] == "#alerts"
     assert "New alert" in texts(fake.calls[0].body)
@@ -114,10 +114,10 @@ async def test_the_reference_survives_a_restart(
     )
     async with serve(path) as served:
         await post_events(served, [alert_event("created")])
-        await settle(loopback, 1)
+        await settle(served, loopback, 1)
     async with serve(path) as served:
         await post_events(served, [alert_event("updated", updated={"similar": 7})])
-        await settle(loopback, 2)
+        await settle(served, loopback, 2)
     assert fake.shape() == ["post", f"update {ROOT}"]
 
 
@@ -129,10 +129,10 @@ async def test_a_refused_edit_posts_anew_and_the_new_message_is_the_reference(
     path = write_config(config(queue_backend, slack_sink(loopback), "  - {name: r, sinks: [chat]}"))
     async with serve(path) as served:
         await post_events(served, [alert_event("created")])
-        await settle(loopback, 1)
+        await settle(served, loopback, 1)
         await post_events(served, [alert_event("updated", updated={"similar": 7})])
         # The edit is refused: a new root, and the reply goes under the new one.
-        await settle(loopback, 4)
+        await settle(served, loopback, 4)
     assert fake.shape() == ["post", f"update {ROOT}", "post", "reply 1000.000002"]
 
 
@@ -145,10 +145,10 @@ async def test_the_reference_expires_after_its_retention(
     path = write_config(text.replace("queue: {", "queue: {conversation_retention: 1s, "))
     async with serve(path) as served:
         await post_events(served, [alert_event("created")])
-        await settle(loopback, 1)
+        await settle(served, loopback, 1)
         await asyncio.sleep(1.2)
         await post_events(served, [alert_event("updated", updated={"similar": 7})])
-        await settle(loopback, 2)
+        await settle(served, loopback, 2)
     assert fake.shape() == ["post", "post"]
 
 
@@ -250,7 +250,7 @@ async def test_an_alert_is_one_discord_message_edited_in_place(
     )
     async with serve(path) as served:
         await post_events(served, lifecycle())
-        await settle(loopback, 6)
+        await settle(served, loopback, 6)
     # One message for the alert, edited three times; the comments are messages of their own.
     assert fake.shape() == ["post"] + ["edit 9001"] * 3 + ["post"] * 2
     edits = [c for c in fake.calls if c.method == "PATCH"]
@@ -273,7 +273,7 @@ async def test_a_discord_forum_post_is_edited_and_replied_in(
     )
     async with serve(path) as served:
         await post_events(served, lifecycle()[:2])
-        await settle(loopback, 3)
+        await settle(served, loopback, 3)
     assert fake.shape() == ["post", "edit 9001 7001", "post 7001"]
     assert fake.calls[0].body["thread_name"].startswith("New alert")
     assert "thread_name" not in fake.calls[2].body
@@ -312,10 +312,13 @@ def test_check_says_what_each_chat_sink_does_with_a_conversation(
     assert lines == [
         "sink hook: posts every message: a webhook URL cannot edit, reply in a thread or return"
         " a message id (give token and channel for update+thread)",
+        "sink hook: actions: none: a webhook URL cannot show buttons (give token and channel)",
         "sink bot: conversation: thread",
         "sink disc: conversation: update",
+        "sink disc: actions: none: a webhook's messages carry link buttons only",
         "sink mm: posts every message: a webhook URL cannot edit, reply in a thread or return"
         " a post id (give server_url, token and channel_id for update+thread)",
+        "sink mm: actions: none: a webhook URL cannot show buttons (give server_url and token)",
     ]
 
 
@@ -344,7 +347,7 @@ async def test_an_alert_is_one_mattermost_conversation(
     )
     async with serve(path) as served:
         await post_events(served, lifecycle())
-        await settle(loopback, 9)
+        await settle(served, loopback, 9)
     assert fake.shape() == (
         ["post"] + [f"patch {MM_ROOT}", f"reply {MM_ROOT}"] * 3 + [f"reply {MM_ROOT}"] * 2
     )
@@ -371,11 +374,11 @@ async def test_a_deleted_mattermost_post_is_posted_anew(
     )
     async with serve(path) as served:
         await post_events(served, [alert_event("created")])
-        await settle(loopback, 1)
+        await settle(served, loopback, 1)
         await post_events(served, [alert_event("updated", updated={"similar": 7})])
-        await settle(loopback, 3)
+        await settle(served, loopback, 3)
         await post_events(served, [alert_event("updated", updated={"similar": 8})])
-        await settle(loopback, 4)
+        await settle(served, loopback, 4)
     second = f"p{2:025d}"
     assert fake.shape() == ["post", f"patch {MM_ROOT}", "post", f"patch {second}"]
 

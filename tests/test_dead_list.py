@@ -14,8 +14,7 @@ from notirouter.cli import main
 from notirouter.config.models import QueueConfig
 from tests.backends import Backend
 from tests.loopback import LoopbackServer, Reply
-from tests.serving import serve
-from tests.test_delivery import config, event, post_events
+from tests.serving import config, event, post_events, serve
 
 
 def dead_counts(db: Path) -> tuple[int, int]:

@@ -6,56 +6,17 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from notirouter.cli import main
 from notirouter.queue.postgres.queue import PostgresQueue
 from notirouter.queue.sqlite.backend import SqliteBackend
 from tests.backends import Backend
-from tests.conftest import TOKEN
 from tests.loopback import LoopbackServer, Reply
-from tests.serving import Served, serve
-
-
-def event(n: int, type_: str = "alert") -> dict[str, object]:
-    return {
-        "type": type_,
-        "action": "created",
-        "attributes": {"uuid": f"u{n}"},
-        "metadata": {"uuid": f"m{n}"},
-    }
-
-
-def config(backend: Backend, sinks: str, routes: str, delivery: str = "") -> str:
-    return f"""
-hooks:
-  - {{name: sekoia, token: {TOKEN}}}
-queue: {backend.yaml()}
-delivery: {{backoff_initial: 50ms, backoff_max: 200ms, lease: 30s {delivery}}}
-sinks:
-{sinks}
-routes:
-{routes}
-"""
-
-
-async def post_events(served: Served, events: list[dict[str, object]]) -> None:
-    async with aiohttp.ClientSession() as client:
-        for item in events:
-            async with client.post(f"{served.url}/hooks/{TOKEN}", json=item) as response:
-                assert response.status == 202
-
-
-@pytest.fixture
-async def second_loopback() -> AsyncIterator[LoopbackServer]:
-    server = LoopbackServer()
-    await server.start()
-    yield server
-    await server.stop()
+from tests.serving import Served, config, event, post_events, serve
 
 
 async def test_transient_failures_are_retried_until_delivered_once(

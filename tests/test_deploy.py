@@ -225,7 +225,8 @@ def test_the_image_config_passes_check_in_the_image_environment_and_queues_on_th
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.rstrip().endswith("queue sqlite at /var/lib/notirouter/notirouter.db")
+    summary = result.stdout.splitlines()[0]  # then a line per sink on what it can do
+    assert summary.endswith("queue sqlite at /var/lib/notirouter/notirouter.db")
     (volume,) = [json.loads(a) for n, a in dockerfile_instructions() if n == "VOLUME"]
     assert volume == ["/var/lib/notirouter"]
 

@@ -28,9 +28,8 @@ from notirouter.metrics import Metrics
 from notirouter.queue.records import NewDelivery
 from notirouter.queue.sqlite.queue import SqliteQueue
 from tests.conftest import TOKEN
-from tests.serving import serve
+from tests.serving import event, post_events, serve
 from tests.smtp_server import SmtpServer, server_context
-from tests.test_delivery import event, post_events
 
 RECIPIENTS = {"from": "notirouter@example.com", "to": ["oncall@example.com"]}
 MESSAGE = Message(title="Suspicious login", severity=Severity.HIGH, route="r", event={})

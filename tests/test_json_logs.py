@@ -21,11 +21,10 @@ from notirouter.logs import JsonFormatter
 from tests.backends import Backend
 from tests.conftest import TOKEN
 from tests.loopback import LoopbackServer, Reply
-from tests.serving import serve
-from tests.test_crash_recovery import free_port
-from tests.test_delivery import config as delivery_config
-from tests.test_delivery import event as delivery_event
-from tests.test_delivery import post_events
+from tests.serve_process import free_port
+from tests.serving import config as delivery_config
+from tests.serving import event as delivery_event
+from tests.serving import post_events, serve
 
 # Outside text that tries to end the line, forge a record and clear the terminal.
 FORGED = '\n{"level": "INFO", "message": "forged"}\x1b[2J\r\u202e'

@@ -4,8 +4,8 @@ one made by a newer notirouter is refused with a clear message, on both backends
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,9 +19,8 @@ from notirouter.queue.sqlite import migrations as sqlite_migrations
 from tests.backends import Backend, PostgresServer, need_postgres
 from tests.conftest import TOKEN
 from tests.loopback import LoopbackServer
+from tests.older_queue import older_queue
 from tests.serving import serve
-
-FIRST_SCHEMA = Path(__file__).parent / "fixtures" / "sqlite_schema_v1.sql"
 
 
 def config(backend: Backend, sink_url: str = "http://127.0.0.1:9") -> str:
@@ -38,16 +37,9 @@ async def test_a_file_of_the_first_schema_is_upgraded_and_its_pending_event_deli
     tmp_path: Path, write_config: Callable[..., Path], loopback: LoopbackServer
 ) -> None:
     db = tmp_path / "q.db"
-    body = {"type": "alert", "action": "created", "attributes": {}, "metadata": {"uuid": "old-1"}}
-    with sqlite3.connect(db) as connection:
-        connection.executescript(FIRST_SCHEMA.read_text())
-        connection.execute(
-            "INSERT INTO events (id, dedupe_key, hook, source, received_at, body,"
-            " next_attempt_at) VALUES (?, ?, 'sekoia', 'sekoia', 1.0, ?, 1.0)",
-            ("a" * 32, "old-1", json.dumps(body).encode()),
-        )
-    connection.close()
-    path = write_config(config(Backend("sqlite", QueueConfig(path=str(db))), loopback.url))
+    backend = Backend("sqlite", QueueConfig(path=str(db)))
+    await older_queue(backend, 1, event_id="a" * 32)
+    path = write_config(config(backend, loopback.url))
     async with serve(path) as served:
         [request] = await loopback.wait_for(1)
         assert await served.runtime.queue.schema_version() == sqlite_migrations.LATEST
@@ -57,6 +49,39 @@ async def test_a_file_of_the_first_schema_is_upgraded_and_its_pending_event_deli
             (sqlite_migrations.LATEST,)
         ]
     connection.close()
+
+
+def _behind(backend: Backend, steps: int) -> int:
+    """The version ``steps`` migrations before the latest on ``backend``."""
+    migrations = sqlite_migrations if backend.name == "sqlite" else postgres_schema
+    return sorted(migrations.MIGRATIONS)[-1 - steps]
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3])
+async def test_a_queue_some_migrations_behind_is_upgraded_and_every_new_store_works(
+    queue_backend: Backend,
+    steps: int,
+    write_config: Callable[..., Path],
+    loopback: LoopbackServer,
+) -> None:
+    # The queue an older release left, pending event included: each later step runs on it.
+    version = _behind(queue_backend, steps)
+    await older_queue(queue_backend, version, event_id="c" * 32)
+    latest = sqlite_migrations.LATEST if queue_backend.name == "sqlite" else postgres_schema.LATEST
+    path = write_config(config(queue_backend, loopback.url))
+    async with serve(path) as served:
+        [request] = await loopback.wait_for(1)
+        queue = served.runtime.queue
+        assert await queue.schema_version() == latest
+        # What the newer migrations added is there and usable: reconciliation's ledger, chat
+        # actions' confirmation marks, the processes' status reports.
+        assert await queue.changes().hold("stream", "this process", 60)
+        assert await queue.changes().watermark("stream") is None
+        until = time.time() + 60
+        assert not await queue.interactions().toggle_mark("confirm", until)
+        assert await queue.interactions().toggle_mark("confirm", until)
+        assert isinstance(await queue.process_states().reports(), list)
+    assert request.json()["event"]["metadata"]["uuid"] == "old-1"
 
 
 async def _set_version(backend: Backend, version: int) -> None:

@@ -109,7 +109,7 @@ def test_the_installed_wheel_runs_check_and_route_outside_the_clone(
         "routes: [{name: all, sinks: [console, mail]}]\n",
         encoding="utf-8",
     )
-    summary = run([str(command), "check", "-c", str(config)], outside)
+    summary = run([str(command), "check", "-c", str(config)], outside).splitlines()[0]
     assert summary == (
         f"{config}: OK: 1 hook, 2 sinks, 0 enrichers, 1 route, "
         f"queue sqlite at {outside / 'queue' / 'notirouter.db'}"

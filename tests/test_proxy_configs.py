@@ -19,7 +19,7 @@ import socket
 import ssl
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -126,7 +126,7 @@ def running_nginx(tmp_path: Path, upstream: int) -> Iterator[int]:
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while True:
             with socket.socket() as sock:
                 if sock.connect_ex(("127.0.0.1", listen)) == 0:
@@ -166,7 +166,11 @@ async def test_through_nginx_an_event_is_accepted_and_the_token_never_logged(
                 await served.__aexit__(None, None, None)
                 served = None
                 down = await client.post(url, content=body, headers=headers)
-                await asyncio.sleep(0.2)  # let nginx write its log lines
+                await wait_for_log(
+                    tmp_path / "notirouter.access.log",
+                    lambda text: len(text.splitlines()) >= 3,
+                    "line for each of the three requests",
+                )
         finally:
             if served is not None:
                 await served.__aexit__(None, None, None)
@@ -218,6 +222,31 @@ def caddy_site(tmp_path: Path, listen: int, upstream: int) -> Path:
     return path
 
 
+def tls_handshake(port: int, root: Path) -> ssl.SSLContext | None:
+    """A context trusting ``root`` if a TLS handshake with 127.0.0.1:``port`` verifies with it
+    now; ``None`` while the root is not written yet or the server has no certificate yet."""
+    try:
+        context = ssl.create_default_context(cafile=str(root))
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+            context.wrap_socket(raw, server_hostname="127.0.0.1"),
+        ):
+            return context
+    except (OSError, ssl.SSLError):  # not listening, no root yet, or an alert: not yet
+        return None
+
+
+async def wait_for_log(path: Path, done: Callable[[str], bool], what: str) -> str:
+    """The log's text once ``done`` holds of it: a proxy writes its lines after answering."""
+    deadline = time.monotonic() + 30
+    while True:
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        if done(text):
+            return text
+        assert time.monotonic() < deadline, f"{path.name}: no {what} within 30 s:\n{text}"
+        await asyncio.sleep(0.05)
+
+
 @contextlib.contextmanager
 def running_caddy(tmp_path: Path, upstream: int) -> Iterator[tuple[int, ssl.SSLContext]]:
     """The real Caddy serving the site in front of ``upstream``: its port, a trusting context."""
@@ -231,16 +260,15 @@ def running_caddy(tmp_path: Path, upstream: int) -> Iterator[tuple[int, ssl.SSLC
     )
     root = tmp_path / "data" / "pki" / "authorities" / "local" / "root.crt"
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            if root.exists():
-                with socket.socket() as sock:
-                    if sock.connect_ex(("127.0.0.1", listen)) == 0:
-                        break
+        # Listening is not ready: Caddy issues the site's certificate from its CA in the
+        # background after it starts listening, and a handshake before that ends in a TLS
+        # alert. Ready is a handshake that succeeds and verifies against Caddy's root.
+        deadline = time.monotonic() + 60
+        while (trust := tls_handshake(listen, root)) is None:
             assert process.poll() is None, process.stderr.read() if process.stderr else ""
-            assert time.monotonic() < deadline, "caddy did not start listening"
-            time.sleep(0.05)
-        yield listen, ssl.create_default_context(cafile=str(root))
+            assert time.monotonic() < deadline, "caddy did not complete a TLS handshake"
+            time.sleep(0.1)
+        yield listen, trust
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -273,7 +301,14 @@ async def test_through_caddy_an_event_is_accepted_and_the_token_never_logged(
                 await served.__aexit__(None, None, None)
                 stopped = True
                 down = await client.post(url, content=body, headers=headers)
-            await asyncio.sleep(0.2)  # let caddy write its log lines
+            await wait_for_log(
+                tmp_path / "notirouter.access.log",
+                lambda text: len(text.splitlines()) >= 3,
+                "line for each of the three requests",
+            )
+            await wait_for_log(
+                tmp_path / "caddy.log", lambda text: '"uri": "/hooks/***"' in text, "502 line"
+            )
     finally:
         if not stopped:
             await served.__aexit__(None, None, None)

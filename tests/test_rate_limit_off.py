@@ -13,8 +13,7 @@ from notirouter.cli import main
 from notirouter.config.loader import load_config
 from tests.conftest import TOKEN
 from tests.loopback import LoopbackServer
-from tests.serving import serve
-from tests.test_delivery import event, post_events
+from tests.serving import event, post_events, serve
 
 
 def slack_config(db: Path, url: str, rate_limit: str) -> str:

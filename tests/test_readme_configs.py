@@ -45,6 +45,8 @@ VARIABLES = {
     "MATTERMOST_WEBHOOK_URL": "https://mattermost.example.com/hooks/xyz0123456789",
     "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T000/B000/XXXXXXXX",
     "SLACK_BOT_TOKEN": "xoxb-0000-0000-XXXXXXXX",
+    "SLACK_SIGNING_SECRET": "readme-slack-signing-secret",
+    "NOTIROUTER_MATTERMOST_SECRET": "readme-mattermost-button-secret",
     "MATTERMOST_BOT_TOKEN": "mmbottoken0000000000000000",
     "DISCORD_WEBHOOK_URL": "https://discord.com/api/webhooks/123456789012345678/abcdefABCDEF",
     "FORWARD_URL": "https://intake.example.com/notify",

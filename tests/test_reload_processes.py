@@ -60,7 +60,10 @@ async def test_reload_signals_every_postgres_process_sharing_the_pid_file(
         await wait_for_log(receiver_log, "notirouter listening on")
         await wait_for_log(worker_log, "notirouter worker running")
         assert sorted(running(pid_file)) == sorted([receiver.pid, worker.pid])
-        async with aiohttp.ClientSession() as client:
+        # A connection per request: the reload can outlast the receiver's idle_timeout (5 s)
+        # on a loaded machine, and a kept-alive connection it closed would fail the next one.
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as client:
             await post(client, base, 0, OLD_TOKEN)
             await loopback.wait_for(1)
 

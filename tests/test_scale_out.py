@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,8 +28,8 @@ import asyncpg
 from tests.backends import PostgresServer, need_postgres, through_port
 from tests.conftest import TOKEN
 from tests.loopback import LoopbackServer
+from tests.serve_process import free_port
 from tests.tcp_proxy import TcpProxy
-from tests.test_crash_recovery import free_port
 
 EVENTS = 5_000
 SENDERS = 24
@@ -74,15 +75,17 @@ class Fleet:
 
     async def ready(self) -> None:
         async with aiohttp.ClientSession() as client:
+            # Generous: several processes starting at once on a loaded machine.
+            deadline = time.monotonic() + 120
             for port in self.ports:
-                for _ in range(300):
+                while True:
                     with contextlib.suppress(aiohttp.ClientError):
                         async with client.get(f"http://127.0.0.1:{port}/readyz") as response:
                             if response.status == 200:
                                 break
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(self.log.read_text()[-3000:])
                     await asyncio.sleep(0.05)
-                else:
-                    raise RuntimeError(self.log.read_text()[-3000:])
 
     def kill(self, name: str) -> None:
         process = self.processes.pop(name)

@@ -93,6 +93,14 @@ def test_addresses_per_region(options: str, api: str, app: str) -> None:
         ("circuit_cooldown: 1m\ncircuit_cooldown_max: 30s", "circuit_cooldown_max must not"),
         ("circuit_failures: -1", "circuit_failures"),
         ("unknown_option: 1", "unknown key 'unknown_option'"),
+        ("reconcile: {lookback: 10s}", "reconcile.lookback"),
+        ("reconcile: {interval: 0s}", "reconcile.interval"),
+        ("reconcile: {page_size: 5000}", "reconcile.page_size"),
+        ("reconcile: {every: 1m}", "unknown key 'every'"),
+        (
+            "communities: [a]\nreconcile: {communities: [a, b]}",
+            "reconcile.communities must be among communities; not there: b",
+        ),
     ],
 )
 def test_bad_options_are_config_errors_with_a_line(options: str, message: str) -> None:
@@ -137,3 +145,11 @@ def test_the_api_key_is_trimmed() -> None:
     )
     options: Any = load_config_text(text, "notirouter.yaml").enricher_options["sekoia"]
     assert options.api_key.get_secret_value() == "sk-live-abcdefghijklmnop"
+
+
+def test_reconcile_defaults_and_durations() -> None:
+    loaded: Any = load("reconcile: {interval: 2m, lookback: 12h}").enricher_options["sekoia"]
+    settings = loaded.reconcile
+    assert (settings.interval, settings.lookback, settings.delay) == (120.0, 43_200.0, 60.0)
+    assert settings.communities is None and settings.page_size == 100
+    assert load("").enricher_options["sekoia"].reconcile is None  # type: ignore[attr-defined]

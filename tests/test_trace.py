@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 import time
@@ -10,21 +9,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
-from notirouter.cli import main
 from notirouter.config.models import QueueConfig
 from tests.backends import Backend
-from tests.conftest import TOKEN
+from tests.commands import SECRET, cli_json, run_cli, wait_until
 from tests.loopback import LoopbackServer, Reply
-from tests.serving import Served, serve
-from tests.test_delivery import config, second_loopback
-from tests.test_migrations import FIRST_SCHEMA
+from tests.older_queue import FIRST_SCHEMA
+from tests.serving import config, post_event, serve
 
-__all__ = ["second_loopback"]
-
-SECRET = "s3cr3t-path-0123456789"
 ALERT_UUID = "af0a370f-2e44-433c-99b2-2d0e4b348d0c"
 ALERT_SHORT = "ALakbd8NXp9W"
 
@@ -47,40 +40,23 @@ def comment() -> dict[str, Any]:
     }
 
 
-async def post(served: Served, body: dict[str, Any]) -> str:
-    async with (
-        aiohttp.ClientSession() as client,
-        client.post(f"{served.url}/hooks/{TOKEN}", json=body) as response,
-    ):
-        assert response.status == 202
-        answer: dict[str, Any] = await response.json()
-        return str(answer["id"])
-
-
-async def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = await asyncio.to_thread(main, argv)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 async def trace_json(path: Path, wanted: str, capsys: pytest.CaptureFixture[str]) -> Any:
-    code, out, err = await run(["trace", wanted, "--json", "-c", str(path)], capsys)
-    assert code == 0, err
-    return json.loads(out)
+    return await cli_json(["trace", wanted, "--json", "-c", str(path)], capsys)
 
 
 async def wait_until_settled(
     path: Path, event_id: str, capsys: pytest.CaptureFixture[str]
 ) -> dict[str, Any]:
-    """The event's story once every delivery is done or dead (bounded: 15 s)."""
-    for _ in range(300):
-        story: dict[str, Any] = await trace_json(path, event_id, capsys)
+    """The event's story once every delivery is done or dead."""
+
+    def settled(story: dict[str, Any]) -> bool:
         deliveries = story["deliveries"]
-        if deliveries and all(d["state"] in ("done", "dead") for d in deliveries):
-            return story
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"event {event_id} not settled: {story}")
+        return bool(deliveries) and all(d["state"] in ("done", "dead") for d in deliveries)
+
+    story: dict[str, Any] = await wait_until(
+        lambda: trace_json(path, event_id, capsys), settled, what=f"event {event_id} settled"
+    )
+    return story
 
 
 def write_routes(
@@ -114,7 +90,7 @@ async def test_trace_tells_receipt_route_decisions_and_every_attempt(
     second_loopback.reply(Reply(400, "no such channel"))
     path = write_routes(queue_backend, write_config, loopback.url, second_loopback.url)
     async with serve(path) as served:
-        event_id = await post(served, alert(1))
+        event_id = await post_event(served, alert(1))
         story = await wait_until_settled(path, event_id, capsys)
 
         assert story["id"] == event_id
@@ -141,7 +117,7 @@ async def test_trace_tells_receipt_route_decisions_and_every_attempt(
         assert (second["attempt"], second["outcome"], second["status"]) == (2, "delivered", 200)
         assert delivery["dead_letter"] is None and story["dead_letter"] is None
 
-        code, out, _ = await run(["trace", event_id, "-c", str(path)], capsys)
+        code, out, _ = await run_cli(["trace", event_id, "-c", str(path)], capsys)
         assert code == 0
         assert f"event {event_id}: routed" in out
         assert "route      never: no match (when is false" in out
@@ -160,9 +136,9 @@ async def test_trace_by_alert_shows_every_event_about_it_and_its_dead_letters(
     second_loopback.reply(Reply(400, "no such channel"))
     path = write_routes(queue_backend, write_config, loopback.url, second_loopback.url)
     async with serve(path) as served:
-        created = await post(served, alert(1))
-        commented = await post(served, comment())
-        unrelated = await post(
+        created = await post_event(served, alert(1))
+        commented = await post_event(served, comment())
+        unrelated = await post_event(
             served, {**alert(2), "attributes": {"uuid": "other", "title": ALERT_SHORT}}
         )
         await wait_until_settled(path, created, capsys)
@@ -178,7 +154,7 @@ async def test_trace_by_alert_shows_every_event_about_it_and_its_dead_letters(
             assert [s["id"] for s in stories] == [created, commented]
             assert unrelated not in {s["id"] for s in stories}
 
-        code, out, _ = await run(["trace", ALERT_SHORT, "-c", str(path)], capsys)
+        code, out, _ = await run_cli(["trace", ALERT_SHORT, "-c", str(path)], capsys)
         assert code == 0
         assert f"event {created}: routed" in out and f"event {commented}: routed" in out
         assert "DEAD since" in out and f"dead replay {dead['id']}" in out
@@ -192,13 +168,13 @@ async def test_trace_exit_codes_for_unknown_and_malformed_ids(
 ) -> None:
     path = write_routes(queue_backend, write_config, loopback.url, loopback.url)
     async with serve(path) as served:
-        await post(served, alert(1))
-        code, out, err = await run(["trace", "0" * 32, "-c", str(path)], capsys)
+        await post_event(served, alert(1))
+        code, out, err = await run_cli(["trace", "0" * 32, "-c", str(path)], capsys)
         assert (code, out) == (3, "")
         assert "no stored event " + "0" * 32 in err
-        code, _, err = await run(["trace", "NoSuchAlert1", "--json", "-c", str(path)], capsys)
+        code, _, err = await run_cli(["trace", "NoSuchAlert1", "--json", "-c", str(path)], capsys)
         assert code == 3
-        code, _, err = await run(["trace", "not an id; DROP", "-c", str(path)], capsys)
+        code, _, err = await run_cli(["trace", "not an id; DROP", "-c", str(path)], capsys)
         assert code == 2
         assert "neither an event id" in err
 
@@ -231,7 +207,7 @@ async def test_trace_of_an_event_routed_before_history_was_kept(
     backend = Backend("sqlite", QueueConfig(path=str(db)))
     path = write_routes(backend, write_config, loopback.url, loopback.url)
     async with serve(path):
-        code, out, _ = await run(["trace", event_id, "-c", str(path)], capsys)
+        code, out, _ = await run_cli(["trace", event_id, "-c", str(path)], capsys)
     assert code == 0
     assert "decisions not recorded (routed by an older notirouter)" in out
     assert "delivery 1 route urgent -> sink a: done after 1 attempt(s)" in out
@@ -258,14 +234,14 @@ async def test_trace_shows_a_failed_enrichment_and_the_route_that_failed_open(
     )
     path = write_config(text)
     async with serve(path) as served:
-        event_id = await post(served, alert(1))
+        event_id = await post_event(served, alert(1))
         story = await wait_until_settled(path, event_id, capsys)
         routing = story["routing"]
         assert set(routing["enrichment_errors"]) == {"sekoia"}
         [decision] = routing["routes"]
         assert decision["matched"] is True
         assert "because enricher sekoia failed: sent anyway" in decision["reason"]
-        code, out, _ = await run(["trace", event_id, "-c", str(path)], capsys)
+        code, out, _ = await run_cli(["trace", event_id, "-c", str(path)], capsys)
         assert code == 0
         assert "  enrichment sekoia failed: " in out
         assert "urgent: matched (type and action match; when could not be evaluated" in out
@@ -287,7 +263,7 @@ async def test_trace_of_a_delivery_given_up_after_its_maximum_age(
         )
     )
     async with serve(path) as served:
-        event_id = await post(served, alert(1))
+        event_id = await post_event(served, alert(1))
         story = await wait_until_settled(path, event_id, capsys)
     [delivery] = story["deliveries"]
     assert delivery["state"] == "dead"

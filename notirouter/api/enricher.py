@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from notirouter.api.events import Event
 from notirouter.api.http import HttpClient
+from notirouter.api.reconcile import ChangeFeed
 
 
 class EnrichmentError(Exception):
@@ -80,11 +81,38 @@ class Enricher(ABC, Generic[EnricherOptionsT]):
         self.options = options
         self.context = context
 
+    def status(self) -> Mapping[str, Any]:
+        """What this enricher holds in memory that an operator should see in
+        ``notirouter status`` (its cache's size and hit rate, its circuit breaker's state): a
+        small JSON-able mapping.
+
+        The default is ``{}``. The core calls it from the event loop every
+        ``server.status_interval`` while ``serve`` runs, so it must be cheap and must not block;
+        it publishes the result with the process's report, shown under ``processes[].enrichers.
+        <name>.plugin``. Strings are redacted against the enricher's own secrets before they are
+        stored, but return no secret and no event data in the first place.
+        """
+        return {}
+
     async def start(self) -> None:
         """Prepare resources before the first event (optional)."""
 
     async def aclose(self) -> None:
         """Release resources at shutdown (optional)."""
+
+    def change_key(self, event: Event, variables: Mapping[str, Any]) -> str | None:
+        """The key of the outside change ``event`` reports, from its enriched ``variables``
+        (``None``: none, the default). An enricher that reconciles returns the key its
+        :class:`~notirouter.api.reconcile.ReconciledChange` objects carry for the same
+        change, so a change reported by a webhook and by reconciliation is notified once."""
+        return None
+
+    async def reconcile(self, feed: ChangeFeed) -> None:
+        """Poll the service for changes no webhook delivered, until cancelled (optional).
+
+        Run by ``serve`` (and ``worker``) after :meth:`start`, cancelled before
+        :meth:`aclose`; the default returns at once. See :mod:`notirouter.api.reconcile`.
+        """
 
     @abstractmethod
     async def enrich(self, event: Event) -> Mapping[str, Any]:

@@ -192,6 +192,11 @@ class Message(BaseModel):
         "updated), not only an addition to it (a comment): only such a message may replace "
         "the first message of a conversation.",
     )
+    action_target: str | None = Field(
+        default=None,
+        description="The id of the alert that chat actions on this message act on: a sink "
+        "with ``actions`` configured shows its buttons (acknowledge, reject, comment).",
+    )
     update_of: str | None = Field(
         default=None,
         description="Set by the core: the service's id of the conversation's first message, "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Generic, TypeVar
@@ -200,6 +201,25 @@ class Sink(ABC, Generic[OptionsT]):
         """
         mode = self.conversation()
         return None if mode is None else f"conversation: {mode.value}"
+
+    def status(self) -> Mapping[str, Any]:
+        """What this sink holds in memory that an operator should see in ``notirouter status``
+        (a token's expiry, a circuit of its own, a local cache): a small JSON-able mapping.
+
+        The default is ``{}``. The core calls it from the event loop every
+        ``server.status_interval`` while ``serve`` runs, so it must be cheap and must not block;
+        it publishes the result with the process's report, shown under ``processes[].sinks.
+        <name>.plugin``. Strings are redacted against the sink's own secrets before they are
+        stored, but return no secret and no event data in the first place.
+        """
+        return {}
+
+    def actions_support(self) -> str | None:
+        """What ``notirouter check`` says of chat actions on this sink (``None``: nothing).
+
+        A sink with buttons names them; one whose service cannot call back says so.
+        """
+        return None
 
     async def start(self) -> None:
         """Prepare resources before the first send (optional)."""

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from notirouter import __version__
 from notirouter.cli import (
+    actions,
     check,
     dead,
     migrate,
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_commands(commands)
     status.add_commands(commands)
     trace.add_commands(commands)
+    actions.add_commands(commands)
     reload.add_commands(commands)
     silence.add_commands(commands)
     return parser

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 from typing import Any
 
+from notirouter.cli.actions_check import write_access_lines
 from notirouter.cli.common import (
     EXIT_CONFIG,
     EXIT_OK,
@@ -58,7 +59,11 @@ def add_commands(commands: Any) -> None:
         description="Validate the config: exit 0 with a summary, or 1 with file:line:col errors.",
     )
     add_config_option(check)
-    check.add_argument("--connect", action="store_true", help="also open the queue")
+    check.add_argument(
+        "--connect",
+        action="store_true",
+        help="also open the queue, and ask whether action enrichers' keys may write",
+    )
     check.set_defaults(handler=run_command(check_command))
 
 
@@ -77,6 +82,8 @@ def check_command(args: argparse.Namespace) -> int:
         print(line)
     if args.connect:
         print(f"queue reached: {reach_queue(app.queue)}")
+        for line in write_access_lines(config):
+            print(line)
     return EXIT_OK
 
 

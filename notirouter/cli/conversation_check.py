@@ -1,4 +1,5 @@
-"""What ``notirouter check`` says of each sink's conversations (edits, threads, or neither)."""
+"""What ``notirouter check`` says of each sink's conversations (edits, threads, or neither)
+and chat actions (buttons, or why there are none)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ def conversation_lines(config: LoadedConfig) -> list[str]:
     lines = []
     for name, options in config.sink_options.items():
         sink = config.types.sinks[options.type](name, options, SinkContext(name, http))
-        support = sink.conversation_support()
-        if support:
-            lines.append(f"sink {name}: {support}")
+        for support in (sink.conversation_support(), sink.actions_support()):
+            if support:
+                lines.append(f"sink {name}: {support}")
     return lines

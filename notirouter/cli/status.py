@@ -4,8 +4,11 @@ Everything shown is read from the queue, on either backend, so ``status`` works 
 ``serve`` runs, after it stopped, and from another machine (PostgreSQL); it needs no running
 server and no endpoint. A sink's pause (``Retry-After``) is recorded with the attempt that
 caused it (and, on PostgreSQL, in the gate row every process shares). What lives only in a
-serving process's memory (the enrichment cache, the Sekoia.io circuit breaker) is not in the
-queue and is not shown. Storm mode is in the queue: each sink's state and totals (``storm``).
+serving process's memory (the enrichment cache, the Sekoia.io circuit breaker, each sink's
+attempts in flight and health) each process writes to the queue every
+``server.status_interval`` (notirouter/operations/process_state.py): ``processes`` lists the
+live ones, ``stopped_reporting`` those whose last report expired (killed, or hung). Storm
+mode is in the queue: each sink's state and totals (``storm``).
 
 Exit codes: 0 shown; 1 the config or the queue cannot be read; 2 usage error.
 """
@@ -13,12 +16,13 @@ Exit codes: 0 shown; 1 the config or the queue cannot be read; 2 usage error.
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from notirouter.cli.common import EXIT_OK, add_config_option, print_json, run_command
 from notirouter.cli.queue_access import timestamp, with_queue
 from notirouter.printable import inert
-from notirouter.queue.inspection_records import QueueSnapshot
+from notirouter.queue.inspection_records import ProcessReport, QueueSnapshot
 from notirouter.queue.protocol import Queue
 
 SINK_TABLE = (
@@ -53,7 +57,9 @@ def status_command(args: argparse.Namespace) -> int:
     """Print the queue's status."""
 
     async def work(queue: Queue) -> dict[str, Any]:
-        return status_view(queue.backend, await queue.inspection().snapshot())
+        snapshot = await queue.inspection().snapshot()
+        reports = await queue.process_states().reports()
+        return status_view(queue.backend, snapshot, reports)
 
     view = with_queue(args, work)
     if args.json:
@@ -63,8 +69,12 @@ def status_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def status_view(backend: str, snapshot: QueueSnapshot) -> dict[str, Any]:
+def status_view(
+    backend: str, snapshot: QueueSnapshot, reports: list[ProcessReport] | None = None
+) -> dict[str, Any]:
     """The status as plain data (what ``--json`` prints)."""
+    live = [r for r in reports or [] if r.expires_at > snapshot.taken_at]
+    stopped = [r for r in reports or [] if r.expires_at <= snapshot.taken_at]
     oldest = snapshot.oldest_due
     return {
         "backend": backend,
@@ -103,8 +113,17 @@ def status_view(backend: str, snapshot: QueueSnapshot) -> dict[str, Any]:
             }
             for sink in snapshot.sinks
         ],
-        # Kept in a serving process's memory, not in the queue: not shown by this command.
-        "process": None,
+        # What each live serving process holds in memory, as it last reported it.
+        "processes": [process_view(report, snapshot.taken_at) for report in live],
+        "stopped_reporting": [
+            {
+                "id": r.process_id,
+                "host": r.host,
+                "pid": r.pid,
+                "reported_at": timestamp(r.reported_at),
+            }
+            for r in stopped
+        ],
         # Storm mode per sink (README "Storm mode"): sinks that never stormed are absent.
         "storm": [
             {
@@ -118,6 +137,26 @@ def status_view(backend: str, snapshot: QueueSnapshot) -> dict[str, Any]:
             }
             for storm in snapshot.storms
         ],
+    }
+
+
+def process_view(report: ProcessReport, now: float) -> dict[str, Any]:
+    """One process's report: who, when, and its sinks' and enrichers' in-memory state."""
+    state: dict[str, Any] = json.loads(report.state)
+    sinks = state.get("sinks", {})
+    for sink in sinks.values():
+        sink["paused_until"] = timestamp(sink.get("paused_until"))
+    return {
+        "id": report.process_id,
+        "host": report.host,
+        "pid": report.pid,
+        "started_at": timestamp(report.started_at),
+        "reported_at": timestamp(report.reported_at),
+        "report_age_seconds": round(max(0.0, now - report.reported_at), 3),
+        "workers": bool(state.get("workers")),
+        "draining": bool(state.get("draining")),
+        "sinks": sinks,
+        "enrichers": state.get("enrichers", {}),
     }
 
 
@@ -151,6 +190,46 @@ def print_status(view: dict[str, Any]) -> None:
             f"storm mode: sink {inert(storm['sink'])} {state}; {storm['storms']} storm(s), "
             f"{storm['folded']} deliveries folded into {storm['digests']} digests"
         )
+    print()
+    print_processes(view["processes"], view["stopped_reporting"])
+
+
+def print_processes(processes: list[dict[str, Any]], stopped: list[dict[str, Any]]) -> None:
+    """Each live process's memory: its sinks and enrichers, one line each."""
+    print(f"processes: {len(processes)} live")
+    for process in processes:
+        role = "routes and delivers" if process["workers"] else "receives only"
+        draining = ", draining" if process["draining"] else ""
+        print(
+            f"process {inert(process['id'])} ({role}{draining}), started "
+            f"{process['started_at']}, reported {process['report_age_seconds']:.1f}s ago"
+        )
+        for name, sink in sorted(process["sinks"].items()):
+            paused = sink["paused_until"] or "-"
+            print(
+                f"  sink {inert(name)}: {sink['in_flight']}/{sink['concurrency']} in flight, "
+                f"health {sink['health']} ({sink['consecutive_failures']} failed in a row), "
+                f"paused until {paused}" + _plugin(sink["plugin"])
+            )
+        for name, enricher in sorted(process["enrichers"].items()):
+            print(f"  enricher {inert(name)}:" + (_plugin(enricher["plugin"])[1:] or " -"))
+    for gone in stopped:
+        print(f"stopped reporting: process {inert(gone['id'])}, last report {gone['reported_at']}")
+
+
+def _plugin(state: dict[str, Any]) -> str:
+    """A plugin's own state as ``key=value`` pairs (nested keys joined by dots)."""
+    pairs = [f"{inert(key)}={inert(_cell(value))}" for key, value in _flatten(state, "")]
+    return ("; " + " ".join(pairs)) if pairs else ""
+
+
+def _flatten(value: Any, prefix: str) -> list[tuple[str, Any]]:
+    if isinstance(value, dict) and value:
+        pairs: list[tuple[str, Any]] = []
+        for key, inner in value.items():
+            pairs += _flatten(inner, f"{prefix}{key}.")
+        return pairs
+    return [(prefix[:-1], value)]
 
 
 def _counts(counts: dict[str, int]) -> str:

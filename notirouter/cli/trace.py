@@ -191,6 +191,13 @@ def print_story(view: dict[str, Any]) -> None:
                 f"  community  {inert(str(community.get('name')))} "
                 f"({inert(str(community.get('uuid')))})"
             )
+        change = routing.get("change")
+        if isinstance(change, dict):
+            seen = change.get("already_notified")
+            print(
+                f"  change     {inert(str(change.get('key')))}: "
+                + ("already notified by reconciliation: no delivery" if seen else "first seen")
+            )
         if not routing["routes"]:
             print("  routes     none whose match accepts this type and action")
         for decision in routing["routes"]:

@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from notirouter.api.enricher import EnricherOptions
+from notirouter.api.interaction import ActionsOptions, AlertWriter
 from notirouter.api.manager import PluginTypes
 from notirouter.api.sink import SinkOptions, attempt_bound
 from notirouter.api.templating import Templates
@@ -184,6 +186,33 @@ class Checker:
                 self.add(
                     ("hooks", i, "source"),
                     f"hooks.{hook.name}: unknown source {hook.source!r} (installed: {installed})",
+                )
+
+    def check_actions(
+        self,
+        sinks: Mapping[str, SinkOptions],
+        enrichers: Mapping[str, EnricherOptions],
+        types: PluginTypes,
+    ) -> None:
+        """A sink's ``actions.enricher`` names a configured enricher that can write back."""
+        for name, options in sinks.items():
+            actions = getattr(options, "actions", None)
+            if not isinstance(actions, ActionsOptions):
+                continue
+            path = ("sinks", name, "actions", "enricher")
+            found = enrichers.get(actions.enricher)
+            if found is None:
+                known = ", ".join(sorted(enrichers)) or "none"
+                self.add(
+                    path,
+                    f"sinks.{name}.actions.enricher: no enricher {actions.enricher!r}"
+                    f" (configured: {known})",
+                )
+            elif not issubclass(types.enrichers[found.type], AlertWriter):
+                self.add(
+                    path,
+                    f"sinks.{name}.actions.enricher: enricher {actions.enricher!r} (type"
+                    f" {found.type}) cannot act on alerts; use a sekoia enricher",
                 )
 
     def check_leases(self, app: AppConfig, sinks: Mapping[str, SinkOptions]) -> None:

@@ -139,6 +139,7 @@ def load_config_text(
     )
     checker.check_hooks(app, types)
     checker.check_leases(app, sink_options)
+    checker.check_actions(sink_options, enricher_options, types)
     routes = compile_routes(checker, app, compile_windows(checker, app))
     if checker.problems:
         raise ConfigError(checker.problems)

@@ -109,8 +109,14 @@ class ServerConfig(_Strict):
     body_timeout: Timeout = 30.0
     max_connections: int = Field(default=2048, ge=1, le=1_000_000)
     shutdown_grace: Duration = 10.0
+    # How often each process writes what it holds in memory for `notirouter status`
+    # (notirouter/operations/process_state.py); it counts as live for three intervals.
+    status_interval: Timeout = 10.0
     trusted_proxies: list[Cidr] = Field(default_factory=list)
     """Peers whose ``X-Forwarded-For`` is believed (for ``hooks[].allow``)."""
+    interactions_allow: list[Cidr] | None = Field(default=None, min_length=1)
+    """Client addresses admitted to ``/interactions/*`` (None: any; others get 401). Mattermost
+    does not sign its calls: its server's address is worth listing here."""
     # Where `notirouter reload` finds the running processes (None: `<queue.path>.pid` on
     # SQLite, no pid file on PostgreSQL); see notirouter/pidfile.py.
     pid_file: str | None = None

@@ -91,6 +91,8 @@ async def _attempt(sink: Sink[Any], message: Message) -> SendResult:
 class SinkDispatcher(ClaimLoop[StoredDelivery]):
     """Claims and attempts the deliveries of one sink until stopped."""
 
+    lease: float
+
     def __init__(
         self,
         sink: Sink[Any],
@@ -140,6 +142,10 @@ class SinkDispatcher(ClaimLoop[StoredDelivery]):
             if delay > 0:
                 self._not_before[delivery.id] = self._turns_at + delay
         return claimed
+
+    async def renew(self, delivery: StoredDelivery) -> bool:
+        """Keep a delivery still being attempted (or recorded) ours."""
+        return await self.queue.renew_delivery_lease(delivery, self.lease)
 
     async def next_due(self) -> float | None:
         """When this sink's next delivery falls due."""

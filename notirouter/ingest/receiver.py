@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from notirouter.api.operations import OPERATIONAL_EVENT_TYPE
+from notirouter.ingest import interactions
 from notirouter.ingest.allow_list import Network, admits, client_address
 from notirouter.ingest.payload import PayloadRefused, load_payload
 from notirouter.queue.protocol import QueueUnavailable
@@ -196,6 +197,7 @@ def create_app(runtime: Runtime) -> Starlette:
     app = Starlette(
         routes=[
             Route("/hooks/{token}", receive_hook, methods=["POST"]),
+            Route("/interactions/{service}", interactions.handler(runtime), methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),

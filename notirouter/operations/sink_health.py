@@ -22,6 +22,14 @@ class SinkHealth:
         self._failures: dict[str, int] = {}
         self._failing: set[str] = set()
 
+    def state(self, sink: str) -> dict[str, object]:
+        """This process's view of ``sink`` for ``notirouter status``: ``failing`` once reported
+        failing (until an attempt succeeds), with the failed attempts in a row."""
+        return {
+            "health": "failing" if sink in self._failing else "ok",
+            "consecutive_failures": self._failures.get(sink, 0),
+        }
+
     def delivered(self, sink: str) -> None:
         """An attempt succeeded: a sink reported failing has recovered."""
         failures = self._failures.pop(sink, 0)

@@ -42,9 +42,16 @@ class Slot:
 
 
 class ClaimLoop(ABC, Generic[ItemT]):
-    """Claims up to ``concurrency`` items at a time and handles them concurrently."""
+    """Claims up to ``concurrency`` items at a time and handles them concurrently.
+
+    While an item is handled its lease is renewed every third of ``lease``: a claim's lease
+    expires only when its worker is gone (killed, hung, cut off from the queue), never because
+    the work took long in a live one, so a busy machine or a slow service sends nothing twice.
+    """
 
     label: str = "worker"
+    lease: float | None = None
+    """The lease each claim takes, in seconds (``None``: nothing to renew)."""
 
     def __init__(self, wakeup: asyncio.Event, concurrency: int) -> None:
         self.wakeup = wakeup
@@ -71,6 +78,10 @@ class ClaimLoop(ABC, Generic[ItemT]):
         Call ``slot.release()`` once the slow part is done (the network call) and only
         bookkeeping is left: the next item can start while this one is being recorded.
         """
+
+    async def renew(self, item: ItemT) -> bool:
+        """Push the lease of ``item``, still being handled; ``False``: it is no longer ours."""
+        return False
 
     async def before_claim(self, free: int) -> int:
         """Wait here before claiming, and say how many of the ``free`` slots to fill.
@@ -130,10 +141,31 @@ class ClaimLoop(ABC, Generic[ItemT]):
 
     async def _handle(self, item: ItemT) -> None:
         slot = Slot(self.slots)
+        keeper = asyncio.create_task(self._keep_lease(item)) if self.lease else None
         try:
             await self.handle(item, slot)
         finally:
             slot.release()
+            if keeper is not None:
+                keeper.cancel()
+                await asyncio.gather(keeper, return_exceptions=True)
+
+    async def _keep_lease(self, item: ItemT) -> None:
+        """Renew ``item``'s lease until cancelled (the handler is done) or it is lost."""
+        assert self.lease is not None
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            try:
+                if not await self.renew(item):
+                    return  # recorded meanwhile, or taken over: nothing more to keep
+            except QueueUnavailable as exc:
+                # The next renewal may get through; if none does, the lease expires and the
+                # item is handled again (at least once).
+                self.queue_errors.log(
+                    logging.WARNING, "renew", "%s: cannot renew a lease (%s)", self.label, exc
+                )
+            except Exception:
+                log.exception("%s: renewing a lease failed", self.label)
 
     async def _sleep_until_due(self) -> None:
         try:

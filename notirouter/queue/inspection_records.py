@@ -153,3 +153,20 @@ def story_from_rows(
             for d in deliveries
         ],
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessReport:
+    """What one serving process last published about its memory (``status`` shows it).
+
+    ``state`` is the JSON text the process wrote (see notirouter/operations/process_state.py);
+    ``expires_at`` is when, without a newer report, the process no longer counts as live.
+    """
+
+    process_id: str
+    host: str
+    pid: int
+    started_at: float
+    reported_at: float
+    expires_at: float
+    state: str

@@ -19,19 +19,22 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from notirouter.queue.gates import GatedMessage, StateKey, Values, Window
-from notirouter.queue.inspection_records import EventStory, QueueSnapshot
+from notirouter.queue.inspection_records import EventStory, ProcessReport, QueueSnapshot
 from notirouter.queue.records import (
     AttemptNote,
+    ChangeMark,
     DeadLetter,
     DigestBuilder,
     DueGroup,
     EnqueueResult,
     FailedEvent,
     FlushedMessage,
+    NewChange,
     NewDelivery,
     NewGroupItem,
     StoredDelivery,
     StoredEvent,
+    StoredInteraction,
     StoredSilence,
     StormStep,
 )
@@ -40,13 +43,17 @@ from notirouter.queue.sqlite.writer import QueueUnavailable
 __all__ = [
     "EVENTS_WAKE",
     "GROUPS_WAKE",
+    "INTERACTIONS_WAKE",
+    "ChangeLedger",
     "DeadLetterStore",
     "DeliveryQueue",
     "GateStates",
     "GroupStore",
     "IngestQueue",
     "Inspection",
+    "InteractionStore",
     "MessageRefs",
+    "ProcessStates",
     "Queue",
     "QueueUnavailable",
     "RoutingQueue",
@@ -58,6 +65,7 @@ __all__ = [
 
 EVENTS_WAKE = "events"
 GROUPS_WAKE = "groups"
+INTERACTIONS_WAKE = "interactions"
 
 
 def sink_wake(sink: str) -> str:
@@ -109,6 +117,7 @@ class RoutingQueue(Wakeups, Protocol):
         items: Iterable[NewGroupItem] = (),
         routing: str | None = None,
         gated: Sequence[GatedMessage] = (),
+        change: ChangeMark | None = None,
     ) -> bool:
         """Record the event's jobs and group items and mark it routed in one transaction.
 
@@ -117,6 +126,10 @@ class RoutingQueue(Wakeups, Protocol):
         routing decided, kept with the event for ``trace``. ``gated`` messages (a route's
         ``notify_on``, ``throttle``) are decided in the same transaction on the state the
         backend keeps, which is written with them, and their decisions join ``routing``.
+        With a ``change``, its key is claimed in the same transaction; if reconciliation
+        claimed it before, the event is marked routed without jobs (``change.routing_if_seen``
+        as its routing record): the change was notified already. Two webhook events of one
+        key are both notified (Sekoia.io sent both).
         """
         ...
 
@@ -124,6 +137,14 @@ class RoutingQueue(Wakeups, Protocol):
         self, event: StoredEvent, delay: float, error: str, *, dead: bool
     ) -> None:
         """Routing failed: try again after ``delay`` seconds, or give up (``dead``)."""
+        ...
+
+    async def renew_event_lease(self, event: StoredEvent, lease_seconds: float) -> bool:
+        """Push the lease of an event still being routed to ``lease_seconds`` from now.
+
+        ``False``: the lease is no longer this worker's (expired and claimed again, or the event
+        was completed or rescheduled, which ends the lease).
+        """
         ...
 
     async def next_event_due(self) -> float | None:
@@ -158,6 +179,14 @@ class DeliveryQueue(Wakeups, Protocol):
 
         The attempt joins the delivery's history in the same transaction (``attempt``: what it
         found; by default the outcome ``state`` implies and ``error`` as its detail).
+        """
+        ...
+
+    async def renew_delivery_lease(self, delivery: StoredDelivery, lease_seconds: float) -> bool:
+        """Push the lease of a delivery still being attempted to ``lease_seconds`` from now.
+
+        ``False``: the lease is no longer this worker's (expired and claimed again, or the
+        attempt was recorded, which ends the lease).
         """
         ...
 
@@ -292,6 +321,107 @@ class SilenceStore(Protocol):
         ...
 
 
+class ProcessStates(Protocol):
+    """Each serving process's latest report of what it holds in memory, keyed by process id.
+
+    A process rewrites its own report every ``server.status_interval`` and withdraws it when it
+    stops; ``status`` reads every report, from any host that reaches the queue.
+    """
+
+    async def publish(self, report: ProcessReport) -> None:
+        """Store (or replace) ``report``; reports expired for over a day are deleted."""
+        ...
+
+    async def withdraw(self, process_id: str) -> None:
+        """Delete the report of ``process_id`` (a process that stops cleanly)."""
+        ...
+
+    async def reports(self) -> list[ProcessReport]:
+        """Every stored report, oldest process first (live or not: see ``expires_at``)."""
+        ...
+
+
+class InteractionStore(Protocol):
+    """Chat actions (buttons clicked) as durable jobs, and the marks that refuse replays.
+
+    A click is stored before the endpoint answers, claimed under a lease by one worker of any
+    process, retried while its write-back fails transiently, and kept when finished with what
+    came of it (who, what, when, the answer) until ``prune``.
+    """
+
+    async def enqueue(self, sink: str, payload: str, *, mark: str | None, until: float) -> bool:
+        """Store a click; ``mark`` (a request signature) is remembered until ``until``.
+
+        ``False``: ``mark`` was already remembered (a replay), and nothing was stored. The
+        mark and the job are written in one transaction.
+        """
+        ...
+
+    async def toggle_mark(self, mark: str, until: float) -> bool:
+        """A two-step confirmation: ``True`` when ``mark`` was set and unexpired (it is then
+        cleared), else set it until ``until`` and return ``False``."""
+        ...
+
+    async def claim(self, limit: int, lease_seconds: float) -> list[StoredInteraction]:
+        """Take up to ``limit`` due clicks under a lease."""
+        ...
+
+    async def finish(
+        self, item: StoredInteraction, *, state: str, result: str, retry_in: float = 0.0
+    ) -> bool:
+        """Record an attempt: ``done``, ``failed``, or ``pending`` again in ``retry_in`` s.
+
+        ``result`` (JSON) is what came of it. ``False``: the lease was lost.
+        """
+        ...
+
+    async def next_due(self) -> float | None:
+        """When the earliest pending click becomes due (``None``: none)."""
+        ...
+
+    async def results(self, sink: str | None = None) -> list[tuple[int, str, str, str]]:
+        """(id, sink, state, result) of every click, oldest first (for operators and tests)."""
+        ...
+
+    async def prune(self, older_than: float) -> int:
+        """Forget finished clicks older than ``older_than`` s and expired marks."""
+        ...
+
+
+class ChangeLedger(Protocol):
+    """Reconciliation state: per stream (an enricher and community) the watermark and the
+    lease of the one process polling it, and the outside changes already notified.
+
+    Shared by every process on the backend. A change key is kept for at least the lookback of
+    the reconciliation that might list it again (pruned by housekeeping).
+    """
+
+    async def hold(self, stream: str, holder: str, seconds: float) -> bool:
+        """Take or renew the lease on polling ``stream`` for ``seconds``; ``False`` while
+        another holder's lease runs."""
+        ...
+
+    async def release(self, stream: str, holder: str) -> None:
+        """Give the lease up, so that another process takes over without waiting."""
+        ...
+
+    async def watermark(self, stream: str) -> float | None:
+        """Epoch seconds up to which ``stream``'s changes are committed (``None``: never)."""
+        ...
+
+    async def commit(
+        self, stream: str, holder: str, changes: Sequence[NewChange], watermark: float
+    ) -> list[str] | None:
+        """Enqueue the changes whose key was not seen yet, claim their keys, and move the
+        watermark forward to ``watermark``: all in one transaction, only while ``holder``
+        holds the lease. Returns the keys enqueued (``None``: lease lost, nothing written)."""
+        ...
+
+    async def prune(self, older_than: float) -> int:
+        """Forget change keys seen more than ``older_than`` seconds ago; return how many."""
+        ...
+
+
 class DeadLetterStore(Protocol):
     """Operator access to what gave up: list, show, replay, purge."""
 
@@ -380,6 +510,18 @@ class Queue(IngestQueue, RoutingQueue, DeliveryQueue, GroupStore, GateStates, St
 
     def silences(self) -> SilenceStore:
         """The silences in this backend."""
+        ...
+
+    def process_states(self) -> ProcessStates:
+        """The serving processes' reports of their in-memory state (``status``)."""
+        ...
+
+    def interactions(self) -> InteractionStore:
+        """The chat actions queued in this backend."""
+        ...
+
+    def changes(self) -> ChangeLedger:
+        """Reconciliation watermarks, leases and changes seen in this backend."""
         ...
 
     def sink_gate(self, sink: str, rate: float | None, burst: int) -> SinkGate:

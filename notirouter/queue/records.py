@@ -51,6 +51,21 @@ class StoredDelivery:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredInteraction:
+    """A chat action (a button clicked), claimed by the interaction worker under a lease."""
+
+    id: int
+    sink: str
+    payload: str
+    """The verified click as JSON (:class:`~notirouter.api.interaction.Click`)."""
+    attempts: int
+    created_at: float
+    lease: int
+    result: str | None = None
+    """What earlier attempts recorded (JSON), e.g. which steps are done already."""
+
+
+@dataclass(frozen=True, slots=True)
 class DeadLetter:
     """A delivery that will not be retried any more, with the reason."""
 
@@ -250,3 +265,30 @@ def caught_up(
 
 DigestBuilder = Callable[[str, list[FoldedItem]], FlushedMessage]
 """Storm mode's digest of one route's folded deliveries (see ``delivery/digests.py``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewChange:
+    """A change found by reconciliation, to enqueue as an event unless already notified.
+
+    ``key`` names the outside change (e.g. an alert's uuid and ``updated_at``); the webhook
+    event that reports the same change carries the same key once enriched (its
+    :class:`ChangeMark`), so whichever comes second is not notified again.
+    """
+
+    key: str
+    hook: str
+    source: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeMark:
+    """What a routed event says about the outside change it reports.
+
+    Recorded with the event's jobs: if reconciliation already enqueued ``key``, the event is
+    marked routed with ``routing_if_seen`` and no job, as the change is notified already.
+    """
+
+    key: str
+    routing_if_seen: str | None = None

@@ -58,6 +58,8 @@ class Routed:
     ``trace`` and the dry run whatever the key."""
     group_keys: dict[str, str] = field(default_factory=dict)
     """Route name -> the group its message joins (grouped routes that matched)."""
+    change_key: str | None = None
+    """The outside change the event reports, as its enrichers name it (reconciliation)."""
 
     @property
     def enrichment_errors(self) -> dict[str, str]:
@@ -119,6 +121,8 @@ class Pipeline:
             community=context.community,
             community_uuid=context.community_uuid,
         )
+        if candidates and enrich:
+            routed.change_key = self._change_key(event, variables)
         for decision in routed.decisions:
             if decision.error is not None:
                 self._failures.log(
@@ -157,6 +161,21 @@ class Pipeline:
         }
         if storm:
             notes["storm"] = storm
+
+    def _change_key(self, event: Event, variables: Mapping[str, Any]) -> str | None:
+        for name in self.routes.enrichers_for(event.type, event.action):
+            enricher = self.enrichers.get(name)
+            if enricher is None:
+                continue
+            try:
+                key = enricher.change_key(event, variables)
+            except Exception:
+                # Without a key the event is notified: at worst twice, never lost.
+                log.exception("enricher %s: change_key failed", name)
+                continue
+            if key is not None:
+                return key
+        return None
 
     async def _enrich(self, event: Event, names: tuple[str, ...], context: EventContext) -> None:
         chosen = [(name, self.enrichers[name]) for name in names if name in self.enrichers]

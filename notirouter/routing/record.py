@@ -54,10 +54,21 @@ def routing_data(routed: Routed) -> dict[str, Any]:
     return data
 
 
-def routing_record(routed: Routed, decided: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+def routing_record(
+    routed: Routed,
+    decided: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    already_notified: bool = False,
+) -> str:
     """The JSON kept with the routed event; ``decided``: more keys per route name (the
-    ``silence`` and ``window`` that applied)."""
+    ``silence`` and ``window`` that applied); ``already_notified``: its change was notified by
+    reconciliation first, and the event wrote no job."""
     data = routing_data(routed)
+    if routed.change_key is not None:
+        data = {
+            "change": {"key": routed.change_key, "already_notified": already_notified},
+            **data,
+        }
     for entry in data["routes"]:
         entry.update((decided or {}).get(entry["route"], {}))
     return json.dumps(data, ensure_ascii=False)

@@ -22,7 +22,7 @@ from notirouter.metrics import Metrics
 from notirouter.queue.claim_loop import ClaimLoop, Slot
 from notirouter.queue.gates import GatedMessage, with_gate_records
 from notirouter.queue.protocol import EVENTS_WAKE, QueueUnavailable, RoutingQueue
-from notirouter.queue.records import NewDelivery, NewGroupItem, StoredEvent
+from notirouter.queue.records import ChangeMark, NewDelivery, NewGroupItem, StoredEvent
 from notirouter.routing.gating import Hold, gated_message, keyless_record, release, serialise
 from notirouter.routing.handoff import ParsedEvents
 from notirouter.routing.holding import dispose
@@ -59,6 +59,7 @@ class EventRouter(ClaimLoop[StoredEvent]):
     """Runs up to ``concurrency`` events through the pipeline at once."""
 
     label = "router"
+    lease: float
 
     def __init__(
         self,
@@ -86,6 +87,10 @@ class EventRouter(ClaimLoop[StoredEvent]):
         """Due events."""
         return await self.queue.claim_events(limit, self.lease)
 
+    async def renew(self, stored: StoredEvent) -> bool:
+        """Keep an event still being enriched and routed ours."""
+        return await self.queue.renew_event_lease(stored, self.lease)
+
     async def next_due(self) -> float | None:
         """When the next pending event falls due."""
         return await self.queue.next_event_due()
@@ -99,7 +104,9 @@ class EventRouter(ClaimLoop[StoredEvent]):
         is not installed, and a queue that cannot record the outcome, are worth retrying.
         """
         try:
-            event, jobs, items, gated, matched, routing, decided = await self._deliveries(stored)
+            event, jobs, items, gated, matched, routing, decided, change = await self._deliveries(
+                stored
+            )
         except asyncio.CancelledError:
             raise
         except UnknownSourceError as exc:
@@ -111,7 +118,9 @@ class EventRouter(ClaimLoop[StoredEvent]):
             return
         slot.release()  # enrichment is done; writing the jobs needs no slot
         try:
-            done = await self.queue.complete_event(stored, jobs, items, routing, gated)
+            done = await self.queue.complete_event(
+                stored, jobs, items, routing, gated=gated, change=change
+            )
         except asyncio.CancelledError:
             raise
         except QueueUnavailable as exc:
@@ -154,6 +163,7 @@ class EventRouter(ClaimLoop[StoredEvent]):
         list[str],
         str | None,
         dict[str, dict[str, Any]],
+        ChangeMark | None,
     ]:
         """Parse, route, format and serialise: the jobs to write, the messages grouped routes
         hold and those the queue decides on (``notify_on``, ``throttle``; README "Storm
@@ -205,7 +215,12 @@ class EventRouter(ClaimLoop[StoredEvent]):
         record = with_gate_records(
             routing_record(routed, decided), {k: v for k, v in keyless.items() if v}
         )
-        return event, jobs, items, gated, matched, record, decided
+        change = None
+        if routed.change_key is not None:
+            change = ChangeMark(
+                routed.change_key, routing_record(routed, decided, already_notified=True)
+            )
+        return event, jobs, items, gated, matched, record, decided, change
 
     def _count_holds(self, decided: dict[str, dict[str, Any]]) -> None:
         """Count what silences and windows kept back, once the event's routing is committed."""

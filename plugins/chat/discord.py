@@ -113,6 +113,10 @@ class DiscordSink(HttpSink[DiscordOptions]):
         """The configured mode: ``update`` by default (edit the first message)."""
         return self.options.conversation
 
+    def actions_support(self) -> str | None:
+        """A plain webhook's messages carry link buttons only."""
+        return "actions: none: a webhook's messages carry link buttons only"
+
     def build_request(self, message: Message) -> HttpRequest:
         """POST the message as JSON, asking Discord to confirm it saved it (``wait=true``).
 

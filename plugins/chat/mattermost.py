@@ -15,17 +15,23 @@ answers 400 (not 404) and disabled webhooks 501, both permanent.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import Field, HttpUrl, SecretStr, model_validator
 
 from notirouter import (
     MATTERMOST_ADDRESS,
+    ActionReport,
+    ChatAction,
+    Click,
     ConversationMode,
     HttpRequest,
     HttpResponse,
     HttpSink,
+    InteractiveSink,
     Message,
     Outcome,
     SecretUrl,
@@ -41,7 +47,7 @@ from notirouter import (
     hookimpl,
 )
 
-from . import mattermost_api
+from . import mattermost_actions, mattermost_api
 from .api_base import ApiBase, token_mode_conversation, webhook_mode_lacks
 from .common import (
     SEVERITY_COLOUR,
@@ -57,6 +63,7 @@ from .common import (
     safe_link,
 )
 
+log = logging.getLogger("notirouter.sinks.mattermost")
 # Mattermost's post limit, in Unicode code points (runes).
 POST_TEXT_MAX = 16_383
 TITLE_MAX = 500
@@ -86,6 +93,8 @@ class MattermostOptions(SinkOptions):
     """Token mode: the channel's id (26 characters)."""
     conversation: ConversationMode | None = None
     """Token mode: update, thread or update+thread (the default)."""
+    actions: mattermost_actions.MattermostActions | None = None
+    """Token mode: buttons acting on the alert (see README)."""
     channel: str | None = Field(default=None, pattern=r"^[#@]?[A-Za-z0-9_.\-]{1,128}$")
     """Post elsewhere than the hook's channel: a channel name, or ``@username``."""
     username: str | None = Field(default=None, min_length=1, max_length=64)
@@ -111,6 +120,10 @@ class MattermostOptions(SinkOptions):
                 raise ValueError(
                     "conversation needs server_url, token and channel_id: a webhook can only post"
                 )
+            if self.actions is not None:
+                raise ValueError(
+                    "actions need server_url, token and channel_id: a webhook post has no buttons"
+                )
             return self
         if any(value is None for value in token_mode):
             raise ValueError("give url (a webhook), or server_url, token and channel_id")
@@ -119,10 +132,11 @@ class MattermostOptions(SinkOptions):
         return self
 
 
-class MattermostSink(HttpSink[MattermostOptions]):
-    """Posts a text and one coloured attachment to a Mattermost incoming webhook."""
+class MattermostSink(HttpSink[MattermostOptions], InteractiveSink):
+    """Posts a text and one coloured attachment to a Mattermost incoming webhook or the API."""
 
     type_name = "mattermost"
+    interaction_service = "mattermost"
     Options = MattermostOptions
     # Mattermost's own rate limiter, when an administrator turns it on, defaults to 10/s.
     default_rate_limit = 10.0
@@ -143,6 +157,49 @@ class MattermostSink(HttpSink[MattermostOptions]):
             return webhook_mode_lacks("post", "server_url, token and channel_id")
         return super().conversation_support()
 
+    def actions(self) -> mattermost_actions.MattermostActions | None:
+        """The ``actions:`` options (token mode only)."""
+        return self.options.actions
+
+    def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> Click | None:
+        """A click whose token this sink signed for the post it came from."""
+        if self.options.actions is None:
+            return None
+        return mattermost_actions.verify(self.name, self.options.actions, body, now)
+
+    def needs_confirmation(self, click: Click) -> bool:
+        """Reject is confirmed by a second click: buttons here have no dialog."""
+        return click.action is ChatAction.REJECT
+
+    def answer(self, click: Click, *, armed: bool = False) -> dict[str, Any] | None:
+        """An ephemeral text: what to do to confirm, or that the request is on its way."""
+        return mattermost_actions.answer(click, armed=armed)
+
+    async def tell(self, report: ActionReport) -> SendResult:
+        """A reply under the post and its footer noted, or an ephemeral answer to the user."""
+        assert self.options.token is not None  # actions need token mode, by validation
+        assert self.options.server_url is not None
+        assert self.options.channel_id is not None
+        return await mattermost_actions.tell(
+            self.context.http,
+            self.options.server_url,
+            self.options.token.get_secret_value(),
+            self.options.channel_id,
+            report,
+            self.options.timeout,
+        )
+
+    def actions_support(self) -> str | None:
+        """What ``check`` says of buttons."""
+        if self.options.token is None:
+            return "actions: none: a webhook URL cannot show buttons (give server_url and token)"
+        if self.options.actions is None:
+            return None
+        return (
+            "actions: acknowledge, reject (second click confirms), no comment (attachments"
+            f" have no input), via {self.options.actions.public_url}/interactions/mattermost"
+        )
+
     def build_request(self, message: Message) -> HttpRequest:
         """The webhook POST, or in token mode the API call (patch, reply or post)."""
         token = self.options.token
@@ -156,6 +213,11 @@ class MattermostSink(HttpSink[MattermostOptions]):
             self.payload(message), self.options.channel_id, message.reply_to
         )
         if message.update_of:
+            actions = self.options.actions
+            if actions is not None and message.action_target and not message.reply_to:
+                body["props"]["attachments"][0]["actions"] = mattermost_actions.buttons(
+                    self.name, actions, message.action_target, message.update_of, time.time()
+                )
             patch = {"message": body["message"], "props": body["props"]}
             path = f"posts/{message.update_of}/patch"
             return mattermost_api.request(self.options.server_url, secret, path, patch, "PUT")
@@ -167,8 +229,23 @@ class MattermostSink(HttpSink[MattermostOptions]):
             return await super().send(message)
         result = await self._call(message)
         if message.update_of and mattermost_api.edit_refused(result.detail):
-            return await self._call(message.model_copy(update={"update_of": None}))
+            result = await self._call(message.model_copy(update={"update_of": None}))
+        elif message.update_of:
+            return result
+        if result.reference and self._has_buttons(message):
+            # A button's token names its post: only now that the post exists can it get them.
+            buttoned = await self._call(message.model_copy(update={"update_of": result.reference}))
+            if buttoned.outcome is not Outcome.DELIVERED:
+                log.warning(
+                    "sink %s: post %s has no buttons: %s",
+                    self.name,
+                    result.reference,
+                    buttoned.detail,
+                )
         return result
+
+    def _has_buttons(self, message: Message) -> bool:
+        return bool(self.options.actions and message.action_target and not message.reply_to)
 
     async def _call(self, message: Message) -> SendResult:
         request = self.build_request(message)

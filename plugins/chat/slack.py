@@ -19,17 +19,20 @@ second. App webhooks ignore ``channel``, ``username`` and icons, so there are no
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import Field, SecretStr, model_validator
 
 from notirouter import (
     TRUNCATION_MARKER,
+    ActionReport,
+    Click,
     ConversationMode,
     HttpRequest,
     HttpResponse,
     HttpSink,
+    InteractiveSink,
     Message,
     Outcome,
     SecretUrl,
@@ -43,7 +46,7 @@ from notirouter import (
     hookimpl,
 )
 
-from . import slack_api
+from . import slack_actions, slack_api
 from .api_base import ApiBase, token_mode_conversation, webhook_mode_lacks
 from .common import (
     SEVERITY_EMOJI,
@@ -100,6 +103,9 @@ class SlackOptions(SinkOptions):
     conversation: ConversationMode | None = Field(
         default=None, description="Token mode: update, thread or update+thread (the default)."
     )
+    actions: slack_actions.SlackActions | None = Field(
+        default=None, description="Token mode: buttons acting on the alert (see README)."
+    )
 
     @model_validator(mode="after")
     def _one_mode(self) -> SlackOptions:
@@ -109,13 +115,16 @@ class SlackOptions(SinkOptions):
             raise ValueError("give url (a webhook), or token and channel (a bot)")
         if self.url is not None and self.conversation is not None:
             raise ValueError("conversation needs token and channel: a webhook URL can only post")
+        if self.url is not None and self.actions is not None:
+            raise ValueError("actions need token and channel: a webhook message has no buttons")
         return self
 
 
-class SlackSink(HttpSink[SlackOptions]):
-    """Posts Block Kit messages to a Slack incoming webhook."""
+class SlackSink(HttpSink[SlackOptions], InteractiveSink):
+    """Posts Block Kit messages to a Slack incoming webhook, or through the Web API."""
 
     type_name = "slack"
+    interaction_service = "slack"
     Options = SlackOptions
     # Slack allows about one message per second per webhook, with short bursts.
     default_rate_limit = 1.0
@@ -129,6 +138,58 @@ class SlackSink(HttpSink[SlackOptions]):
         if self.options.token is None:
             return webhook_mode_lacks("message", "token and channel")
         return super().conversation_support()
+
+    def actions(self) -> slack_actions.SlackActions | None:
+        """The ``actions:`` options (token mode only)."""
+        return self.options.actions
+
+    def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> Click | None:
+        """A click signed with this sink's signing secret, recent, about this sink's messages."""
+        if self.options.actions is None:
+            return None
+        return slack_actions.verify(self.name, self.options.actions, headers, body, now)
+
+    def replay_mark(self, headers: Mapping[str, str]) -> str | None:
+        """The request's signature: one request is taken once."""
+        return "slack:" + headers.get("x-slack-signature", "")
+
+    async def is_allowed(self, click: Click, allow: list[str]) -> bool:
+        """A listed user id, or a member of a listed user group (``S...``)."""
+        if click.user_id in allow:
+            return True
+        token = self.options.token
+        if token is None:
+            return False
+        for group in (entry for entry in allow if entry.startswith("S")):
+            if await slack_actions.in_user_group(
+                self.context.http,
+                self.options.api_url,
+                token.get_secret_value(),
+                group,
+                click.user_id,
+                self.options.timeout,
+            ):
+                return True
+        return False
+
+    async def tell(self, report: ActionReport) -> SendResult:
+        """A thread reply and the root message's note, or an ephemeral answer to the user."""
+        assert self.options.token is not None  # actions need token mode, by validation
+        return await slack_actions.tell(
+            self.context.http,
+            self.options.api_url,
+            self.options.token.get_secret_value(),
+            report,
+            self.options.timeout,
+        )
+
+    def actions_support(self) -> str | None:
+        """What ``check`` says of buttons."""
+        if self.options.token is None:
+            return "actions: none: a webhook URL cannot show buttons (give token and channel)"
+        if self.options.actions is None:
+            return None
+        return "actions: acknowledge, reject (confirmed), comment, via POST /interactions/slack"
 
     def build_request(self, message: Message) -> HttpRequest:
         """The webhook POST, or in token mode the Web API call (update, reply or post)."""
@@ -194,6 +255,8 @@ class SlackSink(HttpSink[SlackOptions]):
             label = fit(link_label(message), BUTTON_TEXT_MAX, escape_plain)
             button = {"type": "button", "text": _plain(label), "url": link}
             tail.append({"type": "actions", "elements": [button]})
+        if self.options.actions is not None and message.action_target and not message.reply_to:
+            tail.extend(slack_actions.action_blocks(self.name, message.action_target))
         # The text gets what the other blocks leave of the budget: at least one section.
         used = block_text_length([*blocks, *tail]) + CUT_NOTE_RESERVE
         room = max(SECTION_TEXT_MAX, BLOCK_TEXT_BUDGET - used)

@@ -166,6 +166,14 @@ class TeamsSink(HttpSink[TeamsOptions]):
         auth = options.auth
         self.tokens = None if auth is None else TokenSource(auth, context.http)
 
+    def conversation_support(self) -> str | None:
+        """Workflows webhooks answer 202 without an id: every message is a post of its own."""
+        return "posts every message: a Workflows webhook cannot edit, reply or return an id"
+
+    def actions_support(self) -> str | None:
+        """No buttons that call back: Workflows cards cannot submit (a Teams bot could)."""
+        return "actions: none: a Workflows webhook's cards cannot call back (only links)"
+
     async def send(self, message: Message) -> SendResult:
         """POST the card; with ``auth``, as a bearer of the current token (renewed after a 401)."""
         if self.tokens is None:

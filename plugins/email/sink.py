@@ -127,6 +127,14 @@ class EmailSink(Sink[EmailOptions]):
     type_name = "email"
     Options = EmailOptions
 
+    def conversation_support(self) -> str | None:
+        """Mail cannot be edited: later messages are replies in the alert's thread."""
+        return "conversation: thread (In-Reply-To/References); a sent mail cannot be edited"
+
+    def actions_support(self) -> str | None:
+        """Mail carries links only."""
+        return "actions: none: email carries the alert link only"
+
     def __init__(self, name: str, options: EmailOptions, context: SinkContext) -> None:
         super().__init__(name, options, context)
         self.composer = MailComposer(

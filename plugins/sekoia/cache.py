@@ -67,6 +67,11 @@ class FlightCache:
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
         self._flights: dict[Hashable, _Flight] = {}
         self._tasks: set[asyncio.Task[Fetched]] = set()  # every fetch running, superseded too
+        # For ``notirouter status``: answered from a cached copy, by joining a fetch in
+        # flight, or by a fetch of its own.
+        self.hits = 0
+        self.joined = 0
+        self.misses = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -95,9 +100,11 @@ class FlightCache:
             and (not_before is None or entry.started >= not_before)
         ):
             self._entries.move_to_end(key)
+            self.hits += 1
             return Fetched(entry.value, entry.previous)
         flight = self._flights.get(key)
         if flight is None or (not_before is not None and flight.started < not_before):
+            self.misses += 1
             # A flight too old for this event goes on for its own waiters; the new one takes
             # its place for the events that come next.
             started = self._monotonic()
@@ -108,6 +115,8 @@ class FlightCache:
             # Retrieve the exception even if every waiter was cancelled (no "never retrieved").
             task.add_done_callback(_consume_exception)
             flight = self._flights[key] = _Flight(started, task)
+        else:
+            self.joined += 1
         # shield: a waiter being cancelled (shutdown, timeout) must not cancel the others' fetch.
         return await asyncio.shield(flight.task)
 
@@ -136,6 +145,18 @@ class FlightCache:
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
         return Fetched(value, previous)
+
+    def status(self) -> dict[str, Any]:
+        """Its size and how requests were answered, for ``notirouter status``."""
+        return {
+            "entries": len(self._entries),
+            "max_entries": self.max_entries,
+            "ttl_seconds": self.ttl,
+            "hits": self.hits,
+            "joined": self.joined,
+            "misses": self.misses,
+            "fetching": len(self._flights),
+        }
 
     async def aclose(self) -> None:
         """Cancel fetches still in flight (at shutdown)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger("notirouter.plugins.sekoia")
 
@@ -57,6 +58,27 @@ class Circuit:
         if self._until is None:
             return False
         return self._probing or self._monotonic() < self._until
+
+    def status(self) -> dict[str, Any]:
+        """Its state for ``notirouter status``: ``closed``, ``open`` (cooling down) or
+        ``half-open`` (a probe may go, or is in flight), and the counts behind it."""
+        now = self._monotonic()
+        if self._until is None:
+            state = "closed"
+        elif self._probing or now >= self._until:
+            state = "half-open"
+        else:
+            state = "open"
+        return {
+            "state": state,
+            "consecutive_failures": self._failures,
+            "threshold": self.threshold,
+            "open_for_seconds": None if self._until is None else round(now - self._opened_at, 3),
+            "next_probe_in_seconds": None
+            if self._until is None
+            else round(max(0.0, self._until - now), 3),
+            "cooldown_seconds": self._cooldown,
+        }
 
     def admit(self) -> bool:
         """Whether a request may go out now: ``True`` if it is the probe, ``False`` if normal.

@@ -232,6 +232,30 @@ class SekoiaApi:
             status=status,
         )
 
+    async def send_once(
+        self, method: str, path: str, body: Mapping[str, object] | None = None
+    ) -> HttpResponse:
+        """One request with the key, no retry (a write: the caller's durable job retries it).
+
+        Raises :class:`~notirouter.TransportError` when no answer came, and
+        :class:`SekoiaApiError` when the circuit is open.
+        """
+        request = HttpRequest(
+            url=self.base + path,
+            method=method,
+            json=dict(body) if body is not None else None,
+            headers={
+                "Authorization": "Bearer " + self._api_key.get_secret_value(),
+                "Accept": "application/json",
+            },
+        )
+        return await self._send(request, self.retry.timeout)
+
+    def redact(self, text: str) -> str:
+        """``text`` with the API key replaced (an error body may quote it)."""
+        key = self._api_key.get_secret_value()
+        return text.replace(key, "***") if key else text
+
     async def _send(self, request: HttpRequest, timeout: float) -> HttpResponse:
         """One request, through the circuit breaker (which it tells how the request went)."""
         try:

@@ -18,14 +18,26 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from notirouter import Enricher, EnricherContext, EnrichmentError, Event, hookimpl
+from notirouter import (
+    AlertWriter,
+    ChangeFeed,
+    ChatAction,
+    Enricher,
+    EnricherContext,
+    EnrichmentError,
+    Event,
+    SendResult,
+    hookimpl,
+)
 
 from .cache import Fetched, FlightCache
 from .circuit import Circuit
 from .client import AuthReport, RetrySettings, SekoiaApi, SekoiaApiError
 from .options import SekoiaOptions
 from .places import Links, alert_short_id, path_segment, valid_stix_id, valid_uuid
+from .reconcile import AlertReconciler, change_key
 from .source import SekoiaEventBase
+from .write_back import WriteBack
 
 log = logging.getLogger("notirouter.plugins.sekoia")
 ALERT_PARAMS = {
@@ -37,8 +49,9 @@ ALERT_PARAMS = {
 }
 
 
-class SekoiaEnricher(Enricher[SekoiaOptions]):
-    """Fetches alerts, comments and cases from the Sekoia.io API (see the module docstring)."""
+class SekoiaEnricher(Enricher[SekoiaOptions], AlertWriter):
+    """Fetches alerts, comments and cases from the Sekoia.io API (see the module docstring),
+    and writes chat actions back (:mod:`.write_back`)."""
 
     type_name = "sekoia"
     Options = SekoiaOptions
@@ -69,10 +82,47 @@ class SekoiaEnricher(Enricher[SekoiaOptions]):
         )
         self.cache = FlightCache(ttl=options.cache_ttl, max_entries=options.cache_size)
         self.links = Links(options.app_base, options.case_link)
+        self.write_back = WriteBack(self.api)
+
+    async def change_status(self, alert: str, action: ChatAction, comment: str) -> SendResult:
+        """Apply the workflow action named like ``action`` to ``alert``."""
+        return await self.write_back.change_status(alert, action, comment)
+
+    async def add_comment(self, alert: str, content: str, author: str) -> SendResult:
+        """Comment on ``alert`` as ``author``."""
+        return await self.write_back.add_comment(alert, content, author)
+
+    async def write_access(self) -> str | None:
+        """Whether the key may write, as far as ``GET /v1/me`` tells."""
+        return await self.write_back.write_access()
+
+    def status(self) -> Mapping[str, Any]:
+        """The cache (size, hits, misses) and the circuit breaker's state, for ``status``."""
+        return {"cache": self.cache.status(), "circuit": self.api.circuit.status()}
 
     async def aclose(self) -> None:
         """Cancel API calls still in flight."""
         await self.cache.aclose()
+
+    async def reconcile(self, feed: ChangeFeed) -> None:
+        """With ``reconcile:``, poll the alert list for changes no webhook delivered."""
+        settings = self.options.reconcile
+        if settings is None:
+            return
+        communities = settings.communities or self.options.communities or []
+        await AlertReconciler(self.name, self.api, settings, communities).run(feed)
+
+    def change_key(self, event: Event, variables: Mapping[str, Any]) -> str | None:
+        """For an ``alert`` created/updated webhook: the alert's uuid and ``updated_at`` as
+        fetched, the key reconciliation gives the same change (with ``reconcile:`` only)."""
+        if self.options.reconcile is None or not isinstance(event, SekoiaEventBase):
+            return None
+        if event.type != "alert" or event.action not in ("created", "updated"):
+            return None
+        if (event.metadata.model_extra or {}).get("reconciled") is True:
+            return None  # its key was claimed when reconciliation enqueued it
+        enrichment = variables.get("enrichment")
+        return change_key(enrichment.get("alert")) if isinstance(enrichment, dict) else None
 
     async def enrich(self, event: Event) -> Mapping[str, Any]:
         """Variables for ``event``; ``{}`` for events this enricher does not handle."""

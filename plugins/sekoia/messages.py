@@ -14,6 +14,7 @@ from typing import Any
 from notirouter import CHANGED_FACT, Event, Fact, Message, Severity, hookimpl
 
 from .case_messages import case_message, other_message, report_message
+from .places import valid_uuid
 from .source import SekoiaEventBase
 from .views import (
     AlertView,
@@ -74,6 +75,11 @@ def alert_message(action: str, attributes: dict[str, Any], variables: Mapping[st
         "link": dig(variables, "sekoia", "alert_url"),
         "link_label": "Open alert in Sekoia.io",
         "thread_key": pick_thread_key(attributes.get("uuid"), view.uuid, view.short_id),
+        # Chat actions act on the alert by its uuid (the workflow API takes no short id); a
+        # deleted alert has nothing left to act on.
+        "action_target": None
+        if action == "deleted"
+        else valid_uuid(attributes.get("uuid")) or valid_uuid(view.uuid),
     }
     missing = unavailable_line(variables, "alert")
     facts = alert_facts(view)

@@ -11,7 +11,9 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    BaseModel,
     BeforeValidator,
+    ConfigDict,
     Field,
     PrivateAttr,
     SecretStr,
@@ -38,6 +40,23 @@ def _seconds(value: Any) -> Any:
 
 Seconds = Annotated[float, BeforeValidator(_seconds)]
 RegionName = Literal["fra1", "fra2", "mco1", "uae1", "usa1", "sgp1"]
+
+
+class ReconcileOptions(BaseModel):
+    """``reconcile:`` of a ``sekoia`` enricher: poll the alert list for missed webhooks.
+
+    ``communities`` (default: the enricher's own, else every community the key sees, as one
+    list) each get their own watermark. ``delay`` leaves the last moments to the webhooks,
+    which usually arrive within seconds: a change is looked for once it is that old.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    interval: Seconds = Field(default=60.0, ge=0.1, le=86_400)
+    lookback: Seconds = Field(default=86_400.0, ge=60, le=30 * 86_400)
+    communities: list[str] | None = Field(default=None, min_length=1)
+    delay: Seconds = Field(default=60.0, ge=0, le=3600)
+    page_size: int = Field(default=100, ge=1, le=1000)
 
 
 class SekoiaOptions(EnricherOptions):
@@ -69,6 +88,7 @@ class SekoiaOptions(EnricherOptions):
     circuit_failures: int = Field(default=5, ge=0, le=1000)
     circuit_cooldown: Seconds = Field(default=5.0, gt=0, le=3600)
     circuit_cooldown_max: Seconds = Field(default=300.0, gt=0, le=86_400)
+    reconcile: ReconcileOptions | None = None
 
     _api_base: str = PrivateAttr(default="")
     _app_url: str = PrivateAttr(default="")
@@ -101,6 +121,19 @@ class SekoiaOptions(EnricherOptions):
     def _check_circuit(self) -> SekoiaOptions:
         if self.circuit_cooldown_max < self.circuit_cooldown:
             raise ValueError("circuit_cooldown_max must not be shorter than circuit_cooldown")
+        return self
+
+    @model_validator(mode="after")
+    def _check_reconcile(self) -> SekoiaOptions:
+        wanted = self.reconcile.communities if self.reconcile is not None else None
+        if wanted and self.communities is not None:
+            outside = sorted(set(wanted) - set(self.communities))
+            if outside:
+                # Their changes would be enqueued, and then not enriched by this enricher.
+                raise ValueError(
+                    "reconcile.communities must be among communities; not there: "
+                    + ", ".join(outside)
+                )
         return self
 
     @model_validator(mode="after")

@@ -20,7 +20,7 @@ import asyncpg
 from notirouter.config.models import QueueConfig
 from notirouter.queue.coalescer import Coalescer
 from notirouter.queue.gates import GatedMessage, StateKey, Values, Window, with_gate_records
-from notirouter.queue.postgres import dead_letters, groups, storms
+from notirouter.queue.postgres import changes, dead_letters, groups, storms
 from notirouter.queue.postgres import gates as pg_gates
 from notirouter.queue.postgres import statements as sql
 from notirouter.queue.postgres.connection import (
@@ -32,16 +32,21 @@ from notirouter.queue.postgres.connection import (
 )
 from notirouter.queue.postgres.gate import SharedGate
 from notirouter.queue.postgres.inspection import PostgresInspection
+from notirouter.queue.postgres.interactions import PostgresInteractions
 from notirouter.queue.postgres.listener import Listener
 from notirouter.queue.postgres.message_refs import CLAIM_DELIVERIES_IN_ORDER, PostgresMessageRefs
+from notirouter.queue.postgres.process_states import PostgresProcessStates
 from notirouter.queue.postgres.schema import current_version, migrate
 from notirouter.queue.postgres.silences import PostgresSilences
 from notirouter.queue.protocol import (
     EVENTS_WAKE,
     GROUPS_WAKE,
+    ChangeLedger,
     DeadLetterStore,
     Inspection,
+    InteractionStore,
     MessageRefs,
+    ProcessStates,
     SilenceStore,
     SinkGate,
     sink_wake,
@@ -49,6 +54,7 @@ from notirouter.queue.protocol import (
 from notirouter.queue.records import (
     AttemptNote,
     AttemptOutcome,
+    ChangeMark,
     DigestBuilder,
     DueGroup,
     EnqueueResult,
@@ -241,11 +247,17 @@ class PostgresQueue:
         items: Iterable[NewGroupItem] = (),
         routing: str | None = None,
         gated: Sequence[GatedMessage] = (),
+        change: ChangeMark | None = None,
     ) -> bool:
         """Write the event's jobs, group items and what routing decided, and mark it routed,
         in one transaction (``False``: lease lost); ``gated`` messages are decided in it, on
-        their locked state rows (:mod:`notirouter.queue.postgres.gates`). Without group items
-        or gates it is one statement."""
+        their locked state rows (:mod:`notirouter.queue.postgres.gates`). Without group items,
+        gates or change it is one statement.
+
+        With a ``change`` already seen (notified by reconciliation), the event is only marked
+        routed: claiming the change and writing the jobs are one transaction, so of two
+        processes routing the same change, one writes jobs.
+        """
         jobs = list(deliveries)
         held = list(items)
 
@@ -262,12 +274,21 @@ class PostgresQueue:
             )
 
         with unavailable("record the routed event"):
-            if not held and not gated:
+            if not held and not gated and change is None:
                 routed = await self.pool.fetchval(sql.COMPLETE_EVENT, *arguments())
             else:
                 async with self.pool.acquire() as connection, connection.transaction():
                     owned = sql.LOCK_OWN_EVENT
-                    routed = not gated or await connection.fetchval(owned, event.id, event.lease)
+                    locks = bool(gated) or change is not None
+                    routed = not locks or await connection.fetchval(owned, event.id, event.lease)
+                    if routed and change is not None:
+                        first = await changes.claim_change(
+                            connection, change.key, event.id, time.time(), changes.WEBHOOK
+                        )
+                        if first == changes.RECONCILE:
+                            # Already notified by reconciliation: routed, no jobs, no gates.
+                            jobs, held, gated = [], [], ()
+                            routing = change.routing_if_seen or routing
                     if routed and gated:
                         outcome = await pg_gates.decide(connection, gated)
                         jobs.extend(outcome.deliveries)
@@ -288,7 +309,7 @@ class PostgresQueue:
         """Routing failed: try again after ``delay`` seconds, or give up (``dead``)."""
         with unavailable("reschedule the event"):
             await self.pool.execute(
-                "UPDATE events SET state = $1, next_attempt_at = $2, last_error = $3"
+                "UPDATE events SET state = $1, next_attempt_at = $2, last_error = $3, lease = 0"
                 " WHERE id = $4 AND lease = $5",
                 "failed" if dead else "pending",
                 time.time() + (0.0 if dead else delay),
@@ -298,6 +319,22 @@ class PostgresQueue:
             )
         if not dead:
             self._wake({EVENTS_WAKE})
+
+    async def renew_event_lease(self, event: StoredEvent, lease_seconds: float) -> bool:
+        """Push the lease of an event still being routed (``False``: no longer ours)."""
+        with unavailable("renew an event's lease"):
+            status = await self.pool.execute(
+                sql.RENEW_EVENT, event.id, event.lease, time.time() + lease_seconds
+            )
+        return dead_letters.affected(status) == 1
+
+    async def renew_delivery_lease(self, delivery: StoredDelivery, lease_seconds: float) -> bool:
+        """Push the lease of a delivery still being attempted (``False``: no longer ours)."""
+        with unavailable("renew a delivery's lease"):
+            status = await self.pool.execute(
+                sql.RENEW_DELIVERY, delivery.id, delivery.lease, time.time() + lease_seconds
+            )
+        return dead_letters.affected(status) == 1
 
     async def next_event_due(self) -> float | None:
         """When the earliest pending event becomes due (``None``: none pending)."""
@@ -443,6 +480,18 @@ class PostgresQueue:
     def silences(self) -> SilenceStore:
         """The silences, shared with every process on this database."""
         return PostgresSilences(self.pool)
+
+    def process_states(self) -> ProcessStates:
+        """Every serving process's report of its in-memory state, on this database."""
+        return PostgresProcessStates(self)
+
+    def interactions(self) -> InteractionStore:
+        """The chat actions, shared with every process on this database."""
+        return PostgresInteractions(self.pool)
+
+    def changes(self) -> ChangeLedger:
+        """Reconciliation watermarks, leases and changes seen, shared by every process."""
+        return changes.PostgresChanges(self.pool)
 
     def sink_gate(self, sink: str, rate: float | None, burst: int) -> SinkGate:
         """The sink's bucket and pause, shared with every process on this database."""

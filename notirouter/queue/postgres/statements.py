@@ -70,7 +70,7 @@ FINISH_DELIVERIES = (
     "   $12::float8[], $13::float8[]) AS i(id, lease, state, error, next_at, finished_at, sink,"
     "   attempt, outcome, status, detail, paused_until, at)),"
     " finished AS (UPDATE deliveries d SET state = i.state, last_error = i.error,"
-    "   next_attempt_at = i.next_at, finished_at = i.finished_at FROM input i"
+    "   next_attempt_at = i.next_at, finished_at = i.finished_at, lease = -d.lease FROM input i"
     # By primary key, never by a partial index on pending rows (which the planner, with a
     # young table's statistics, prefers, and which then scans every pending row): ``IS TRUE``
     # keeps the state test out of index matching.
@@ -82,4 +82,15 @@ FINISH_DELIVERIES = (
     "   CASE WHEN i.state = 'pending' THEN i.next_at END, i.paused_until"
     "   FROM input i JOIN finished f ON f.id = i.id RETURNING 1)"
     " SELECT id FROM finished"
+)
+
+# A worker still routing an event, or attempting a delivery, keeps it: its lease is pushed from
+# now. Recording an outcome ends a lease (an event's becomes 0, a delivery's is negated: still
+# telling which claim took it, for tests and forensics, but matching no renewal), so a renewal
+# that arrives after it changes nothing, not even a retry's next attempt time.
+RENEW_EVENT = (
+    "UPDATE events SET next_attempt_at = $3 WHERE id = $1 AND lease = $2 AND state = 'pending'"
+)
+RENEW_DELIVERY = (
+    "UPDATE deliveries SET next_attempt_at = $3 WHERE id = $1 AND lease = $2 AND state = 'pending'"
 )

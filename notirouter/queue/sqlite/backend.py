@@ -13,17 +13,23 @@ from collections.abc import Iterable, Sequence
 from notirouter.queue.gates import GatedMessage, StateKey, Values, Window
 from notirouter.queue.local_gate import LocalGate
 from notirouter.queue.protocol import (
+    ChangeLedger,
     DeadLetterStore,
     Inspection,
+    InteractionStore,
     MessageRefs,
+    ProcessStates,
     SilenceStore,
     SinkGate,
 )
 from notirouter.queue.sqlite import dead_letters as sqlite_dead_letters
 from notirouter.queue.sqlite import gates as sqlite_gates
+from notirouter.queue.sqlite.changes import SqliteChanges
 from notirouter.queue.sqlite.inspection import SqliteInspection
+from notirouter.queue.sqlite.interactions import SqliteInteractions
 from notirouter.queue.sqlite.message_refs import SqliteMessageRefs
 from notirouter.queue.sqlite.migrations import current_version
+from notirouter.queue.sqlite.process_states import SqliteProcessStates
 from notirouter.queue.sqlite.queue import SqliteQueue
 from notirouter.queue.sqlite.silences import SqliteSilences
 
@@ -49,6 +55,18 @@ class SqliteBackend(SqliteQueue):
     def silences(self) -> SilenceStore:
         """The silences in this file."""
         return SqliteSilences(self)
+
+    def process_states(self) -> ProcessStates:
+        """The serving process's report of its in-memory state, in this file."""
+        return SqliteProcessStates(self)
+
+    def interactions(self) -> InteractionStore:
+        """The chat actions queued in this file."""
+        return SqliteInteractions(self)
+
+    def changes(self) -> ChangeLedger:
+        """Reconciliation watermarks, leases and changes seen, in this file."""
+        return SqliteChanges(self)
 
     def sink_gate(self, sink: str, rate: float | None, burst: int) -> SinkGate:
         """This process's own bucket and pause: no other process uses the file."""

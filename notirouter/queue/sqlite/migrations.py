@@ -136,6 +136,60 @@ MIGRATIONS: dict[int, str] = {
         digests INTEGER NOT NULL DEFAULT 0,
         folded_at REAL,
         updated_at REAL NOT NULL
+    """,
+    # Chat actions: clicks queued for the interaction worker, with what came of them, and the
+    # marks that refuse a replayed request (a Slack signature) or arm a confirmation.
+    9: """
+    CREATE TABLE interactions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        sink TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        next_attempt_at REAL NOT NULL,
+        lease INTEGER NOT NULL DEFAULT 0,
+        result TEXT,
+        finished_at REAL
+    );
+    CREATE INDEX interactions_due ON interactions (next_attempt_at) WHERE state = 'pending';
+    CREATE INDEX interactions_finished ON interactions (finished_at);
+    CREATE TABLE interaction_marks (
+        mark TEXT PRIMARY KEY,
+        until REAL NOT NULL
+    );
+    CREATE INDEX interaction_marks_until ON interaction_marks (until);
+    """,
+    # Reconciliation with an API (README "Never miss an alert"): per stream (an enricher and
+    # community) its watermark and the lease of the process polling it, and the changes
+    # already notified (``origin``: by a webhook or by reconciliation), kept for at least the
+    # lookback.
+    10: """
+    CREATE TABLE reconcile_streams (
+        stream TEXT PRIMARY KEY,
+        watermark REAL,
+        holder TEXT,
+        lease_until REAL NOT NULL DEFAULT 0
+    );
+    CREATE TABLE seen_changes (
+        change_key TEXT PRIMARY KEY,
+        event_id TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        seen_at REAL NOT NULL
+    );
+    CREATE INDEX seen_changes_seen ON seen_changes (seen_at);
+    """,
+    # What each serving process holds in memory (caches, circuits, sinks in flight), as it last
+    # reported it, for ``notirouter status`` (notirouter.operations.process_state).
+    12: """
+    CREATE TABLE IF NOT EXISTS process_states (
+        process_id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at REAL NOT NULL,
+        reported_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        state TEXT NOT NULL
     );
     """,
 }

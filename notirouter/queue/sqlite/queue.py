@@ -28,6 +28,7 @@ from notirouter.queue.gates import GatedMessage, with_gate_records
 from notirouter.queue.records import (
     AttemptNote,
     AttemptOutcome,
+    ChangeMark,
     DigestBuilder,
     DueGroup,
     EnqueueResult,
@@ -40,8 +41,8 @@ from notirouter.queue.records import (
     StormStep,
     attempt_note,
 )
+from notirouter.queue.sqlite import changes, groups, storms
 from notirouter.queue.sqlite import gates as sqlite_gates
-from notirouter.queue.sqlite import groups, storms
 from notirouter.queue.sqlite.existence import check_before_open, marker_path, record_created
 from notirouter.queue.sqlite.file_identity import (
     FileIdentity,
@@ -261,16 +262,19 @@ class SqliteQueue:
         items: Iterable[NewGroupItem] = (),
         routing: str | None = None,
         gated: Sequence[GatedMessage] = (),
+        change: ChangeMark | None = None,
     ) -> bool:
         """Record the event's delivery jobs, group items and what routing decided, and mark it
         routed, in one transaction; ``gated`` messages are decided in it (``notify_on``,
-        ``throttle``: :mod:`notirouter.queue.gates`), their state written with the jobs.
+        ``throttle``: :mod:`notirouter.queue.gates`), their state written with the jobs; with a
+        ``change`` already seen by reconciliation, only mark it routed.
 
-        Events without gates are written in batches with the other events routed meanwhile.
+        Events without gates or change are written in batches with the other events routed
+        meanwhile.
 
         Returns ``False`` when the lease was lost (another worker owns the event now).
         """
-        if not gated:
+        if not gated and change is None:
             routed = RoutedEvent(event, tuple(deliveries), tuple(items), routing)
             batched, new_group = await self._completing.submit(routed)
             if batched and new_group:
@@ -291,6 +295,19 @@ class SqliteQueue:
             ).rowcount
             if not updated:
                 return False
+            first = (
+                None
+                if change is None
+                else changes.claim_change(c, change.key, event.id, now, changes.WEBHOOK)
+            )
+            if change is not None and first == changes.RECONCILE:
+                # Already notified by reconciliation: routed, no jobs.
+                if change.routing_if_seen is not None:
+                    c.execute(
+                        "UPDATE events SET routing = ? WHERE id = ?",
+                        (change.routing_if_seen, event.id),
+                    )
+                return True
             if gated:
                 outcome = sqlite_gates.decide(c, gated)
                 jobs = [*jobs, *outcome.deliveries]
@@ -353,7 +370,7 @@ class SqliteQueue:
 
         def operation(c: sqlite3.Connection) -> None:
             c.execute(
-                "UPDATE events SET state = ?, next_attempt_at = ?, last_error = ?"
+                "UPDATE events SET state = ?, next_attempt_at = ?, last_error = ?, lease = 0"
                 " WHERE id = ? AND lease = ?",
                 (
                     "failed" if dead else "pending",
@@ -365,6 +382,29 @@ class SqliteQueue:
             )
 
         await self._writer.submit(operation, wakes=() if dead else (EVENTS_WAKE,))
+
+    async def renew_event_lease(self, event: StoredEvent, lease_seconds: float) -> bool:
+        """Push the lease of an event still being routed (``False``: no longer ours)."""
+        return await self._renew("events", event.id, event.lease, lease_seconds)
+
+    async def renew_delivery_lease(self, delivery: StoredDelivery, lease_seconds: float) -> bool:
+        """Push the lease of a delivery still being attempted (``False``: no longer ours)."""
+        return await self._renew("deliveries", delivery.id, delivery.lease, lease_seconds)
+
+    async def _renew(self, table: str, key: object, lease: int, lease_seconds: float) -> bool:
+        def operation(c: sqlite3.Connection) -> bool:
+            # The lease's end as the writer runs it: a renewal late in a busy queue still
+            # gives the whole lease from now.
+            return bool(
+                c.execute(
+                    f"UPDATE {table} SET next_attempt_at = ?"  # noqa: S608 (a fixed name)
+                    " WHERE id = ? AND lease = ? AND state = 'pending'",
+                    (time.time() + lease_seconds, key, lease),
+                ).rowcount
+            )
+
+        renewed: bool = await self._writer.submit(operation)
+        return renewed
 
     async def next_event_due(self) -> float | None:
         """When the earliest pending event becomes due (``None``: no pending event)."""
@@ -449,8 +489,10 @@ class SqliteQueue:
             for o in outcomes:
                 pending = o.state == "pending"
                 finished = c.execute(
+                    # The lease ends negated: no late renewal matches it (see RENEW_DELIVERY).
                     "UPDATE deliveries SET state = ?, last_error = ?, next_attempt_at = ?,"
-                    " finished_at = ? WHERE id = ? AND lease = ? AND state = 'pending'",
+                    " finished_at = ?, lease = -lease"
+                    " WHERE id = ? AND lease = ? AND state = 'pending'",
                     (
                         o.state,
                         o.error,

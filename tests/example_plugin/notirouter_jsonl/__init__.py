@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from notirouter import Message, SendResult, Sink, SinkOptions, hookimpl
+from notirouter import Message, SendResult, Sink, SinkContext, SinkOptions, hookimpl
 
 
 class JsonlOptions(SinkOptions):
@@ -27,6 +27,14 @@ class JsonlSink(Sink[JsonlOptions]):
     type_name = "jsonl"
     Options = JsonlOptions
 
+    def __init__(self, name: str, options: JsonlOptions, context: SinkContext) -> None:
+        super().__init__(name, options, context)
+        self.lines_written = 0  # in this process
+
+    def status(self) -> dict[str, Any]:
+        """What ``notirouter status`` shows of this sink in each serving process."""
+        return {"lines_written": self.lines_written}
+
     def render(self, message: Message) -> Any:
         """The object written for ``message``."""
         return {"sink": self.name, **message.summary()}
@@ -38,6 +46,7 @@ class JsonlSink(Sink[JsonlOptions]):
             await asyncio.to_thread(self._append, line)
         except OSError as exc:
             return SendResult.retry(f"cannot write: {exc.strerror}")
+        self.lines_written += 1
         return SendResult.delivered()
 
     def _append(self, line: str) -> None:
