@@ -180,6 +180,7 @@ MIGRATIONS: dict[int, str] = {
         digests BIGINT NOT NULL DEFAULT 0,
         folded_at DOUBLE PRECISION,
         updated_at DOUBLE PRECISION NOT NULL
+    );
     """,
     # Chat actions: clicks queued for the interaction workers of every process, with what
     # came of them, and the marks that refuse a replayed request or arm a confirmation.

@@ -136,6 +136,7 @@ MIGRATIONS: dict[int, str] = {
         digests INTEGER NOT NULL DEFAULT 0,
         folded_at REAL,
         updated_at REAL NOT NULL
+    );
     """,
     # Chat actions: clicks queued for the interaction worker, with what came of them, and the
     # marks that refuse a replayed request (a Slack signature) or arm a confirmation.
