@@ -36,7 +36,9 @@ class TenantSekoia(FakeSekoia):
         super().__init__(server)
         self.key = key
 
-    def _answer(self, request: web.Request, failure: Failure | None) -> web.Response:
+    def _answer(
+        self, request: web.Request, failure: Failure | None, body: bytes = b""
+    ) -> web.Response:
         if request.headers.get("Authorization") != f"Bearer {self.key}":
             return _json(401, {"message": "Unauthorized"})
         found = self._lookup(request.path.split("/"))
