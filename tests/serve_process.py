@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 import socket
 import subprocess
 import sys
@@ -12,13 +14,32 @@ from pathlib import Path
 
 import aiohttp
 
+# Under pytest-xdist each worker takes ports from its own range, below the kernel's ephemeral
+# range: a port one worker picked and binds a moment later (a child ``serve``, a sink started
+# after a kill) is never handed to another worker's test in between.
+PORTS_PER_WORKER = 2500
+FIRST_WORKER_PORT = 10_000
+_next_port = itertools.count()
+
 
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port free on 127.0.0.1 right now (and, under xdist, this worker's alone)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+            return port
+    base = FIRST_WORKER_PORT + int(worker[2:]) * PORTS_PER_WORKER
+    for _ in range(PORTS_PER_WORKER):
+        candidate = base + next(_next_port) % PORTS_PER_WORKER
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return candidate
+    raise RuntimeError(f"no free port left in worker {worker}'s range")
 
 
 async def start_serve(

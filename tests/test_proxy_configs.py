@@ -27,19 +27,13 @@ import pytest
 import trustme
 
 from tests.conftest import TOKEN
+from tests.serve_process import free_port
 from tests.serving import serve
 
 ROOT = Path(__file__).resolve().parents[1]
 NGINX_CONF = ROOT / "deploy" / "nginx" / "notirouter.conf"
 CADDYFILE = ROOT / "deploy" / "caddy" / "Caddyfile"
 EVENT = ROOT / "examples" / "events" / "alert-created.json"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def replace_once(text: str, old: str, new: str, times: int = 1) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -20,15 +19,13 @@ from notirouter.config.loader import load_config
 from tests.backends import Backend
 from tests.conftest import TOKEN
 from tests.loopback import LoopbackServer
+from tests.serve_process import free_port
 
 EVENT = '{"type": "alert", "action": "created", "attributes": {}, "metadata": {"uuid": "q1"}}'
 
 
 def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port  # nothing listens there once the socket is closed
+    return free_port()  # nothing listens there once the probe is closed
 
 
 def problems(path: Path) -> list[str]:
