@@ -80,10 +80,17 @@ def unregister(path: Path, pid: int | None = None) -> None:
 def running(path: Path) -> list[int]:
     """The pids in the pid file that are alive notirouter processes."""
     try:
-        text = path.read_text(encoding="ascii", errors="replace")
+        descriptor = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return []
-    return [int(line) for line in text.split() if line.isdigit() and is_notirouter(int(line))]
+    try:
+        # Shared lock: a process registering truncates then rewrites the file, and a reader in
+        # between would find it empty ("no running process") while two are running.
+        fcntl.flock(descriptor, fcntl.LOCK_SH)
+        pids = _read_pids(descriptor)
+    finally:
+        os.close(descriptor)
+    return [pid for pid in pids if is_notirouter(pid)]
 
 
 def is_notirouter(pid: int) -> bool:
