@@ -41,7 +41,7 @@ $(RENDERERS)/node_modules/.installed: $(RENDERERS)/package.json $(RENDERERS)/pac
 renderers: $(RENDERERS)/node_modules/.installed
 
 test: lint renderers
-	$(BIN)/pytest -q -n 4 --dist loadfile
+	$(BIN)/pytest -q -n 3 --dist loadfile
 
 # notirouter against its references in one run (README "Benchmark"): make bench, make bench
 # QUICK=1 (a few hundred events, the smoke test's path), make bench ARGS='--only sqlite,seed'.

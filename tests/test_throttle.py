@@ -182,14 +182,17 @@ async def test_two_processes_on_postgres_share_one_window(
 ) -> None:
     path = write_config(
         config(
-            postgres_backend, loopback.url, '{key: "{{ attributes.rule_name }}", max: 5, per: 3s}'
+            # A window long enough for both processes to route all 30 on a loaded machine.
+            postgres_backend,
+            loopback.url,
+            '{key: "{{ attributes.rule_name }}", max: 5, per: 12s}',
         )
     )
     async with serve(path) as one, serve(path) as two:
         events = [alert(n) for n in range(30)]
         ids = await asyncio.gather(post_ids(one.url, events[::2]), post_ids(two.url, events[1::2]))
         records = await routing_records(one, [*ids[0], *ids[1]])
-        await loopback.wait_for(6, timeout=20)
+        await loopback.wait_for(6, timeout=45)
         await asyncio.sleep(1.0)
     outcomes = [r["throttle"]["outcome"] for r in records]
     assert outcomes.count("passed") == 5
