@@ -119,7 +119,14 @@ async def test_each_key_has_its_own_window(
         ids = await post_ids(served.url, [alert(1, "A"), alert(2, "B"), alert(3, "A")])
         records = await routing_records(served, ids)
         await loopback.wait_for(2, timeout=15)
-    assert [r["throttle"]["outcome"] for r in records] == ["passed", "passed", "folded"]
+    # Routing workers take A's two events in either order: one passes, the other is folded.
+    outcomes: dict[str, list[str]] = {}
+    for record in records:
+        outcomes.setdefault(record["throttle"]["key"], []).append(record["throttle"]["outcome"])
+    assert {key: sorted(found) for key, found in outcomes.items()} == {
+        "A": ["folded", "passed"],
+        "B": ["passed"],
+    }
     assert len(loopback.requests) == 2
 
 

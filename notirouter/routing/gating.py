@@ -35,10 +35,14 @@ def release(
     variables: Mapping[str, Any],
     changes: tuple[Change, ...],
     hold: Hold | None = None,
+    group_key: str | None = None,
 ) -> Released:
     """What ``message`` writes when it goes out: one delivery per sink, or its group's item,
     or (``hold``, its window is closed) the item held until the window opens; saying
-    ``changes`` (what changed since the last notification) when there are any."""
+    ``changes`` (what changed since the last notification) when there are any.
+
+    ``group_key``: the group the pipeline already computed for the route (its ``by``
+    templates are rendered once per event, not again here)."""
     if changes:
         message = saying_changes(message, changes)
         message_json = serialise(message)
@@ -48,7 +52,7 @@ def release(
         return Released(
             deliveries=tuple(NewDelivery(route.name, sink, message_json) for sink in route.sinks)
         )
-    key = route.group.key(variables)
+    key = group_key if group_key is not None else route.group.key(variables)
     return Released(items=(route.group.item(route.name, route.sinks, message, message_json, key),))
 
 
@@ -58,6 +62,7 @@ def gated_message(
     message_json: str,
     variables: Mapping[str, Any],
     hold: Hold | None = None,
+    group_key: str | None = None,
 ) -> GatedMessage | None:
     """The message as the queue decides on it, or ``None`` when no gate applies (none
     configured, or every configured key rendered empty: then it goes out as usual)."""
@@ -72,7 +77,7 @@ def gated_message(
     # Variables are captured, not copied: routing is done with them and they are not changed.
 
     def released(changes: tuple[Change, ...]) -> Released:
-        return release(route, message, message_json, variables, changes, hold)
+        return release(route, message, message_json, variables, changes, hold, group_key)
 
     def fold(changes: tuple[Change, ...], group_key: str, wait: float) -> NewGroupItem:
         assert route.throttle is not None

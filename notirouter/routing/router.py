@@ -20,7 +20,7 @@ from notirouter.delivery.retry import RetryPolicy
 from notirouter.ingest.payload import PayloadRefused, load_payload
 from notirouter.metrics import Metrics
 from notirouter.queue.claim_loop import ClaimLoop, Slot
-from notirouter.queue.gates import GatedMessage, with_gate_records
+from notirouter.queue.gates import GatedMessage
 from notirouter.queue.protocol import EVENTS_WAKE, QueueUnavailable, RoutingQueue
 from notirouter.queue.records import ChangeMark, NewDelivery, NewGroupItem, StoredEvent
 from notirouter.routing.gating import Hold, gated_message, keyless_record, release, serialise
@@ -200,21 +200,22 @@ class EventRouter(ClaimLoop[StoredEvent]):
                 hold: Hold | None = None
                 if disposition.held:
                     hold = _window_hold(route, disposition.window, now)
-                gate = gated_message(route, message, message_json, routed.variables, hold)
+                key = routed.group_keys.get(route.name)
+                gate = gated_message(route, message, message_json, routed.variables, hold, key)
                 if route.notify_on is not None or route.throttle is not None:
                     keyless[route.name] = keyless_record(route, gate)
                 if gate is not None:
                     gated.append(gate)
                     continue
-                released = release(route, message, message_json, routed.variables, (), hold)
+                released = release(route, message, message_json, routed.variables, (), hold, key)
                 jobs.extend(released.deliveries)
                 items.extend(released.items)
         except Exception as exc:
             raise Unroutable(stage, exc) from exc
         matched = [route.name for route, _ in routed.messages]
-        record = with_gate_records(
-            routing_record(routed, decided), {k: v for k, v in keyless.items() if v}
-        )
+        for name, entry in keyless.items():  # gates whose key rendered empty let it through
+            decided[name].update(entry)
+        record = routing_record(routed, decided)
         change = None
         if routed.change_key is not None:
             change = ChangeMark(
